@@ -1,0 +1,236 @@
+//! `WriteBehind`: the cache handle. Reads, `sync()`, `close()`, stats; and the
+//! factory of [`Writer`]s.
+
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::entry::Entry;
+use crate::error::Error;
+use crate::flusher::{Flusher, StopGuard};
+use crate::index::Index;
+use crate::record::{Kind, Version};
+use crate::shared::{Shared, CLOSE_REQUESTED, SLOT_ACTIVE, SLOT_FREE};
+use crate::stats::Stats;
+use crate::store::Store;
+use crate::sync::{self, thread, Arc, Ordering};
+use crate::value::Value;
+use crate::writer::Writer;
+
+/// A write-behind cache over a [`Store`].
+///
+/// Writers ([`WriteBehind::writer`]) update it at memory speed; one background
+/// flusher thread coalesces their updates and persists them in batches.
+/// [`get`](WriteBehind::get) reads from memory on any thread and sees every
+/// update that returned before it started (G3). [`sync`](WriteBehind::sync) is
+/// a durability barrier (G4); [`close`](WriteBehind::close) drains everything
+/// (G7). Share it across threads with `Arc`; it is `Sync`.
+#[derive(Debug)]
+pub struct WriteBehind {
+    shared: Arc<Shared>,
+    flusher: Option<thread::JoinHandle<Result<(), Error>>>,
+}
+
+impl WriteBehind {
+    /// Opens a cache over `store`: validates `config`, loads the store's
+    /// records into the index (each key's versions continue from the highest
+    /// recovered one) and starts the flusher.
+    pub fn with_store<S: Store>(mut store: S, config: Config) -> Result<Self, Error> {
+        config.validate()?;
+        let index = Index::new(config.keys_max);
+        let mut failure = None;
+        let report = store
+            .recover(&mut |r| {
+                if failure.is_some() {
+                    return;
+                }
+                if r.key.len() > config.key_bytes_max || r.value.len() > config.value_bytes_max {
+                    failure = Some(Error::Config(format!(
+                        "the store holds a record (key {} bytes, value {} bytes) over key_bytes_max/value_bytes_max",
+                        r.key.len(),
+                        r.value.len()
+                    )));
+                    return;
+                }
+                match index.get_or_insert(r.key, Version(0)) {
+                    Ok(entry) if r.version > entry.version() => {
+                        entry.restore(r.version, (r.kind == Kind::Put).then_some(r.value));
+                    }
+                    Ok(_) => {}
+                    Err(e) => failure = Some(e),
+                }
+            })
+            .map_err(Error::Store)?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let shared = Arc::new(Shared::new(config, index, store.backend(), report.torn_tails));
+        let flusher = Flusher::new(Arc::clone(&shared), store);
+        let guard = StopGuard(Arc::clone(&shared));
+        let handle = thread::spawn_named("wb-flusher", move || {
+            let _guard = guard;
+            flusher.run()
+        })?;
+        Ok(Self {
+            shared,
+            flusher: Some(handle),
+        })
+    }
+
+    /// Registers a writer. At most `Config::writers_max` exist at once; a
+    /// dropped writer's slot is reused once the flusher has drained it.
+    pub fn writer(&self) -> Result<Writer, Error> {
+        if self.shared.is_closing() {
+            return Err(Error::Closed);
+        }
+        for (i, slot) in self.shared.slots.iter().enumerate() {
+            // Acquire: the flusher's reads of the ring (before it freed the
+            // slot) happen-before our writes.
+            if slot
+                .state
+                .compare_exchange(SLOT_FREE, SLOT_ACTIVE, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Ok(Writer::new(Arc::clone(&self.shared), i));
+            }
+        }
+        Err(Error::TooManyWriters {
+            max: self.shared.config.writers_max,
+        })
+    }
+
+    /// The value of `key`, or `None` if it has none (never written or
+    /// deleted). Never blocks on I/O.
+    pub fn get(&self, key: &[u8]) -> Option<Value> {
+        let entry = self.shared.index.get(key)?;
+        let mut value = Value::empty();
+        let snap = entry.read(&mut value);
+        value.set_version(snap.version);
+        (snap.kind == Kind::Put).then_some(value)
+    }
+
+    /// The version of `key`'s latest update (a delete included), or `None`
+    /// if the key was never written.
+    pub fn version(&self, key: &[u8]) -> Option<Version> {
+        self.shared.index.get(key).map(Entry::version).filter(|v| v.0 > 0)
+    }
+
+    /// Blocks until every update acknowledged before this call (on any
+    /// thread, with a happens-before edge to it) is durable (G4).
+    ///
+    /// Errors: [`Error::Closed`] if the cache stopped first, or the flusher's
+    /// failure. A failing store makes this wait (the flusher keeps retrying);
+    /// use [`sync_timeout`](Self::sync_timeout) to bound the wait.
+    pub fn sync(&self) -> Result<(), Error> {
+        self.sync_until(None)
+    }
+
+    /// Like [`sync`](Self::sync), giving up with [`Error::Timeout`] (which
+    /// carries the store's last error) after `timeout`.
+    pub fn sync_timeout(&self, timeout: Duration) -> Result<(), Error> {
+        self.sync_until(Some(Instant::now() + timeout))
+    }
+
+    fn sync_until(&self, deadline: Option<Instant>) -> Result<(), Error> {
+        let shared = &*self.shared;
+        let start = Instant::now();
+        // SeqCst RMW: orders this request after every update that
+        // happened-before the call; the flusher acquires it.
+        let gen = shared.sync_requested.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.wake_flusher();
+        let mut progress = sync::lock(&shared.progress);
+        loop {
+            if progress.synced_gen >= gen {
+                return Ok(());
+            }
+            if let Some(stopped) = &progress.stopped {
+                return Err(match stopped {
+                    Ok(()) => Error::Closed,
+                    Err(msg) => Error::FlusherDied(msg.clone()),
+                });
+            }
+            let mut wait = Duration::from_millis(100);
+            if let Some(deadline) = deadline {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(Error::Timeout {
+                        waited_ms: (now - start).as_millis() as u64,
+                        last_error: sync::lock(&shared.last_error).clone(),
+                    });
+                }
+                wait = wait.min(deadline - now);
+            }
+            progress = sync::wait_timeout(&shared.progress_cv, progress, wait);
+        }
+    }
+
+    /// Stops accepting updates, makes every acknowledged update durable, stops
+    /// the flusher and closes the store. Returns the error that prevented it,
+    /// if any (the store kept failing past `Config::close_timeout`).
+    pub fn close(mut self) -> Result<(), Error> {
+        self.close_inner()
+    }
+
+    fn close_inner(&mut self) -> Result<(), Error> {
+        let Some(handle) = self.flusher.take() else {
+            return Ok(());
+        };
+        // SeqCst RMW: the flusher acquires it; see `Flusher::check_close`.
+        self.shared.closing.fetch_or(CLOSE_REQUESTED, Ordering::SeqCst);
+        self.shared.wake_flusher();
+        match handle.join() {
+            Ok(result) => result,
+            Err(_) => Err(Error::FlusherDied("the flusher thread panicked".into())),
+        }
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        let shared = &*self.shared;
+        let c = &shared.counters;
+        let load = |a: &crate::sync::AtomicU64| a.load(Ordering::Relaxed);
+        let mut ring_depths = Vec::new();
+        let mut acked_ops = 0;
+        let mut ring_full_events = 0;
+        for slot in shared.slots.iter() {
+            acked_ops += slot.ring.pushed();
+            ring_full_events += slot.full_events.load(Ordering::Relaxed);
+            if slot.state.load(Ordering::Relaxed) != SLOT_FREE {
+                ring_depths.push(slot.ring.len());
+            }
+        }
+        let drained_ops = load(&c.drained);
+        Stats {
+            backend: shared.backend,
+            acked_ops,
+            drained_ops,
+            coalesced_ops: drained_ops.saturating_sub(load(&c.encoded)),
+            persisted_records: load(&c.persisted_records),
+            persisted_bytes: load(&c.persisted_bytes),
+            batches: load(&c.batches),
+            batches_in_flight: load(&c.batches_in_flight),
+            batch_target_ops: load(&c.target_ops),
+            writers: ring_depths.len(),
+            ring_depths,
+            ring_full_events,
+            dirty_keys: load(&c.dirty_keys),
+            oldest_dirty_age: Duration::from_nanos(load(&c.oldest_dirty_ns)),
+            durable_lag: Duration::from_nanos(load(&c.durable_lag_ns)),
+            keys: shared.index.len(),
+            store_errors: load(&c.store_errors),
+            retries: load(&c.retries),
+            last_store_error: sync::lock(&shared.last_error).clone(),
+            healthy: !c.failing.load(Ordering::Relaxed),
+            torn_tails: shared.torn_tails,
+        }
+    }
+}
+
+impl Drop for WriteBehind {
+    /// Best-effort close: errors are logged, not returned (use
+    /// [`WriteBehind::close`] to see them).
+    fn drop(&mut self) {
+        if let Err(e) = self.close_inner() {
+            tracing::error!("writebehind: close on drop failed: {e}");
+        }
+    }
+}

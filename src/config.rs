@@ -1,0 +1,212 @@
+//! `Config`: every bound the cache has, with units in the names, validated
+//! before anything starts.
+
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::record;
+
+/// What a writer does when its ring (or the flusher's dirty set behind it) is
+/// full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backpressure {
+    /// Wait: spin briefly, then yield, then park until the flusher frees room.
+    #[default]
+    Block,
+    /// Return [`Error::Full`] at once, with nothing applied.
+    Fail,
+}
+
+/// What a crash may lose (DESIGN.md section 4). `sync()` makes everything
+/// acknowledged before it durable under either mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Every batch is made durable (fdatasync) before it counts as persisted:
+    /// a crash loses at most the writes younger than the current batch.
+    #[default]
+    Batch,
+    /// Batches are written but not forced to the device; the OS writes back.
+    None,
+}
+
+/// Configuration of a [`WriteBehind`](crate::WriteBehind). Build with
+/// `Config::default()` and struct update syntax; [`Config::validate`] is
+/// called by every constructor.
+///
+/// ```
+/// use writebehind::{Backpressure, Config};
+/// let config = Config { ring_slots: 1 << 12, backpressure: Backpressure::Fail, ..Config::default() };
+/// config.validate().unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Writers that may be registered at once.
+    pub writers_max: usize,
+    /// Slots per writer ring; a power of two, >= 2.
+    pub ring_slots: usize,
+    /// Longest key accepted, in bytes (<= 65535).
+    pub key_bytes_max: usize,
+    /// Longest value accepted, in bytes.
+    pub value_bytes_max: usize,
+    /// Distinct keys the index holds (live or deleted). A put of a new key
+    /// beyond it is refused with [`Error::IndexFull`].
+    pub keys_max: usize,
+    /// Keys that may be dirty (changed, not yet in a submitted batch) at once.
+    /// When reached, the flusher stops draining rings until a batch frees
+    /// room, and writers see backpressure.
+    pub dirty_keys_max: usize,
+    /// Largest encoded batch, in bytes.
+    pub batch_bytes_max: usize,
+    /// Most records in one batch.
+    pub batch_ops_max: usize,
+    /// Oldest a dirty key may get before a batch is cut for it.
+    pub flush_interval: Duration,
+    /// Batches submitted to the store and not yet completed, at most.
+    pub batches_in_flight_max: usize,
+    /// Records the flusher takes from one ring per pass (fairness bound).
+    pub drain_per_pass_max: usize,
+    /// Writer policy when full.
+    pub backpressure: Backpressure,
+    /// Durability of each batch.
+    pub durability: Durability,
+    /// First delay before retrying a failed batch; doubles per failure.
+    pub retry_backoff_min: Duration,
+    /// Cap of the retry delay.
+    pub retry_backoff_max: Duration,
+    /// How long `close()` (and `Drop`) keep retrying a failing store before
+    /// giving up with the error.
+    pub close_timeout: Duration,
+    /// Longest the flusher sleeps when idle (it is woken earlier by `sync()`,
+    /// full rings and `close()`).
+    pub idle_park_max: Duration,
+    /// Pin the flusher thread to this core.
+    pub flusher_core: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            writers_max: 16,
+            ring_slots: 1 << 14,
+            key_bytes_max: 1024,
+            value_bytes_max: 64 * 1024,
+            keys_max: 1 << 22,
+            dirty_keys_max: 1 << 20,
+            batch_bytes_max: 4 << 20,
+            batch_ops_max: 1 << 16,
+            flush_interval: Duration::from_millis(10),
+            batches_in_flight_max: 4,
+            drain_per_pass_max: 4096,
+            backpressure: Backpressure::Block,
+            durability: Durability::Batch,
+            retry_backoff_min: Duration::from_millis(1),
+            retry_backoff_max: Duration::from_secs(1),
+            close_timeout: Duration::from_secs(30),
+            idle_park_max: Duration::from_millis(100),
+            flusher_core: None,
+        }
+    }
+}
+
+impl Config {
+    /// Checks every bound and that no two contradict each other.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |msg: String| Err(Error::Config(msg));
+        if self.writers_max == 0 {
+            return bad("writers_max must be at least 1".into());
+        }
+        if self.writers_max > 4096 {
+            return bad(format!("writers_max = {} exceeds 4096", self.writers_max));
+        }
+        if self.ring_slots < 2 || !self.ring_slots.is_power_of_two() {
+            return bad(format!("ring_slots = {} must be a power of two >= 2", self.ring_slots));
+        }
+        if self.ring_slots > 1 << 24 {
+            return bad(format!("ring_slots = {} exceeds 2^24", self.ring_slots));
+        }
+        if self.key_bytes_max == 0 || self.key_bytes_max > record::KEY_BYTES_LIMIT {
+            return bad(format!(
+                "key_bytes_max = {} must be in 1..={}",
+                self.key_bytes_max,
+                record::KEY_BYTES_LIMIT
+            ));
+        }
+        if self.value_bytes_max > record::VALUE_BYTES_LIMIT {
+            return bad(format!(
+                "value_bytes_max = {} exceeds {}",
+                self.value_bytes_max,
+                record::VALUE_BYTES_LIMIT
+            ));
+        }
+        if self.keys_max == 0 || self.keys_max > 1 << 31 {
+            return bad(format!("keys_max = {} must be in 1..=2^31", self.keys_max));
+        }
+        if self.dirty_keys_max == 0 || self.dirty_keys_max > self.keys_max {
+            return bad(format!(
+                "dirty_keys_max = {} must be in 1..=keys_max ({})",
+                self.dirty_keys_max, self.keys_max
+            ));
+        }
+        let record_max = record::encoded_len(self.key_bytes_max, self.value_bytes_max);
+        if self.batch_bytes_max < record_max {
+            return bad(format!(
+                "batch_bytes_max = {} cannot hold one record of the largest key and value ({} bytes)",
+                self.batch_bytes_max, record_max
+            ));
+        }
+        if self.batch_bytes_max > 1 << 30 {
+            return bad(format!("batch_bytes_max = {} exceeds 1 GiB", self.batch_bytes_max));
+        }
+        if self.batch_ops_max == 0 {
+            return bad("batch_ops_max must be at least 1".into());
+        }
+        if self.flush_interval.is_zero() {
+            return bad("flush_interval must be positive".into());
+        }
+        if self.batches_in_flight_max == 0 || self.batches_in_flight_max > 1024 {
+            return bad(format!(
+                "batches_in_flight_max = {} must be in 1..=1024",
+                self.batches_in_flight_max
+            ));
+        }
+        if self.drain_per_pass_max == 0 {
+            return bad("drain_per_pass_max must be at least 1".into());
+        }
+        if self.retry_backoff_min.is_zero() || self.retry_backoff_min > self.retry_backoff_max {
+            return bad(format!(
+                "retry_backoff_min ({:?}) must be positive and <= retry_backoff_max ({:?})",
+                self.retry_backoff_min, self.retry_backoff_max
+            ));
+        }
+        if self.idle_park_max.is_zero() {
+            return bad("idle_park_max must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid() {
+        Config::default().validate().expect("default config");
+    }
+
+    #[test]
+    fn contradictions_are_refused() {
+        let cases = [
+            Config { ring_slots: 3, ..Config::default() },
+            Config { writers_max: 0, ..Config::default() },
+            Config { dirty_keys_max: 10, keys_max: 5, ..Config::default() },
+            Config { batch_bytes_max: 100, value_bytes_max: 1000, ..Config::default() },
+            Config { key_bytes_max: 70_000, ..Config::default() },
+            Config { retry_backoff_min: Duration::from_secs(2), retry_backoff_max: Duration::from_secs(1), ..Config::default() },
+            Config { flush_interval: Duration::ZERO, ..Config::default() },
+        ];
+        for config in cases {
+            assert!(matches!(config.validate(), Err(Error::Config(_))), "{config:?}");
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Typed errors. Every refusal says what was refused and by which bound, and
+//! leaves the cache unchanged.
+
+use std::fmt;
+
+/// A failure reported by a [`Store`](crate::Store): what went wrong and whether
+/// retrying can help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError {
+    /// What kind of failure this is.
+    pub kind: StoreErrorKind,
+    /// Human-readable context (the operation, the file, the OS error).
+    pub message: String,
+}
+
+/// The kinds of store failure the flusher distinguishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// Writing the batch failed (EIO, a dropped connection...): retried.
+    Write,
+    /// Making the batch durable failed (a failed fdatasync): the store must
+    /// not trust earlier unconfirmed writes either; retried from memory.
+    Sync,
+    /// The device is full (ENOSPC): retried until space returns.
+    NoSpace,
+    /// The stored data is damaged or unreadable: not retried.
+    Corrupt,
+    /// Anything else: retried.
+    Other,
+}
+
+impl StoreError {
+    /// An error of `kind` with a message.
+    pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} error: {}", self.kind, self.message)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Everything a writebehind call can refuse or fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A `Config` value is out of range or contradicts another one.
+    #[error("invalid config: {0}")]
+    Config(String),
+    /// The key is longer than `Config::key_bytes_max`.
+    #[error("key of {len} bytes exceeds key_bytes_max = {max}")]
+    KeyTooLong {
+        /// Length of the refused key.
+        len: usize,
+        /// The configured bound.
+        max: usize,
+    },
+    /// The key is empty; keys have at least one byte.
+    #[error("empty key")]
+    EmptyKey,
+    /// The value is longer than `Config::value_bytes_max`.
+    #[error("value of {len} bytes exceeds value_bytes_max = {max}")]
+    ValueTooLong {
+        /// Length of the refused value.
+        len: usize,
+        /// The configured bound.
+        max: usize,
+    },
+    /// `Config::writers_max` writers are already registered.
+    #[error("all {max} writer slots are in use (writers_max)")]
+    TooManyWriters {
+        /// The configured bound.
+        max: usize,
+    },
+    /// The index already holds `Config::keys_max` keys.
+    #[error("the index is full: {max} keys (keys_max)")]
+    IndexFull {
+        /// The configured bound.
+        max: usize,
+    },
+    /// The writer's ring is full and the policy is `Backpressure::Fail`.
+    /// Nothing was applied.
+    #[error("the writer's ring is full (Backpressure::Fail); nothing was applied")]
+    Full,
+    /// `add` on a key whose value is not an 8-byte counter.
+    #[error("value of {len} bytes is not an 8-byte counter")]
+    NotACounter {
+        /// Length of the value found.
+        len: usize,
+    },
+    /// `add` would overflow the `i64` counter.
+    #[error("counter overflow: {current} + {delta}")]
+    CounterOverflow {
+        /// The counter's value.
+        current: i64,
+        /// The refused delta.
+        delta: i64,
+    },
+    /// The cache is closed (or closing); nothing was applied.
+    #[error("the cache is closed")]
+    Closed,
+    /// The store failed and the operation could not complete; the last store
+    /// error is attached.
+    #[error("store failure: {0}")]
+    Store(StoreError),
+    /// `sync_timeout`/`close` gave up waiting; the last store error, if any, is
+    /// attached.
+    #[error("timed out after {waited_ms} ms waiting for durability (last store error: {last_error:?})")]
+    Timeout {
+        /// How long the call waited.
+        waited_ms: u64,
+        /// The store's last error, which is usually why.
+        last_error: Option<StoreError>,
+    },
+    /// Pinning a thread to a core failed.
+    #[error("could not pin the thread to core {core}")]
+    Pin {
+        /// The core asked for.
+        core: usize,
+    },
+    /// An OS-level failure outside the store (spawning the flusher thread).
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The flusher thread panicked: a bug. The cache refuses further work.
+    #[error("the flusher thread stopped unexpectedly (panic): {0}")]
+    FlusherDied(String),
+}

@@ -1,0 +1,682 @@
+//! The flusher: the only consumer of the writer rings and the only user of
+//! the store.
+//!
+//! # One pass of the loop
+//!
+//! 1. Collect store completions; advance the durable watermark over the
+//!    contiguous prefix of completed batches (submission order, G4), retry
+//!    failed ones later (G8).
+//! 2. Drain every ring, at most `drain_per_pass_max` records each and never
+//!    more than the dirty list has room for (G6). A record names an entry and
+//!    a version; the entry goes on the dirty list unless it is already there
+//!    or a batch already holds that version: that is coalescing.
+//! 3. Serve `sync()` requests (see [`Collect`]).
+//! 4. Cut batches while the store has room and a cut is due: the dirty list
+//!    reached the adaptive target, its oldest entry reached `flush_interval`,
+//!    or a `sync()`/`close()` needs it. A batch takes entries from the front
+//!    of the dirty list and encodes each one's *current* value and version,
+//!    read from the index: the newest version wins and nothing older can be
+//!    written after it (G2).
+//! 5. If nothing happened, wait: on the store if batches are in flight,
+//!    otherwise park until the next deadline or a wake-up.
+//!
+//! # Adaptive batch target
+//!
+//! The dirty-key count that triggers a cut starts small and doubles whenever
+//! a cut was due but every in-flight slot was busy (the store is the
+//! bottleneck, so bigger batches amortize its per-batch cost), and halves when
+//! the store goes idle with little dirty (smaller batches cost nothing then
+//! and make data durable sooner). It stays in `[TARGET_MIN, batch_ops_max]`.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::entry::DIRTY_BIT;
+use crate::error::Error;
+use crate::record;
+use crate::ring::Consumer;
+use crate::shared::{
+    EntryRef, Record, Shared, CLOSE_REQUESTED, CLOSE_SEALED, SLOT_FREE, SLOT_RETIRED,
+};
+use crate::store::{Batch, BatchSeq, Completion, Store};
+use crate::sync::{self, thread, Arc, Ordering};
+
+/// Smallest adaptive target, in dirty keys.
+const TARGET_MIN: usize = 64;
+/// Longest the flusher waits on the store in one go while batches are in
+/// flight (it must come back to drain the rings).
+const STORE_WAIT_MAX: Duration = Duration::from_micros(200);
+
+/// A key waiting to be batched.
+#[derive(Debug, Clone, Copy)]
+struct Dirty {
+    entry: EntryRef,
+    /// When the flusher first saw it dirty (ns since `Flusher::base`).
+    since_ns: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Submitted,
+    Done,
+    Failed { retry_at_ns: u64 },
+}
+
+/// A batch between cut and durable.
+#[derive(Debug)]
+struct InFlight {
+    seq: u64,
+    /// The entries it holds, so a retry can re-encode them from memory.
+    entries: Vec<EntryRef>,
+    records: usize,
+    bytes: usize,
+    /// Oldest `since_ns` of its entries (durable lag).
+    oldest_ns: u64,
+    state: State,
+    /// The buffer, held while waiting to retry.
+    batch: Option<Batch>,
+}
+
+/// A `sync()` request being served. Phase 1: drain every ring up to the
+/// positions its producers had published when the request was seen
+/// (`targets`); everything acknowledged before `sync()` was called is there,
+/// because `sync()` bumped `sync_requested` after it, and we acquired it.
+/// Phase 2: batch every entry that was on the dirty list at that moment
+/// (`dirty_mark`). Then the request waits for the watermark to reach the last
+/// batch cut so far.
+#[derive(Debug)]
+struct Collect {
+    gen: u64,
+    targets: Vec<u64>,
+    dirty_mark: Option<u64>,
+}
+
+/// The flusher's state; lives on its thread.
+#[derive(Debug)]
+pub(crate) struct Flusher<S> {
+    shared: Arc<Shared>,
+    store: S,
+    consumers: Vec<Consumer<Record>>,
+    dirty: VecDeque<Dirty>,
+    /// Entries ever pushed on / taken off the dirty list.
+    dirty_enqueued: u64,
+    dirty_dequeued: u64,
+    /// Batches cut and not yet durable, in seq order; `len() <=
+    /// batches_in_flight_max`.
+    in_flight: VecDeque<InFlight>,
+    /// Next batch number (starts at 1).
+    next_seq: u64,
+    /// Every batch with `seq <= durable_seq` is durable. Only grows.
+    durable_seq: u64,
+    free_batches: Vec<Batch>,
+    free_lists: Vec<Vec<EntryRef>>,
+    completions: Vec<Completion>,
+    scratch: Vec<u8>,
+    target_ops: usize,
+    /// A cut was due but the in-flight bound stopped it.
+    cut_blocked: bool,
+    sync_seen: u64,
+    collecting: Option<Collect>,
+    /// (generation, batch seq) pairs waiting for the watermark.
+    barriers: VecDeque<(u64, u64)>,
+    failures_in_a_row: u32,
+    sealed: bool,
+    close_deadline_ns: u64,
+    drained: u64,
+    encoded: u64,
+    persisted_records: u64,
+    persisted_bytes: u64,
+    batches: u64,
+    store_errors: u64,
+    retries: u64,
+    base: Instant,
+}
+
+impl<S: Store> Flusher<S> {
+    pub(crate) fn new(shared: Arc<Shared>, store: S) -> Self {
+        let config = &shared.config;
+        let consumers = shared.slots.iter().map(|s| s.ring.consumer()).collect();
+        let target_ops = TARGET_MIN.min(config.batch_ops_max);
+        Self {
+            dirty: VecDeque::with_capacity(config.dirty_keys_max.min(1 << 20)),
+            in_flight: VecDeque::with_capacity(config.batches_in_flight_max),
+            consumers,
+            shared,
+            store,
+            dirty_enqueued: 0,
+            dirty_dequeued: 0,
+            next_seq: 1,
+            durable_seq: 0,
+            free_batches: Vec::new(),
+            free_lists: Vec::new(),
+            completions: Vec::new(),
+            scratch: Vec::new(),
+            target_ops,
+            cut_blocked: false,
+            sync_seen: 0,
+            collecting: None,
+            barriers: VecDeque::new(),
+            failures_in_a_row: 0,
+            sealed: false,
+            close_deadline_ns: 0,
+            drained: 0,
+            encoded: 0,
+            persisted_records: 0,
+            persisted_bytes: 0,
+            batches: 0,
+            store_errors: 0,
+            retries: 0,
+            base: Instant::now(),
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+
+    /// Runs until `close()` has been served. `Err` if the store kept failing
+    /// past `close_timeout`: acknowledged writes were not all made durable.
+    pub(crate) fn run(mut self) -> Result<(), Error> {
+        *sync::lock(&self.shared.flusher_thread) = Some(thread::current());
+        if let Some(core) = self.shared.config.flusher_core {
+            if let Err(e) = crate::writer::pin_current_thread(core) {
+                tracing::warn!("flusher: {e}");
+            }
+        }
+        loop {
+            let now = self.now_ns();
+            let mut progress = self.collect_completions(Duration::ZERO, now);
+            progress |= self.drain_rings(now) > 0;
+            self.start_sync();
+            self.advance_sync();
+            progress |= self.retry_failed(now);
+            progress |= self.cut_batches(now);
+            self.advance_sync();
+            self.publish(now);
+            if let Some(result) = self.check_close(now) {
+                return result;
+            }
+            if !progress {
+                self.idle(now);
+            }
+        }
+    }
+
+    /// Moves completions in; returns true if any arrived.
+    fn collect_completions(&mut self, timeout: Duration, now: u64) -> bool {
+        let mut completions = std::mem::take(&mut self.completions);
+        self.store.poll(&mut completions, timeout);
+        let any = !completions.is_empty();
+        for c in completions.drain(..) {
+            self.complete(c, now);
+        }
+        self.completions = completions;
+        // The watermark moves over the contiguous prefix of durable batches
+        // only: never past a batch still in flight or waiting to retry.
+        while self.in_flight.front().is_some_and(|f| f.state == State::Done) {
+            let Some(f) = self.in_flight.pop_front() else { break };
+            assert_eq!(f.seq, self.durable_seq + 1, "watermark must advance in submission order");
+            self.durable_seq = f.seq;
+            self.persisted_records += f.records as u64;
+            self.persisted_bytes += f.bytes as u64;
+            self.batches += 1;
+            let mut list = f.entries;
+            list.clear();
+            self.free_lists.push(list);
+        }
+        if any {
+            // Adapt the batch target (see the module docs).
+            if self.cut_blocked {
+                self.target_ops = (self.target_ops * 2).min(self.shared.config.batch_ops_max);
+                self.cut_blocked = false;
+            } else if self.in_flight.is_empty() && self.dirty.len() < self.target_ops / 2 {
+                self.target_ops = (self.target_ops / 2).max(TARGET_MIN.min(self.shared.config.batch_ops_max));
+            }
+        }
+        any
+    }
+
+    fn complete(&mut self, c: Completion, now: u64) {
+        let Some(front) = self.in_flight.front().map(|f| f.seq) else {
+            panic!("completion of batch {} with nothing in flight", c.batch.seq.0);
+        };
+        let i = c
+            .batch
+            .seq
+            .0
+            .checked_sub(front)
+            .map(|i| i as usize)
+            .filter(|&i| i < self.in_flight.len())
+            .unwrap_or_else(|| panic!("completion of unknown batch {}", c.batch.seq.0));
+        let f = &mut self.in_flight[i];
+        assert_eq!(f.state, State::Submitted, "batch {} completed twice", f.seq);
+        match c.result {
+            Ok(()) => {
+                f.state = State::Done;
+                self.free_batches.push(c.batch);
+                if self.failures_in_a_row > 0 {
+                    tracing::info!("store recovered after {} failures", self.failures_in_a_row);
+                }
+                self.failures_in_a_row = 0;
+            }
+            Err(e) => {
+                // G8: the records stay un-durable (the watermark cannot pass
+                // this batch) and are rewritten from memory after a backoff.
+                self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);
+                let config = &self.shared.config;
+                let shift = (self.failures_in_a_row - 1).min(20);
+                let backoff = config
+                    .retry_backoff_min
+                    .saturating_mul(1 << shift)
+                    .min(config.retry_backoff_max);
+                f.state = State::Failed {
+                    retry_at_ns: now + backoff.as_nanos() as u64,
+                };
+                f.batch = Some(c.batch);
+                self.store_errors += 1;
+                tracing::warn!(
+                    "store failed batch {} ({} in a row), retrying in {backoff:?}: {e}",
+                    f.seq,
+                    self.failures_in_a_row
+                );
+                *sync::lock(&self.shared.last_error) = Some(e);
+            }
+        }
+    }
+
+    /// Drains the rings into the dirty list; returns records drained.
+    fn drain_rings(&mut self, now: u64) -> usize {
+        let shared = &*self.shared;
+        let per_pass = shared.config.drain_per_pass_max;
+        let mut room = shared.config.dirty_keys_max - self.dirty.len();
+        let dirty = &mut self.dirty;
+        let mut enqueued = 0u64;
+        let mut total = 0;
+        for (consumer, slot) in self.consumers.iter_mut().zip(shared.slots.iter()) {
+            // Acquire: a writer's pushes happen-before its RETIRED store.
+            let retired = slot.state.load(Ordering::Acquire) == SLOT_RETIRED;
+            let before = enqueued;
+            let n = consumer.drain(per_pass.min(room), |rec| {
+                let entry = rec.entry.get(shared);
+                // Relaxed: flush_state is touched by this thread only.
+                let state = entry.flush_state.load(Ordering::Relaxed);
+                if state & DIRTY_BIT != 0 || rec.version.0 <= state {
+                    return; // coalesced: already queued, or already batched
+                }
+                entry.flush_state.store(state | DIRTY_BIT, Ordering::Relaxed);
+                dirty.push_back(Dirty { entry: rec.entry, since_ns: now });
+                enqueued += 1;
+            });
+            room -= (enqueued - before) as usize;
+            total += n;
+            if n > 0 {
+                // SeqCst fence: pairs with the parked writer's fence between
+                // setting `waiting` and re-checking room (Dekker).
+                sync::fence(Ordering::SeqCst);
+                if slot.waiting.load(Ordering::Relaxed) {
+                    let _guard = sync::lock(&slot.park);
+                    slot.room.notify_one();
+                }
+            }
+            if retired && consumer.is_empty() {
+                // Release: our reads of its slots happen-before a new writer.
+                slot.state.store(SLOT_FREE, Ordering::Release);
+            }
+        }
+        self.dirty_enqueued += enqueued;
+        self.drained += total as u64;
+        total
+    }
+
+    /// Picks up a new `sync()` request if none is being collected.
+    fn start_sync(&mut self) {
+        if self.collecting.is_some() {
+            return;
+        }
+        // Acquire: pairs with `sync()`'s RMW, so every push acknowledged
+        // before that call is visible in the tails loaded below.
+        let requested = self.shared.sync_requested.load(Ordering::Acquire);
+        if requested > self.sync_seen {
+            self.sync_seen = requested;
+            let targets = self.consumers.iter().map(|c| c.producer_position()).collect();
+            self.collecting = Some(Collect {
+                gen: requested,
+                targets,
+                dirty_mark: None,
+            });
+        }
+    }
+
+    /// Moves the sync request through its phases and releases waiters whose
+    /// barrier batch is durable.
+    fn advance_sync(&mut self) {
+        if let Some(c) = &mut self.collecting {
+            if c.dirty_mark.is_none()
+                && self
+                    .consumers
+                    .iter()
+                    .zip(&c.targets)
+                    .all(|(consumer, &t)| consumer.position() >= t)
+            {
+                c.dirty_mark = Some(self.dirty_enqueued);
+            }
+            if c.dirty_mark.is_some_and(|m| self.dirty_dequeued >= m) {
+                // Everything the request covers is in batches numbered up to
+                // the last one cut.
+                self.barriers.push_back((c.gen, self.next_seq - 1));
+                self.collecting = None;
+            }
+        }
+        let mut synced = None;
+        while let Some(&(gen, seq)) = self.barriers.front() {
+            if seq > self.durable_seq {
+                break;
+            }
+            synced = Some(gen);
+            self.barriers.pop_front();
+        }
+        if let Some(gen) = synced {
+            self.publish_synced(gen);
+        }
+    }
+
+    fn publish_synced(&self, gen: u64) {
+        let mut progress = sync::lock(&self.shared.progress);
+        assert!(gen >= progress.synced_gen, "sync generations only move forward");
+        progress.synced_gen = gen;
+        self.shared.progress_cv.notify_all();
+    }
+
+    /// True if a sync or close needs the dirty list emptied now.
+    fn forced(&self) -> bool {
+        self.sealed
+            || self
+                .collecting
+                .as_ref()
+                .and_then(|c| c.dirty_mark)
+                .is_some_and(|m| self.dirty_dequeued < m)
+    }
+
+    /// Cuts and submits batches while one is due and the store has room.
+    fn cut_batches(&mut self, now: u64) -> bool {
+        let config = &self.shared.config;
+        let interval_ns = config.flush_interval.as_nanos() as u64;
+        let trigger = self.target_ops.min(config.dirty_keys_max);
+        let mut cut = false;
+        while let Some(front) = self.dirty.front() {
+            let due = self.forced()
+                || self.dirty.len() >= trigger
+                || now.saturating_sub(front.since_ns) >= interval_ns;
+            if !due {
+                break;
+            }
+            if self.in_flight.len() >= self.shared.config.batches_in_flight_max {
+                self.cut_blocked = true;
+                break;
+            }
+            cut |= self.cut_one();
+        }
+        cut
+    }
+
+    /// Encodes one batch from the front of the dirty list and submits it.
+    fn cut_one(&mut self) -> bool {
+        let shared = &*self.shared;
+        let config = &shared.config;
+        let mut batch = self.free_batches.pop().unwrap_or_default();
+        batch.bytes.clear();
+        batch.records = 0;
+        let mut entries = self.free_lists.pop().unwrap_or_default();
+        let mut oldest_ns = u64::MAX;
+        while let Some(&d) = self.dirty.front() {
+            if batch.records >= config.batch_ops_max {
+                break;
+            }
+            let entry = d.entry.get(shared);
+            let snap = entry.read(&mut self.scratch);
+            let len = record::encoded_len(entry.key().len(), self.scratch.len());
+            if batch.records > 0 && batch.bytes.len() + len > config.batch_bytes_max {
+                break;
+            }
+            self.dirty.pop_front();
+            self.dirty_dequeued += 1;
+            let batched = entry.flush_state.load(Ordering::Relaxed) & !DIRTY_BIT;
+            // The index always holds a key's newest version (G2).
+            assert!(snap.version.0 >= batched, "index version behind a batched one");
+            if snap.version.0 == batched {
+                // An earlier batch (retried from memory) already holds this
+                // version; that batch is numbered lower, so any barrier that
+                // covers this entry covers it.
+                entry.flush_state.store(batched, Ordering::Relaxed);
+                continue;
+            }
+            record::encode(&mut batch.bytes, snap.kind, snap.version, entry.key(), &self.scratch);
+            entry.flush_state.store(snap.version.0, Ordering::Relaxed);
+            entries.push(d.entry);
+            batch.records += 1;
+            oldest_ns = oldest_ns.min(d.since_ns);
+        }
+        if batch.records == 0 {
+            self.free_batches.push(batch);
+            self.free_lists.push(entries);
+            return false;
+        }
+        self.encoded += batch.records as u64;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        batch.seq = BatchSeq(seq);
+        self.in_flight.push_back(InFlight {
+            seq,
+            entries,
+            records: batch.records,
+            bytes: batch.bytes.len(),
+            oldest_ns,
+            state: State::Submitted,
+            batch: None,
+        });
+        self.store.submit(batch);
+        true
+    }
+
+    /// Resubmits failed batches whose backoff has passed, re-encoded from the
+    /// index: each entry's current value and version, which is at least the
+    /// version the failed attempt carried, so nothing older is ever written
+    /// after something newer (G2).
+    ///
+    /// A retried batch can exceed `batch_bytes_max` if values grew meanwhile;
+    /// it stays within `batch_ops_max` records of at most the largest record.
+    fn retry_failed(&mut self, now: u64) -> bool {
+        let shared = &*self.shared;
+        let mut any = false;
+        for f in self.in_flight.iter_mut() {
+            let State::Failed { retry_at_ns } = f.state else { continue };
+            if retry_at_ns > now {
+                continue;
+            }
+            let mut batch = f.batch.take().unwrap_or_default();
+            batch.bytes.clear();
+            for &e in &f.entries {
+                let entry = e.get(shared);
+                let snap = entry.read(&mut self.scratch);
+                let state = entry.flush_state.load(Ordering::Relaxed);
+                let batched = state & !DIRTY_BIT;
+                // The index always holds a key's newest version.
+                assert!(snap.version.0 >= batched, "index version behind a batched one");
+                record::encode(&mut batch.bytes, snap.kind, snap.version, entry.key(), &self.scratch);
+                entry
+                    .flush_state
+                    .store((state & DIRTY_BIT) | batched.max(snap.version.0), Ordering::Relaxed);
+            }
+            batch.records = f.entries.len();
+            batch.seq = BatchSeq(f.seq);
+            f.records = batch.records;
+            f.bytes = batch.bytes.len();
+            f.state = State::Submitted;
+            self.retries += 1;
+            self.store.submit(batch);
+            any = true;
+        }
+        any
+    }
+
+    /// Publishes statistics (Relaxed stores; readers only display them).
+    fn publish(&self, now: u64) {
+        let c = &self.shared.counters;
+        let oldest_dirty = self.dirty.front().map(|d| d.since_ns);
+        let oldest_in_flight = self.in_flight.iter().map(|f| f.oldest_ns).min();
+        let oldest = match (oldest_dirty, oldest_in_flight) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        c.drained.store(self.drained, Ordering::Relaxed);
+        c.encoded.store(self.encoded, Ordering::Relaxed);
+        c.persisted_records.store(self.persisted_records, Ordering::Relaxed);
+        c.persisted_bytes.store(self.persisted_bytes, Ordering::Relaxed);
+        c.batches.store(self.batches, Ordering::Relaxed);
+        c.batches_in_flight.store(self.in_flight.len() as u64, Ordering::Relaxed);
+        c.durable_seq.store(self.durable_seq, Ordering::Relaxed);
+        c.dirty_keys.store(self.dirty.len() as u64, Ordering::Relaxed);
+        c.oldest_dirty_ns
+            .store(oldest_dirty.map_or(0, |t| now.saturating_sub(t)), Ordering::Relaxed);
+        c.durable_lag_ns
+            .store(oldest.map_or(0, |t| now.saturating_sub(t)), Ordering::Relaxed);
+        c.store_errors.store(self.store_errors, Ordering::Relaxed);
+        c.retries.store(self.retries, Ordering::Relaxed);
+        c.target_ops.store(self.target_ops as u64, Ordering::Relaxed);
+        c.failing.store(self.failures_in_a_row > 0, Ordering::Relaxed);
+    }
+
+    /// Serves `close()`: seals writers out, then finishes once everything
+    /// acknowledged is durable (or the deadline passes with the store still
+    /// failing). `None` while there is work left.
+    fn check_close(&mut self, now: u64) -> Option<Result<(), Error>> {
+        let shared = &*self.shared;
+        if !self.sealed {
+            // Acquire: pairs with close()'s RMW.
+            if shared.closing.load(Ordering::Acquire) & CLOSE_REQUESTED == 0 {
+                return None;
+            }
+            // The RMW and the fence are our half of the handshake in
+            // `Writer::begin_op`: from here on, every writer operation either
+            // sees `closing` and is refused, or is visible to us as
+            // `op_active` below (or already finished and pushed).
+            shared.closing.fetch_or(CLOSE_SEALED, Ordering::SeqCst);
+            sync::fence(Ordering::SeqCst);
+            self.sealed = true;
+            self.close_deadline_ns = now + shared.config.close_timeout.as_nanos() as u64;
+        }
+        // Acquire: pairs with `end_op`'s Release, so its push is visible.
+        let writers_idle = shared
+            .slots
+            .iter()
+            .all(|s| !s.op_active.load(Ordering::Acquire));
+        let rings_empty = self.consumers.iter_mut().all(|c| c.is_empty());
+        if writers_idle && rings_empty && self.dirty.is_empty() && self.in_flight.is_empty() {
+            let result = self.store.close().map_err(Error::Store);
+            self.finish(&result);
+            return Some(result);
+        }
+        if now >= self.close_deadline_ns {
+            let last_error = sync::lock(&shared.last_error).clone();
+            let result = Err(Error::Timeout {
+                waited_ms: shared.config.close_timeout.as_millis() as u64,
+                last_error,
+            });
+            tracing::error!(
+                "close gave up with {} dirty keys and {} batches not durable",
+                self.dirty.len(),
+                self.in_flight.len()
+            );
+            self.finish(&result);
+            return Some(result);
+        }
+        None
+    }
+
+    /// Publishes the exit: syncs requested so far are served if everything
+    /// is durable; blocked writers and waiters are released.
+    fn finish(&self, result: &Result<(), Error>) {
+        let shared = &*self.shared;
+        {
+            let mut progress = sync::lock(&shared.progress);
+            if result.is_ok() {
+                // Everything acknowledged is durable, so every sync requested
+                // so far is served.
+                let requested = shared.sync_requested.load(Ordering::Acquire);
+                progress.synced_gen = progress.synced_gen.max(requested);
+            }
+            progress.stopped = Some(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        }
+        shared.flusher_stopped.store(true, Ordering::Release);
+        shared.progress_cv.notify_all();
+        for slot in shared.slots.iter() {
+            let _guard = sync::lock(&slot.park);
+            slot.room.notify_all();
+        }
+    }
+
+    /// Nothing to do right now: wait for the store or park.
+    fn idle(&mut self, now: u64) {
+        let config = &self.shared.config;
+        // Next deadline: the oldest dirty key's age limit, or a retry.
+        let mut wait_ns = (config.idle_park_max.min(config.flush_interval / 2)).as_nanos() as u64;
+        if let Some(d) = self.dirty.front() {
+            let due = d.since_ns + config.flush_interval.as_nanos() as u64;
+            wait_ns = wait_ns.min(due.saturating_sub(now));
+        }
+        for f in &self.in_flight {
+            if let State::Failed { retry_at_ns } = f.state {
+                wait_ns = wait_ns.min(retry_at_ns.saturating_sub(now));
+            }
+        }
+        if self.sealed {
+            // Waiting for a writer to finish its operation: short naps.
+            wait_ns = wait_ns.min(50_000);
+        }
+        let wait = Duration::from_nanos(wait_ns.max(1_000));
+        if self.store.in_flight() > 0 {
+            self.collect_completions(wait.min(STORE_WAIT_MAX), now);
+            return;
+        }
+        let shared = &*self.shared;
+        shared.flusher_sleeping.store(true, Ordering::Relaxed);
+        // SeqCst fence: pairs with `wake_flusher_if_sleeping` (Dekker): either
+        // we see the reason for waking below, or the waker sees us sleeping.
+        sync::fence(Ordering::SeqCst);
+        let work_waiting = shared.sync_requested.load(Ordering::Relaxed) > self.sync_seen
+            || (shared.closing.load(Ordering::Relaxed) != 0 && !self.sealed)
+            || (self.dirty.len() < config.dirty_keys_max
+                && self.consumers.iter_mut().any(|c| !c.is_empty()))
+            || shared
+                .slots
+                .iter()
+                .any(|s| s.state.load(Ordering::Relaxed) == SLOT_RETIRED);
+        if !work_waiting {
+            thread::park_timeout(wait);
+        }
+        shared.flusher_sleeping.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Marks the flusher stopped if its thread unwinds (a bug), so writers and
+/// waiters do not block forever.
+#[derive(Debug)]
+pub(crate) struct StopGuard(pub Arc<Shared>);
+
+impl Drop for StopGuard {
+    fn drop(&mut self) {
+        if !self.0.flusher_stopped.load(Ordering::Acquire) {
+            {
+                let mut progress = sync::lock(&self.0.progress);
+                progress.stopped = Some(Err("the flusher thread panicked".into()));
+            }
+            self.0.flusher_stopped.store(true, Ordering::Release);
+            self.0.progress_cv.notify_all();
+            for slot in self.0.slots.iter() {
+                let _guard = sync::lock(&slot.park);
+                slot.room.notify_all();
+            }
+        }
+    }
+}
+

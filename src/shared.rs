@@ -1,0 +1,187 @@
+//! The state shared by the cache handle, its writers and the flusher.
+
+use std::ptr::NonNull;
+
+use crossbeam_utils::CachePadded;
+
+use crate::config::Config;
+use crate::entry::Entry;
+use crate::error::StoreError;
+use crate::index::Index;
+use crate::record::Version;
+use crate::ring::Ring;
+use crate::sync::{self, thread, Arc, AtomicBool, AtomicU64, AtomicU8, Condvar, Mutex, Ordering};
+
+/// A pointer to an index entry. Entries are never freed before the index,
+/// and the index lives in [`Shared`], which every holder of an `EntryRef`
+/// (writers, the flusher) keeps alive through an `Arc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EntryRef(NonNull<Entry>);
+
+// SAFETY: `Entry` is `Sync`; the pointer is only dereferenced while the index
+// is alive (see the type's docs).
+unsafe impl Send for EntryRef {}
+
+impl EntryRef {
+    pub(crate) fn new(entry: &Entry) -> Self {
+        Self(NonNull::from(entry))
+    }
+
+    /// The entry.
+    #[inline]
+    pub(crate) fn get<'a>(self, _alive: &'a Shared) -> &'a Entry {
+        // SAFETY: entries live as long as the index in `Shared`, which the
+        // caller proves alive by lending it for `'a`.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+/// What a writer pushes for each applied update: which entry changed, and to
+/// which version. The value itself stays in the index; the flusher reads the
+/// newest one when it cuts a batch (coalescing for free).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Record {
+    pub entry: EntryRef,
+    pub version: Version,
+}
+
+/// Writer slot states.
+pub(crate) const SLOT_FREE: u8 = 0;
+pub(crate) const SLOT_ACTIVE: u8 = 1;
+pub(crate) const SLOT_RETIRED: u8 = 2;
+
+/// One registered (or registrable) writer: its ring and handshake state.
+#[derive(Debug)]
+pub(crate) struct WriterSlot {
+    /// `SLOT_FREE -> SLOT_ACTIVE` (`writer()`), `-> SLOT_RETIRED` (the
+    /// writer dropped), `-> SLOT_FREE` (the flusher drained the ring).
+    pub state: AtomicU8,
+    pub ring: Arc<Ring<Record>>,
+    /// True while the writer is inside an operation; with `Shared::closing`
+    /// it forms the handshake that lets `close()` wait for in-progress puts
+    /// (see `Writer::begin_op`). Written on every operation, so it has a line
+    /// of its own.
+    pub op_active: CachePadded<AtomicBool>,
+    /// Times the writer found its ring full.
+    pub full_events: AtomicU64,
+    /// The writer is parked (or about to park) waiting for room.
+    pub waiting: AtomicBool,
+    pub park: Mutex<()>,
+    pub room: Condvar,
+}
+
+/// Bits of `Shared::closing`.
+pub(crate) const CLOSE_REQUESTED: u8 = 1;
+/// Set by the flusher with a SeqCst RMW before it checks `op_active`.
+pub(crate) const CLOSE_SEALED: u8 = 2;
+
+/// Sync/close progress, published by the flusher under a mutex so waiters
+/// can sleep on a condvar.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    /// Highest `sync()` generation made durable.
+    pub synced_gen: u64,
+    /// The flusher has exited; `Some(Err)` says why if it failed.
+    pub stopped: Option<Result<(), String>>,
+}
+
+/// Counters the flusher publishes (Relaxed stores; statistics only).
+#[derive(Debug, Default)]
+pub(crate) struct FlusherCounters {
+    pub drained: AtomicU64,
+    pub encoded: AtomicU64,
+    pub persisted_records: AtomicU64,
+    pub persisted_bytes: AtomicU64,
+    pub batches: AtomicU64,
+    pub batches_in_flight: AtomicU64,
+    pub durable_seq: AtomicU64,
+    pub dirty_keys: AtomicU64,
+    pub oldest_dirty_ns: AtomicU64,
+    pub durable_lag_ns: AtomicU64,
+    pub store_errors: AtomicU64,
+    pub retries: AtomicU64,
+    pub target_ops: AtomicU64,
+    pub failing: AtomicBool,
+}
+
+/// Everything shared.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: Config,
+    pub index: Index,
+    pub slots: Box<[WriterSlot]>,
+    /// `CLOSE_REQUESTED | CLOSE_SEALED` bits.
+    pub closing: AtomicU8,
+    /// The flusher is parked or about to park.
+    pub flusher_sleeping: AtomicBool,
+    pub flusher_thread: Mutex<Option<thread::Thread>>,
+    /// `sync()` generations requested so far.
+    pub sync_requested: AtomicU64,
+    /// Set once the flusher has exited (so blocked writers stop waiting).
+    pub flusher_stopped: AtomicBool,
+    pub progress: Mutex<Progress>,
+    pub progress_cv: Condvar,
+    pub counters: FlusherCounters,
+    pub last_error: Mutex<Option<StoreError>>,
+    pub backend: &'static str,
+    pub torn_tails: u64,
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config, index: Index, backend: &'static str, torn_tails: u64) -> Self {
+        let slots = (0..config.writers_max)
+            .map(|_| WriterSlot {
+                state: AtomicU8::new(SLOT_FREE),
+                ring: Ring::new(config.ring_slots),
+                op_active: CachePadded::new(AtomicBool::new(false)),
+                full_events: AtomicU64::new(0),
+                waiting: AtomicBool::new(false),
+                park: Mutex::new(()),
+                room: Condvar::new(),
+            })
+            .collect();
+        Self {
+            config,
+            index,
+            slots,
+            closing: AtomicU8::new(0),
+            flusher_sleeping: AtomicBool::new(false),
+            flusher_thread: Mutex::new(None),
+            sync_requested: AtomicU64::new(0),
+            flusher_stopped: AtomicBool::new(false),
+            progress: Mutex::new(Progress::default()),
+            progress_cv: Condvar::new(),
+            counters: FlusherCounters::default(),
+            last_error: Mutex::new(None),
+            backend,
+            torn_tails,
+        }
+    }
+
+    /// Unparks the flusher (a no-op before it has registered itself; it checks
+    /// for work before its first park).
+    pub(crate) fn wake_flusher(&self) {
+        if let Some(t) = sync::lock(&self.flusher_thread).as_ref() {
+            t.unpark();
+        }
+    }
+
+    /// Wakes the flusher if it is asleep. The caller has published the reason
+    /// (a request flag, a ring position) before calling.
+    #[inline]
+    pub(crate) fn wake_flusher_if_sleeping(&self) {
+        // SeqCst fence: pairs with the flusher's fence between setting
+        // `flusher_sleeping` and re-checking for work (Dekker): either it sees
+        // our reason or we see it sleeping.
+        sync::fence(Ordering::SeqCst);
+        if self.flusher_sleeping.load(Ordering::Relaxed) {
+            self.wake_flusher();
+        }
+    }
+
+    /// True once `close()` has begun.
+    #[inline]
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed) != 0
+    }
+}

@@ -1,0 +1,56 @@
+//! `Stats`: what the cache is doing, read without stopping it.
+
+use std::time::Duration;
+
+use crate::error::StoreError;
+
+/// A snapshot of the cache's counters (see [`WriteBehind::stats`](crate::WriteBehind::stats)).
+/// Counters are read one by one while the cache runs, so they are each exact
+/// but not mutually atomic.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Stats {
+    /// The store backend in use ("mem", "io_uring", "pwrite", ...).
+    pub backend: &'static str,
+    /// Updates acknowledged (pushed into a ring) since the cache opened.
+    pub acked_ops: u64,
+    /// Updates the flusher has taken off the rings.
+    pub drained_ops: u64,
+    /// Drained updates that did not need a record of their own because a
+    /// newer update of the same key superseded them.
+    pub coalesced_ops: u64,
+    /// Records made durable.
+    pub persisted_records: u64,
+    /// Bytes of records made durable.
+    pub persisted_bytes: u64,
+    /// Batches made durable.
+    pub batches: u64,
+    /// Batches submitted (or waiting to be retried) and not yet durable.
+    pub batches_in_flight: u64,
+    /// The adaptive batch target, in dirty keys.
+    pub batch_target_ops: u64,
+    /// Records waiting in each registered writer's ring.
+    pub ring_depths: Vec<usize>,
+    /// Times a writer found its ring full.
+    pub ring_full_events: u64,
+    /// Keys changed and not yet in a batch.
+    pub dirty_keys: u64,
+    /// Age of the oldest dirty key.
+    pub oldest_dirty_age: Duration,
+    /// Age of the oldest update that is drained but not yet durable.
+    pub durable_lag: Duration,
+    /// Keys in the index (live or deleted).
+    pub keys: usize,
+    /// Writers registered now.
+    pub writers: usize,
+    /// Failed batch attempts.
+    pub store_errors: u64,
+    /// Batches resubmitted after a failure.
+    pub retries: u64,
+    /// The store's most recent error, if any.
+    pub last_store_error: Option<StoreError>,
+    /// False while the store is failing (the last attempt failed).
+    pub healthy: bool,
+    /// Torn tails cut off during recovery.
+    pub torn_tails: u64,
+}

@@ -1,0 +1,179 @@
+//! `Faulty`: a store decorator that fails and delays batches on a script held
+//! by the test ([`FaultPlan`]).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::{Batch, Completion, RecoveryReport, Store};
+use crate::error::{StoreError, StoreErrorKind};
+use crate::record::RecordRef;
+
+#[derive(Debug, Default)]
+struct Plan {
+    /// Fail this many upcoming submissions, with this kind.
+    fail_next: u64,
+    fail_kind: Option<StoreErrorKind>,
+    /// Hold every completion this long after it happened.
+    delay: Duration,
+    /// Hold every completion until this instant (a stalled store).
+    stall_until: Option<Instant>,
+    /// Failures injected so far.
+    injected: u64,
+    /// Submissions seen.
+    submitted: u64,
+}
+
+/// The script of a [`Faulty`] store. Clone it, keep one copy in the test, and
+/// change the plan while the cache runs.
+#[derive(Debug, Clone, Default)]
+pub struct FaultPlan(Arc<Mutex<Plan>>);
+
+impl FaultPlan {
+    /// A plan with no faults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Plan> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Fail the next `n` submissions with `kind` (they never reach the inner
+    /// store).
+    pub fn fail_next(&self, n: u64, kind: StoreErrorKind) {
+        let mut plan = self.lock();
+        plan.fail_next = n;
+        plan.fail_kind = Some(kind);
+    }
+
+    /// Deliver every completion `delay` late.
+    pub fn delay(&self, delay: Duration) {
+        self.lock().delay = delay;
+    }
+
+    /// Deliver no completion for `duration` from now (a stalled store).
+    pub fn stall_for(&self, duration: Duration) {
+        self.lock().stall_until = Some(Instant::now() + duration);
+    }
+
+    /// Failures injected so far.
+    pub fn injected(&self) -> u64 {
+        self.lock().injected
+    }
+
+    /// Submissions seen so far (failed or not).
+    pub fn submitted(&self) -> u64 {
+        self.lock().submitted
+    }
+}
+
+/// Wraps a store and injects the faults of its [`FaultPlan`].
+#[derive(Debug)]
+pub struct Faulty<S> {
+    inner: S,
+    plan: FaultPlan,
+    /// Completions held back, with the instant they may be delivered.
+    held: VecDeque<(Instant, Completion)>,
+    scratch: Vec<Completion>,
+}
+
+impl<S: Store> Faulty<S> {
+    /// `inner` with faults from `plan`.
+    pub fn new(inner: S, plan: FaultPlan) -> Self {
+        Self {
+            inner,
+            plan,
+            held: VecDeque::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    fn ready_at(&self, now: Instant) -> Instant {
+        let plan = self.plan.lock();
+        let delayed = now + plan.delay;
+        plan.stall_until.map_or(delayed, |s| s.max(delayed))
+    }
+
+    fn release(&mut self, out: &mut Vec<Completion>, now: Instant) {
+        let stall = self.plan.lock().stall_until.filter(|s| *s > now);
+        while let Some((at, _)) = self.held.front() {
+            if *at > now || stall.is_some() {
+                break;
+            }
+            if let Some((_, c)) = self.held.pop_front() {
+                out.push(c);
+            }
+        }
+    }
+}
+
+impl<S: Store> Store for Faulty<S> {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+
+    fn recover(
+        &mut self,
+        visit: &mut dyn FnMut(RecordRef<'_>),
+    ) -> Result<RecoveryReport, StoreError> {
+        self.inner.recover(visit)
+    }
+
+    fn submit(&mut self, batch: Batch) {
+        let now = Instant::now();
+        let fail = {
+            let mut plan = self.plan.lock();
+            plan.submitted += 1;
+            if plan.fail_next > 0 {
+                plan.fail_next -= 1;
+                plan.injected += 1;
+                plan.fail_kind
+            } else {
+                None
+            }
+        };
+        match fail {
+            Some(kind) => {
+                let at = self.ready_at(now);
+                let error = StoreError::new(kind, format!("injected failure of batch {}", batch.seq.0));
+                self.held.push_back((at, Completion { batch, result: Err(error) }));
+            }
+            None => self.inner.submit(batch),
+        }
+    }
+
+    fn poll(&mut self, out: &mut Vec<Completion>, timeout: Duration) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        self.inner.poll(&mut scratch, Duration::ZERO);
+        let now = Instant::now();
+        for c in scratch.drain(..) {
+            let at = self.ready_at(now);
+            self.held.push_back((at, c));
+        }
+        self.scratch = scratch;
+        let before = out.len();
+        self.release(out, now);
+        if out.len() == before && !timeout.is_zero() && !self.held.is_empty() {
+            // Wait a little for the next held completion, within `timeout`.
+            let next = self.held.front().map(|(at, _)| *at).unwrap_or(now);
+            let stall = self.plan.lock().stall_until.unwrap_or(now);
+            let until = next.max(stall).min(now + timeout);
+            std::thread::sleep(until.saturating_duration_since(now));
+            self.release(out, Instant::now());
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.inner.in_flight() + self.held.len()
+    }
+
+    fn close(&mut self) -> Result<(), StoreError> {
+        self.inner.close()
+    }
+}

@@ -1,0 +1,141 @@
+//! `MemStore`: the store in memory. Applies batches with "highest version
+//! wins" and counts any attempt to go backwards, so tests can check G2 at the
+//! store itself.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::{Batch, Completion, RecoveryReport, Store};
+use crate::error::{StoreError, StoreErrorKind};
+use crate::record::{self, Kind, RecordRef, Version};
+
+/// The contents of a [`MemStore`], shared with the test or program that made
+/// it (it outlives the cache, so a test can inspect it after `close()` or open
+/// a new cache on it).
+#[derive(Debug, Default)]
+pub struct MemStoreData {
+    /// Key -> (highest version, value; `None` for a delete).
+    pub records: HashMap<Vec<u8>, (Version, Option<Vec<u8>>)>,
+    /// Records received with a version lower than the one stored (must stay 0:
+    /// the flusher never writes a key backwards, G2).
+    pub version_regressions: u64,
+    /// Records received with exactly the stored version (retries rewrite
+    /// records; harmless).
+    pub rewrites: u64,
+    /// Batches applied.
+    pub batches: u64,
+    /// Records applied.
+    pub records_applied: u64,
+}
+
+impl MemStoreData {
+    /// The live keys and values (deletes left out).
+    pub fn live(&self) -> HashMap<Vec<u8>, (Version, Vec<u8>)> {
+        self.records
+            .iter()
+            .filter_map(|(k, (ver, v))| v.as_ref().map(|v| (k.clone(), (*ver, v.clone()))))
+            .collect()
+    }
+}
+
+/// An in-memory [`Store`]. Every batch completes at the next `poll`.
+#[derive(Debug, Default)]
+pub struct MemStore {
+    data: Arc<Mutex<MemStoreData>>,
+    done: VecDeque<Completion>,
+}
+
+impl MemStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The shared contents; clone the `Arc` to keep them after the cache is
+    /// gone, and pass it to [`MemStore::with_data`] to reopen.
+    pub fn data(&self) -> Arc<Mutex<MemStoreData>> {
+        Arc::clone(&self.data)
+    }
+
+    /// A store over existing contents (a "reopen").
+    pub fn with_data(data: Arc<Mutex<MemStoreData>>) -> Self {
+        Self {
+            data,
+            done: VecDeque::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, MemStoreData> {
+        self.data.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
+        // Decode everything first, so a malformed batch changes nothing.
+        let records = record::iter(&batch.bytes)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|(offset, e)| {
+                StoreError::new(
+                    StoreErrorKind::Corrupt,
+                    format!("batch {} record at offset {offset}: {e}", batch.seq.0),
+                )
+            })?;
+        let mut guard = self.lock();
+        let data = &mut *guard;
+        for r in &records {
+            let value = (r.kind == Kind::Put).then(|| r.value.to_vec());
+            match data.records.get_mut(r.key) {
+                Some(stored) if stored.0 > r.version => data.version_regressions += 1,
+                Some(stored) if stored.0 == r.version => {
+                    data.rewrites += 1;
+                    stored.1 = value;
+                }
+                Some(stored) => *stored = (r.version, value),
+                None => {
+                    data.records.insert(r.key.to_vec(), (r.version, value));
+                }
+            }
+        }
+        data.batches += 1;
+        data.records_applied += records.len() as u64;
+        Ok(())
+    }
+}
+
+impl Store for MemStore {
+    fn backend(&self) -> &'static str {
+        "mem"
+    }
+
+    fn recover(
+        &mut self,
+        visit: &mut dyn FnMut(RecordRef<'_>),
+    ) -> Result<RecoveryReport, StoreError> {
+        let data = self.lock();
+        for (key, (version, value)) in &data.records {
+            visit(RecordRef {
+                kind: if value.is_some() { Kind::Put } else { Kind::Delete },
+                version: *version,
+                key,
+                value: value.as_deref().unwrap_or_default(),
+            });
+        }
+        Ok(RecoveryReport {
+            records: data.records.len() as u64,
+            torn_tails: 0,
+        })
+    }
+
+    fn submit(&mut self, batch: Batch) {
+        let result = self.apply(&batch);
+        self.done.push_back(Completion { batch, result });
+    }
+
+    fn poll(&mut self, out: &mut Vec<Completion>, _timeout: Duration) {
+        out.extend(self.done.drain(..));
+    }
+
+    fn in_flight(&self) -> usize {
+        self.done.len()
+    }
+}

@@ -1,0 +1,119 @@
+//! The store behind the cache: a submit/poll interface with no async runtime.
+//!
+//! The flusher is the only caller. It [`submit`](Store::submit)s encoded
+//! [`Batch`]es (at most `Config::batches_in_flight_max` at a time), keeps
+//! working, and collects [`Completion`]s with [`poll`](Store::poll). A batch
+//! counts as durable only when its completion says `Ok`; on `Err` the flusher
+//! rewrites its records from memory and submits them again (G8), so a store
+//! must make a retried batch harmless: applying records is idempotent by
+//! version (the highest version of a key wins).
+//!
+//! [`MemStore`] keeps records in memory (tests, benches); [`Throttled`] caps
+//! the batch rate (a slow database); [`Faulty`] injects errors and delays from
+//! a script the test holds.
+
+mod faulty;
+mod mem;
+mod throttled;
+
+pub use faulty::{FaultPlan, Faulty};
+pub use mem::{MemStore, MemStoreData};
+pub use throttled::Throttled;
+
+use std::time::Duration;
+
+use crate::error::StoreError;
+use crate::record::RecordRef;
+
+/// Submission number of a batch: 1, 2, 3... in submission order. A retried
+/// batch keeps its number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct BatchSeq(pub u64);
+
+/// Records to persist together, encoded back to back in the
+/// [record format](crate::record).
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Submission number.
+    pub seq: BatchSeq,
+    /// The encoded records.
+    pub bytes: Vec<u8>,
+    /// How many records `bytes` holds.
+    pub records: usize,
+}
+
+/// The outcome of one submitted batch. The batch comes back so its buffer can
+/// be reused.
+#[derive(Debug)]
+pub struct Completion {
+    /// The batch, as submitted.
+    pub batch: Batch,
+    /// `Ok` once every record of the batch is durable (under the store's
+    /// durability mode).
+    pub result: Result<(), StoreError>,
+}
+
+/// What recovery found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Records visited.
+    pub records: u64,
+    /// Torn tails detected and cut off.
+    pub torn_tails: u64,
+}
+
+/// A place batches are persisted to.
+pub trait Store: Send + 'static {
+    /// A short name of the backend in use ("mem", "io_uring", "pwrite"...),
+    /// reported in `stats()`.
+    fn backend(&self) -> &'static str;
+
+    /// Calls `visit` for every stored record (any order; the same key may come
+    /// several times with different versions: the caller keeps the highest).
+    /// Called once, before the first submit.
+    fn recover(
+        &mut self,
+        visit: &mut dyn FnMut(RecordRef<'_>),
+    ) -> Result<RecoveryReport, StoreError>;
+
+    /// Starts persisting `batch`. Must not block for long; failures are
+    /// reported through its completion.
+    fn submit(&mut self, batch: Batch);
+
+    /// Appends finished batches to `out`. If none is finished but some are in
+    /// flight, may wait up to `timeout` for one.
+    fn poll(&mut self, out: &mut Vec<Completion>, timeout: Duration);
+
+    /// Batches submitted and not yet returned by `poll`.
+    fn in_flight(&self) -> usize;
+
+    /// Called once by the flusher after the last batch completed, when the
+    /// cache closes. Release resources; report what could not be finished.
+    fn close(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+impl<S: Store + ?Sized> Store for Box<S> {
+    fn backend(&self) -> &'static str {
+        (**self).backend()
+    }
+    fn recover(
+        &mut self,
+        visit: &mut dyn FnMut(RecordRef<'_>),
+    ) -> Result<RecoveryReport, StoreError> {
+        (**self).recover(visit)
+    }
+    fn submit(&mut self, batch: Batch) {
+        (**self).submit(batch)
+    }
+    fn poll(&mut self, out: &mut Vec<Completion>, timeout: Duration) {
+        (**self).poll(out, timeout)
+    }
+    fn in_flight(&self) -> usize {
+        (**self).in_flight()
+    }
+    fn close(&mut self) -> Result<(), StoreError> {
+        (**self).close()
+    }
+}

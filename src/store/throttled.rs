@@ -1,0 +1,92 @@
+//! `Throttled`: a store that accepts at most N batches per second, to play a
+//! slow database in tests, benches and the demo.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::{Batch, Completion, RecoveryReport, Store};
+use crate::error::StoreError;
+use crate::record::RecordRef;
+
+/// Wraps a store and releases batches to it at most `batches_per_s` per second
+/// (evenly spaced). Batches wait in a queue that the flusher's in-flight bound
+/// keeps small.
+#[derive(Debug)]
+pub struct Throttled<S> {
+    inner: S,
+    interval: Duration,
+    next_release: Instant,
+    queued: VecDeque<Batch>,
+}
+
+impl<S: Store> Throttled<S> {
+    /// `inner` limited to `batches_per_s` batches per second (at least 1).
+    pub fn new(inner: S, batches_per_s: u32) -> Self {
+        Self {
+            inner,
+            interval: Duration::from_secs(1) / batches_per_s.max(1),
+            next_release: Instant::now(),
+            queued: VecDeque::new(),
+        }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    fn release_due(&mut self, now: Instant) {
+        while !self.queued.is_empty() && now >= self.next_release {
+            if let Some(batch) = self.queued.pop_front() {
+                self.inner.submit(batch);
+            }
+            // An idle period earns no burst credit.
+            self.next_release = self.next_release.max(now - self.interval) + self.interval;
+        }
+    }
+}
+
+impl<S: Store> Store for Throttled<S> {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+
+    fn recover(
+        &mut self,
+        visit: &mut dyn FnMut(RecordRef<'_>),
+    ) -> Result<RecoveryReport, StoreError> {
+        self.inner.recover(visit)
+    }
+
+    fn submit(&mut self, batch: Batch) {
+        self.queued.push_back(batch);
+        self.release_due(Instant::now());
+    }
+
+    fn poll(&mut self, out: &mut Vec<Completion>, timeout: Duration) {
+        let start = Instant::now();
+        self.release_due(start);
+        let before = out.len();
+        self.inner.poll(out, Duration::ZERO);
+        if out.len() > before || self.in_flight() == 0 || timeout.is_zero() {
+            return;
+        }
+        let deadline = start + timeout;
+        if !self.queued.is_empty() && self.inner.in_flight() == 0 {
+            // Nothing can complete before the next release: sleep until then.
+            let until = self.next_release.min(deadline);
+            std::thread::sleep(until.saturating_duration_since(Instant::now()));
+            self.release_due(Instant::now());
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        self.inner.poll(out, remaining);
+    }
+
+    fn in_flight(&self) -> usize {
+        self.queued.len() + self.inner.in_flight()
+    }
+
+    fn close(&mut self) -> Result<(), StoreError> {
+        self.inner.close()
+    }
+}

@@ -1,0 +1,156 @@
+//! The one place the lock-free parts get their synchronization primitives from.
+//!
+//! Under `cfg(loom)` everything here comes from [loom], so the model checks in
+//! `loom-tests/` explore the very code that ships; otherwise it is `std`. Code in
+//! this crate never names `std::sync::atomic`, `std::cell::UnsafeCell`,
+//! `std::sync::{Arc, Mutex, Condvar}` or `std::thread::park` directly.
+//!
+//! [loom]: https://docs.rs/loom
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
+#[cfg(loom)]
+pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
+#[cfg(not(loom))]
+pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+pub(crate) use std::sync::atomic::Ordering;
+
+/// `UnsafeCell` with loom's closure API (`with`, `with_mut`) on both sides, so
+/// loom can track every access to the cell's contents.
+#[cfg(loom)]
+pub(crate) use loom::cell::UnsafeCell;
+
+/// `UnsafeCell` with loom's closure API (`with`, `with_mut`) on both sides, so
+/// loom can track every access to the cell's contents.
+#[cfg(not(loom))]
+#[derive(Debug)]
+pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+#[cfg(not(loom))]
+impl<T> UnsafeCell<T> {
+    pub(crate) const fn new(value: T) -> Self {
+        Self(std::cell::UnsafeCell::new(value))
+    }
+
+    #[inline(always)]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        f(self.0.get())
+    }
+
+    #[inline(always)]
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}
+
+/// Thread handles and parking, from loom under `cfg(loom)`.
+pub(crate) mod thread {
+    #[cfg(loom)]
+    pub(crate) use loom::thread::{current, park, yield_now, JoinHandle, Thread};
+    #[cfg(not(loom))]
+    pub(crate) use std::thread::{current, yield_now, JoinHandle, Thread};
+
+    /// Spawns a named thread (loom threads have no names).
+    pub(crate) fn spawn_named<F, T>(name: &str, f: F) -> std::io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        #[cfg(loom)]
+        {
+            let _ = name;
+            Ok(loom::thread::spawn(f))
+        }
+        #[cfg(not(loom))]
+        std::thread::Builder::new().name(name.into()).spawn(f)
+    }
+
+    /// Parks the current thread for at most `timeout`. loom has no clock, so
+    /// under loom this is a plain park: a model must not rely on timeouts for
+    /// progress, which is exactly what we want it to prove.
+    #[inline]
+    pub(crate) fn park_timeout(timeout: std::time::Duration) {
+        #[cfg(loom)]
+        {
+            let _ = timeout;
+            park();
+        }
+        #[cfg(not(loom))]
+        std::thread::park_timeout(timeout);
+    }
+}
+
+/// Waits on `cond` for at most `timeout` (a plain wait under loom).
+pub(crate) fn wait_timeout<'a, T>(
+    cond: &Condvar,
+    guard: MutexGuard<'a, T>,
+    timeout: std::time::Duration,
+) -> MutexGuard<'a, T> {
+    #[cfg(loom)]
+    {
+        let _ = timeout;
+        cond.wait(guard).unwrap_or_else(|e| e.into_inner())
+    }
+    #[cfg(not(loom))]
+    match cond.wait_timeout(guard, timeout) {
+        Ok((guard, _)) => guard,
+        Err(poisoned) => poisoned.into_inner().0,
+    }
+}
+
+/// Locks `mutex`, ignoring poisoning: every critical section in this crate
+/// leaves the protected state consistent before anything that can panic.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Bounded spinning, then yielding: the only way this crate waits without a
+/// lock. After [`Backoff::is_completed`] the caller must block (park or wait)
+/// instead of spinning on.
+#[derive(Debug, Default)]
+pub(crate) struct Backoff {
+    step: u32,
+}
+
+impl Backoff {
+    /// Spin steps double up to `2^SPIN_LIMIT` pause instructions.
+    const SPIN_LIMIT: u32 = 6;
+    /// After this many steps (spins, then yields) the caller should block.
+    const YIELD_LIMIT: u32 = 10;
+
+    pub(crate) fn new() -> Self {
+        Self { step: 0 }
+    }
+
+    /// One step of waiting: a few pause instructions, or a yield once spinning
+    /// has stopped paying off.
+    pub(crate) fn snooze(&mut self) {
+        if self.step <= Self::SPIN_LIMIT {
+            for _ in 0..(1u32 << self.step) {
+                spin_hint();
+            }
+        } else {
+            thread::yield_now();
+        }
+        if self.step <= Self::YIELD_LIMIT {
+            self.step += 1;
+        }
+    }
+
+    /// True once spinning and yielding have both had their turn.
+    pub(crate) fn is_completed(&self) -> bool {
+        self.step > Self::YIELD_LIMIT
+    }
+}
+
+#[inline(always)]
+fn spin_hint() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    std::hint::spin_loop();
+}

@@ -1,0 +1,234 @@
+//! `Writer`: a thread's handle for updates. It owns one SPSC ring, so
+//! updates from one writer reach the flusher in order (G1), and an update is
+//! acknowledged as soon as it is in the index and the ring.
+
+use std::time::Duration;
+
+use crate::config::Backpressure;
+use crate::entry::{Update, Written};
+use crate::error::Error;
+use crate::record::Version;
+use crate::ring::Producer;
+use crate::shared::{EntryRef, Record, Shared, SLOT_RETIRED};
+use crate::sync::{self, Arc, Backoff, Ordering};
+
+/// A handle for updates, made by [`WriteBehind::writer`](crate::WriteBehind::writer).
+///
+/// `Send` but not `Sync` and every method takes `&mut self`: one thread at a
+/// time pushes into its ring, by construction. Dropping it frees its slot
+/// once the flusher has drained the ring.
+///
+/// ```
+/// use writebehind::{Config, MemStore, WriteBehind};
+/// let wb = WriteBehind::with_store(MemStore::new(), Config::default())?;
+/// let mut w = wb.writer()?;
+/// w.put(b"player:7", b"score=10")?;
+/// assert_eq!(w.add(b"hits", 2)?, 2);
+/// assert_eq!(wb.get(b"player:7").as_deref(), Some(&b"score=10"[..]));
+/// wb.close()?;
+/// # Ok::<(), writebehind::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Writer {
+    shared: Arc<Shared>,
+    slot: usize,
+    producer: Producer<Record>,
+    /// Ring length at which a sleeping flusher is woken.
+    wake_at: usize,
+    last_version: Version,
+}
+
+impl Writer {
+    pub(crate) fn new(shared: Arc<Shared>, slot: usize) -> Self {
+        let producer = shared.slots[slot].ring.producer();
+        let wake_at = producer.capacity() / 2;
+        Self {
+            shared,
+            slot,
+            producer,
+            wake_at,
+            last_version: Version(0),
+        }
+    }
+
+    /// Sets `key` to `value`; returns the update's version.
+    pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<Version, Error> {
+        self.check_key(key)?;
+        if value.len() > self.shared.config.value_bytes_max {
+            return Err(Error::ValueTooLong {
+                len: value.len(),
+                max: self.shared.config.value_bytes_max,
+            });
+        }
+        self.update(key, Update::Put(value)).map(|w| w.version)
+    }
+
+    /// Deletes `key`. Returns false (and changes nothing) if it had no value.
+    pub fn delete(&mut self, key: &[u8]) -> Result<bool, Error> {
+        self.check_key(key)?;
+        self.update(key, Update::Delete).map(|w| w.changed)
+    }
+
+    /// Adds `delta` to the counter at `key` (8 bytes, little-endian `i64`; a
+    /// missing key counts as 0) and returns the new value. A key holding
+    /// anything else is refused with [`Error::NotACounter`].
+    pub fn add(&mut self, key: &[u8], delta: i64) -> Result<i64, Error> {
+        self.check_key(key)?;
+        self.update(key, Update::Add(delta)).map(|w| w.counter)
+    }
+
+    /// The version of this writer's last update that changed something.
+    pub fn last_version(&self) -> Version {
+        self.last_version
+    }
+
+    /// Pins the calling thread to `core` (the writer belongs to the thread
+    /// that uses it; pin from that thread).
+    pub fn pin(&mut self, core: usize) -> Result<(), Error> {
+        pin_current_thread(core)
+    }
+
+    fn check_key(&self, key: &[u8]) -> Result<(), Error> {
+        if key.is_empty() {
+            return Err(Error::EmptyKey);
+        }
+        if key.len() > self.shared.config.key_bytes_max {
+            return Err(Error::KeyTooLong {
+                len: key.len(),
+                max: self.shared.config.key_bytes_max,
+            });
+        }
+        Ok(())
+    }
+
+    fn update(&mut self, key: &[u8], update: Update<'_>) -> Result<Written, Error> {
+        self.begin_op()?;
+        let result = self.apply(key, update);
+        self.end_op();
+        result
+    }
+
+    /// Marks an operation in progress and checks that the cache is open.
+    ///
+    /// With the flusher's side in `Flusher::seal` this is a Dekker handshake:
+    /// the writer stores `op_active = true`, fences, loads `closing`; the
+    /// flusher sets `closing` with a read-modify-write, fences, loads
+    /// `op_active`. Under SeqCst fences at least one of them sees the other,
+    /// so either this operation is refused with `Closed`, or the flusher waits
+    /// for it and drains what it pushed (G7).
+    #[inline]
+    fn begin_op(&mut self) -> Result<(), Error> {
+        let slot = &self.shared.slots[self.slot];
+        slot.op_active.store(true, Ordering::Relaxed);
+        sync::fence(Ordering::SeqCst);
+        if self.shared.is_closing() {
+            slot.op_active.store(false, Ordering::Relaxed);
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn end_op(&mut self) {
+        // Release: the ring push happens-before the flusher's Acquire load that
+        // sees the operation finished.
+        self.shared.slots[self.slot].op_active.store(false, Ordering::Release);
+    }
+
+    fn apply(&mut self, key: &[u8], update: Update<'_>) -> Result<Written, Error> {
+        // 1. Reserve a ring slot first, so a refusal leaves nothing applied.
+        if !self.producer.has_room() {
+            self.wait_for_room()?;
+        }
+        // 2. Find (or create) the entry and update it: value and version
+        // change together.
+        let entry = match update {
+            Update::Delete => match self.shared.index.get(key) {
+                Some(entry) => entry,
+                None => {
+                    return Ok(Written { version: Version(0), counter: 0, changed: false });
+                }
+            },
+            _ => self.shared.index.get_or_insert(key, Version(0))?,
+        };
+        let written = entry.write(update)?;
+        if !written.changed {
+            return Ok(written);
+        }
+        // 3. Tell the flusher which entry changed, in order.
+        self.producer.push_reserved(Record {
+            entry: EntryRef::new(entry),
+            version: written.version,
+        });
+        self.last_version = written.version;
+        if self.producer.len_upper_bound() >= self.wake_at {
+            self.shared.wake_flusher_if_sleeping();
+        }
+        Ok(written)
+    }
+
+    /// The ring is full: apply the backpressure policy.
+    #[cold]
+    fn wait_for_room(&mut self) -> Result<(), Error> {
+        let shared = Arc::clone(&self.shared);
+        let slot = &shared.slots[self.slot];
+        slot.full_events.fetch_add(1, Ordering::Relaxed);
+        shared.wake_flusher();
+        if shared.config.backpressure == Backpressure::Fail {
+            return Err(Error::Full);
+        }
+        // Spin, then yield, a bounded number of times.
+        let mut backoff = Backoff::new();
+        while !backoff.is_completed() {
+            if self.producer.has_room() {
+                return Ok(());
+            }
+            backoff.snooze();
+        }
+        // Then park until the flusher frees room. Lost wake-ups are ruled
+        // out by a Dekker handshake: we set `waiting`, fence, re-check room;
+        // the flusher frees room (Release store of head), fences, checks
+        // `waiting` and then notifies under the mutex we hold until we wait.
+        loop {
+            let guard = sync::lock(&slot.park);
+            slot.waiting.store(true, Ordering::Relaxed);
+            sync::fence(Ordering::SeqCst);
+            if self.producer.has_room() {
+                slot.waiting.store(false, Ordering::Relaxed);
+                return Ok(());
+            }
+            // Acquire: pairs with the flusher's Release store on exit.
+            if shared.flusher_stopped.load(Ordering::Acquire) {
+                slot.waiting.store(false, Ordering::Relaxed);
+                return Err(Error::Closed);
+            }
+            shared.wake_flusher();
+            // The timeout is a safety net, not part of the protocol (the loom
+            // model runs without it).
+            drop(sync::wait_timeout(&slot.room, guard, Duration::from_millis(100)));
+            slot.waiting.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Release: every push happens-before the flusher's Acquire load of the
+        // state, so it drains them all before freeing the slot.
+        self.shared.slots[self.slot]
+            .state
+            .store(SLOT_RETIRED, Ordering::Release);
+        self.shared.wake_flusher_if_sleeping();
+    }
+}
+
+/// Pins the calling thread to `core` with core_affinity.
+pub(crate) fn pin_current_thread(core: usize) -> Result<(), Error> {
+    let ids = core_affinity::get_core_ids().unwrap_or_default();
+    let id = ids.into_iter().find(|c| c.id == core).ok_or(Error::Pin { core })?;
+    if core_affinity::set_for_current(id) {
+        Ok(())
+    } else {
+        Err(Error::Pin { core })
+    }
+}

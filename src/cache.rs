@@ -63,7 +63,12 @@ impl WriteBehind {
         if let Some(e) = failure {
             return Err(e);
         }
-        let shared = Arc::new(Shared::new(config, index, store.backend(), report.torn_tails));
+        let shared = Arc::new(Shared::new(
+            config,
+            index,
+            store.backend(),
+            report.torn_tails,
+        ));
         let flusher = Flusher::new(Arc::clone(&shared), store);
         let guard = StopGuard(Arc::clone(&shared));
         let handle = thread::spawn_named("wb-flusher", move || {
@@ -111,7 +116,11 @@ impl WriteBehind {
     /// The version of `key`'s latest update (a delete included), or `None`
     /// if the key was never written.
     pub fn version(&self, key: &[u8]) -> Option<Version> {
-        self.shared.index.get(key).map(Entry::version).filter(|v| v.0 > 0)
+        self.shared
+            .index
+            .get(key)
+            .map(Entry::version)
+            .filter(|v| v.0 > 0)
     }
 
     /// Blocks until every update acknowledged before this call (on any
@@ -175,7 +184,9 @@ impl WriteBehind {
             return Ok(());
         };
         // SeqCst RMW: the flusher acquires it; see `Flusher::check_close`.
-        self.shared.closing.fetch_or(CLOSE_REQUESTED, Ordering::SeqCst);
+        self.shared
+            .closing
+            .fetch_or(CLOSE_REQUESTED, Ordering::SeqCst);
         self.shared.wake_flusher();
         match handle.join() {
             Ok(result) => result,

@@ -119,7 +119,10 @@ impl Config {
             return bad(format!("writers_max = {} exceeds 4096", self.writers_max));
         }
         if self.ring_slots < 2 || !self.ring_slots.is_power_of_two() {
-            return bad(format!("ring_slots = {} must be a power of two >= 2", self.ring_slots));
+            return bad(format!(
+                "ring_slots = {} must be a power of two >= 2",
+                self.ring_slots
+            ));
         }
         if self.ring_slots > 1 << 24 {
             return bad(format!("ring_slots = {} exceeds 2^24", self.ring_slots));
@@ -155,7 +158,10 @@ impl Config {
             ));
         }
         if self.batch_bytes_max > 1 << 30 {
-            return bad(format!("batch_bytes_max = {} exceeds 1 GiB", self.batch_bytes_max));
+            return bad(format!(
+                "batch_bytes_max = {} exceeds 1 GiB",
+                self.batch_bytes_max
+            ));
         }
         if self.batch_ops_max == 0 {
             return bad("batch_ops_max must be at least 1".into());
@@ -197,16 +203,43 @@ mod tests {
     #[test]
     fn contradictions_are_refused() {
         let cases = [
-            Config { ring_slots: 3, ..Config::default() },
-            Config { writers_max: 0, ..Config::default() },
-            Config { dirty_keys_max: 10, keys_max: 5, ..Config::default() },
-            Config { batch_bytes_max: 100, value_bytes_max: 1000, ..Config::default() },
-            Config { key_bytes_max: 70_000, ..Config::default() },
-            Config { retry_backoff_min: Duration::from_secs(2), retry_backoff_max: Duration::from_secs(1), ..Config::default() },
-            Config { flush_interval: Duration::ZERO, ..Config::default() },
+            Config {
+                ring_slots: 3,
+                ..Config::default()
+            },
+            Config {
+                writers_max: 0,
+                ..Config::default()
+            },
+            Config {
+                dirty_keys_max: 10,
+                keys_max: 5,
+                ..Config::default()
+            },
+            Config {
+                batch_bytes_max: 100,
+                value_bytes_max: 1000,
+                ..Config::default()
+            },
+            Config {
+                key_bytes_max: 70_000,
+                ..Config::default()
+            },
+            Config {
+                retry_backoff_min: Duration::from_secs(2),
+                retry_backoff_max: Duration::from_secs(1),
+                ..Config::default()
+            },
+            Config {
+                flush_interval: Duration::ZERO,
+                ..Config::default()
+            },
         ];
         for config in cases {
-            assert!(matches!(config.validate(), Err(Error::Config(_))), "{config:?}");
+            assert!(
+                matches!(config.validate(), Err(Error::Config(_))),
+                "{config:?}"
+            );
         }
     }
 }

@@ -48,7 +48,10 @@ const TOMBSTONE: u32 = u32::MAX;
 /// A key's bytes, inline when short.
 #[derive(Debug)]
 enum KeyBytes {
-    Inline { len: u8, bytes: [u8; KEY_INLINE_BYTES] },
+    Inline {
+        len: u8,
+        bytes: [u8; KEY_INLINE_BYTES],
+    },
     Heap(Box<[u8]>),
 }
 
@@ -57,7 +60,10 @@ impl KeyBytes {
         if key.len() <= KEY_INLINE_BYTES {
             let mut bytes = [0; KEY_INLINE_BYTES];
             bytes[..key.len()].copy_from_slice(key);
-            Self::Inline { len: key.len() as u8, bytes }
+            Self::Inline {
+                len: key.len() as u8,
+                bytes,
+            }
         } else {
             Self::Heap(key.into())
         }
@@ -185,7 +191,10 @@ impl Entry {
                 // re-check of seq (Boehm's reader).
                 fence(Ordering::Acquire);
                 if self.seq.load(Ordering::Relaxed) == s1 {
-                    return Snapshot { version: Version(s1 / 2), kind };
+                    return Snapshot {
+                        version: Version(s1 / 2),
+                        kind,
+                    };
                 }
             }
             backoff.snooze();
@@ -232,12 +241,20 @@ impl Entry {
                 // Release: the value writes happen-before any reader's or the
                 // next writer's Acquire of the new seq.
                 self.seq.store(version * 2, Ordering::Release);
-                Ok(Written { version: Version(version), counter, changed: true })
+                Ok(Written {
+                    version: Version(version),
+                    counter,
+                    changed: true,
+                })
             }
             Ok(None) => {
                 // Nothing was written; restore the old seq.
                 self.seq.store(seq, Ordering::Release);
-                Ok(Written { version: Version(seq / 2), counter: 0, changed: false })
+                Ok(Written {
+                    version: Version(seq / 2),
+                    counter: 0,
+                    changed: false,
+                })
             }
             Err(e) => {
                 self.seq.store(seq, Ordering::Release);
@@ -392,11 +409,20 @@ mod tests {
     fn versions_step_by_one_and_values_follow() {
         let e = Entry::new(b"k", Version(0));
         assert_eq!(read(&e), (Version(0), None));
-        assert_eq!(e.write(Update::Put(b"a")).map(|r| r.version).ok(), Some(Version(1)));
+        assert_eq!(
+            e.write(Update::Put(b"a")).map(|r| r.version).ok(),
+            Some(Version(1))
+        );
         assert_eq!(read(&e), (Version(1), Some(b"a".to_vec())));
-        assert_eq!(e.write(Update::Delete).map(|r| r.version).ok(), Some(Version(2)));
+        assert_eq!(
+            e.write(Update::Delete).map(|r| r.version).ok(),
+            Some(Version(2))
+        );
         let again = e.write(Update::Delete).expect("delete");
-        assert!(!again.changed && again.version == Version(2), "deleting nothing changes nothing");
+        assert!(
+            !again.changed && again.version == Version(2),
+            "deleting nothing changes nothing"
+        );
         assert_eq!(read(&e), (Version(2), None));
     }
 
@@ -417,10 +443,16 @@ mod tests {
         assert_eq!(e.write(Update::Add(-7)).ok().map(|r| r.counter), Some(-2));
         assert_eq!(e.version(), Version(2));
         e.write(Update::Put(b"abc")).expect("put");
-        assert!(matches!(e.write(Update::Add(1)), Err(Error::NotACounter { len: 3 })));
+        assert!(matches!(
+            e.write(Update::Add(1)),
+            Err(Error::NotACounter { len: 3 })
+        ));
         assert_eq!(e.version(), Version(3), "a refused add changes nothing");
         e.write(Update::Put(&i64::MAX.to_le_bytes())).expect("put");
-        assert!(matches!(e.write(Update::Add(1)), Err(Error::CounterOverflow { .. })));
+        assert!(matches!(
+            e.write(Update::Add(1)),
+            Err(Error::CounterOverflow { .. })
+        ));
         assert_eq!(read(&e).1, Some(i64::MAX.to_le_bytes().to_vec()));
     }
 
@@ -454,7 +486,10 @@ mod tests {
             assert!(snap.version >= last);
             last = snap.version;
             if snap.kind == Kind::Put {
-                assert!(out.iter().all(|&b| usize::from(b) == out.len()), "torn value");
+                assert!(
+                    out.iter().all(|&b| usize::from(b) == out.len()),
+                    "torn value"
+                );
             }
         }
         for w in writers {

@@ -113,7 +113,9 @@ pub enum Error {
     Store(StoreError),
     /// `sync_timeout`/`close` gave up waiting; the last store error, if any, is
     /// attached.
-    #[error("timed out after {waited_ms} ms waiting for durability (last store error: {last_error:?})")]
+    #[error(
+        "timed out after {waited_ms} ms waiting for durability (last store error: {last_error:?})"
+    )]
     Timeout {
         /// How long the call waited.
         waited_ms: u64,

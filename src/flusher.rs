@@ -213,9 +213,19 @@ impl<S: Store> Flusher<S> {
         self.completions = completions;
         // The watermark moves over the contiguous prefix of durable batches
         // only: never past a batch still in flight or waiting to retry.
-        while self.in_flight.front().is_some_and(|f| f.state == State::Done) {
-            let Some(f) = self.in_flight.pop_front() else { break };
-            assert_eq!(f.seq, self.durable_seq + 1, "watermark must advance in submission order");
+        while self
+            .in_flight
+            .front()
+            .is_some_and(|f| f.state == State::Done)
+        {
+            let Some(f) = self.in_flight.pop_front() else {
+                break;
+            };
+            assert_eq!(
+                f.seq,
+                self.durable_seq + 1,
+                "watermark must advance in submission order"
+            );
             self.durable_seq = f.seq;
             self.persisted_records += f.records as u64;
             self.persisted_bytes += f.bytes as u64;
@@ -230,7 +240,8 @@ impl<S: Store> Flusher<S> {
                 self.target_ops = (self.target_ops * 2).min(self.shared.config.batch_ops_max);
                 self.cut_blocked = false;
             } else if self.in_flight.is_empty() && self.dirty.len() < self.target_ops / 2 {
-                self.target_ops = (self.target_ops / 2).max(TARGET_MIN.min(self.shared.config.batch_ops_max));
+                self.target_ops =
+                    (self.target_ops / 2).max(TARGET_MIN.min(self.shared.config.batch_ops_max));
             }
         }
         any
@@ -238,7 +249,10 @@ impl<S: Store> Flusher<S> {
 
     fn complete(&mut self, c: Completion, now: u64) {
         let Some(front) = self.in_flight.front().map(|f| f.seq) else {
-            panic!("completion of batch {} with nothing in flight", c.batch.seq.0);
+            panic!(
+                "completion of batch {} with nothing in flight",
+                c.batch.seq.0
+            );
         };
         let i = c
             .batch
@@ -303,8 +317,13 @@ impl<S: Store> Flusher<S> {
                 if state & DIRTY_BIT != 0 || rec.version.0 <= state {
                     return; // coalesced: already queued, or already batched
                 }
-                entry.flush_state.store(state | DIRTY_BIT, Ordering::Relaxed);
-                dirty.push_back(Dirty { entry: rec.entry, since_ns: now });
+                entry
+                    .flush_state
+                    .store(state | DIRTY_BIT, Ordering::Relaxed);
+                dirty.push_back(Dirty {
+                    entry: rec.entry,
+                    since_ns: now,
+                });
                 enqueued += 1;
             });
             room -= (enqueued - before) as usize;
@@ -338,7 +357,11 @@ impl<S: Store> Flusher<S> {
         let requested = self.shared.sync_requested.load(Ordering::Acquire);
         if requested > self.sync_seen {
             self.sync_seen = requested;
-            let targets = self.consumers.iter().map(|c| c.producer_position()).collect();
+            let targets = self
+                .consumers
+                .iter()
+                .map(|c| c.producer_position())
+                .collect();
             self.collecting = Some(Collect {
                 gen: requested,
                 targets,
@@ -382,7 +405,10 @@ impl<S: Store> Flusher<S> {
 
     fn publish_synced(&self, gen: u64) {
         let mut progress = sync::lock(&self.shared.progress);
-        assert!(gen >= progress.synced_gen, "sync generations only move forward");
+        assert!(
+            gen >= progress.synced_gen,
+            "sync generations only move forward"
+        );
         progress.synced_gen = gen;
         self.shared.progress_cv.notify_all();
     }
@@ -442,7 +468,10 @@ impl<S: Store> Flusher<S> {
             self.dirty_dequeued += 1;
             let batched = entry.flush_state.load(Ordering::Relaxed) & !DIRTY_BIT;
             // The index always holds a key's newest version (G2).
-            assert!(snap.version.0 >= batched, "index version behind a batched one");
+            assert!(
+                snap.version.0 >= batched,
+                "index version behind a batched one"
+            );
             if snap.version.0 == batched {
                 // An earlier batch (retried from memory) already holds this
                 // version; that batch is numbered lower, so any barrier that
@@ -450,7 +479,13 @@ impl<S: Store> Flusher<S> {
                 entry.flush_state.store(batched, Ordering::Relaxed);
                 continue;
             }
-            record::encode(&mut batch.bytes, snap.kind, snap.version, entry.key(), &self.scratch);
+            record::encode(
+                &mut batch.bytes,
+                snap.kind,
+                snap.version,
+                entry.key(),
+                &self.scratch,
+            );
             entry.flush_state.store(snap.version.0, Ordering::Relaxed);
             entries.push(d.entry);
             batch.records += 1;
@@ -489,7 +524,9 @@ impl<S: Store> Flusher<S> {
         let shared = &*self.shared;
         let mut any = false;
         for f in self.in_flight.iter_mut() {
-            let State::Failed { retry_at_ns } = f.state else { continue };
+            let State::Failed { retry_at_ns } = f.state else {
+                continue;
+            };
             if retry_at_ns > now {
                 continue;
             }
@@ -501,11 +538,21 @@ impl<S: Store> Flusher<S> {
                 let state = entry.flush_state.load(Ordering::Relaxed);
                 let batched = state & !DIRTY_BIT;
                 // The index always holds a key's newest version.
-                assert!(snap.version.0 >= batched, "index version behind a batched one");
-                record::encode(&mut batch.bytes, snap.kind, snap.version, entry.key(), &self.scratch);
-                entry
-                    .flush_state
-                    .store((state & DIRTY_BIT) | batched.max(snap.version.0), Ordering::Relaxed);
+                assert!(
+                    snap.version.0 >= batched,
+                    "index version behind a batched one"
+                );
+                record::encode(
+                    &mut batch.bytes,
+                    snap.kind,
+                    snap.version,
+                    entry.key(),
+                    &self.scratch,
+                );
+                entry.flush_state.store(
+                    (state & DIRTY_BIT) | batched.max(snap.version.0),
+                    Ordering::Relaxed,
+                );
             }
             batch.records = f.entries.len();
             batch.seq = BatchSeq(f.seq);
@@ -530,20 +577,30 @@ impl<S: Store> Flusher<S> {
         };
         c.drained.store(self.drained, Ordering::Relaxed);
         c.encoded.store(self.encoded, Ordering::Relaxed);
-        c.persisted_records.store(self.persisted_records, Ordering::Relaxed);
-        c.persisted_bytes.store(self.persisted_bytes, Ordering::Relaxed);
+        c.persisted_records
+            .store(self.persisted_records, Ordering::Relaxed);
+        c.persisted_bytes
+            .store(self.persisted_bytes, Ordering::Relaxed);
         c.batches.store(self.batches, Ordering::Relaxed);
-        c.batches_in_flight.store(self.in_flight.len() as u64, Ordering::Relaxed);
+        c.batches_in_flight
+            .store(self.in_flight.len() as u64, Ordering::Relaxed);
         c.durable_seq.store(self.durable_seq, Ordering::Relaxed);
-        c.dirty_keys.store(self.dirty.len() as u64, Ordering::Relaxed);
-        c.oldest_dirty_ns
-            .store(oldest_dirty.map_or(0, |t| now.saturating_sub(t)), Ordering::Relaxed);
-        c.durable_lag_ns
-            .store(oldest.map_or(0, |t| now.saturating_sub(t)), Ordering::Relaxed);
+        c.dirty_keys
+            .store(self.dirty.len() as u64, Ordering::Relaxed);
+        c.oldest_dirty_ns.store(
+            oldest_dirty.map_or(0, |t| now.saturating_sub(t)),
+            Ordering::Relaxed,
+        );
+        c.durable_lag_ns.store(
+            oldest.map_or(0, |t| now.saturating_sub(t)),
+            Ordering::Relaxed,
+        );
         c.store_errors.store(self.store_errors, Ordering::Relaxed);
         c.retries.store(self.retries, Ordering::Relaxed);
-        c.target_ops.store(self.target_ops as u64, Ordering::Relaxed);
-        c.failing.store(self.failures_in_a_row > 0, Ordering::Relaxed);
+        c.target_ops
+            .store(self.target_ops as u64, Ordering::Relaxed);
+        c.failing
+            .store(self.failures_in_a_row > 0, Ordering::Relaxed);
     }
 
     /// Serves `close()`: seals writers out, then finishes once everything
@@ -679,4 +736,3 @@ impl Drop for StopGuard {
         }
     }
 }
-

@@ -41,9 +41,14 @@ impl Index {
         // A random seed per index (std's RandomState draws it from the OS once
         // per thread), so a key set that probes badly in one process does not
         // do so everywhere.
-        let seed = std::collections::hash_map::RandomState::new().build_hasher().finish() | 1;
+        let seed = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+            | 1;
         Self {
-            slots: (0..slots_len).map(|_| AtomicPtr::new(ptr::null_mut())).collect(),
+            slots: (0..slots_len)
+                .map(|_| AtomicPtr::new(ptr::null_mut()))
+                .collect(),
             mask: slots_len - 1,
             count: AtomicUsize::new(0),
             keys_max,
@@ -174,7 +179,9 @@ mod tests {
     fn insert_find_and_bound() {
         let index = Index::new(100);
         for i in 0..100u32 {
-            let e = index.get_or_insert(&i.to_le_bytes(), Version(0)).expect("room");
+            let e = index
+                .get_or_insert(&i.to_le_bytes(), Version(0))
+                .expect("room");
             e.write(Update::Put(&i.to_be_bytes())).expect("put");
         }
         assert_eq!(index.len(), 100);
@@ -200,15 +207,22 @@ mod tests {
                 std::thread::spawn(move || {
                     (0..10_000u32)
                         .map(|i| {
-                            index.get_or_insert(&i.to_le_bytes(), Version(0)).expect("room")
-                                as *const Entry as usize
+                            index
+                                .get_or_insert(&i.to_le_bytes(), Version(0))
+                                .expect("room") as *const Entry as usize
                         })
                         .collect::<Vec<_>>()
                 })
             })
             .collect();
-        let results: Vec<_> = threads.into_iter().map(|t| t.join().expect("thread")).collect();
-        assert_eq!(results[0], results[1], "both threads must get the same entries");
+        let results: Vec<_> = threads
+            .into_iter()
+            .map(|t| t.join().expect("thread"))
+            .collect();
+        assert_eq!(
+            results[0], results[1],
+            "both threads must get the same entries"
+        );
         assert_eq!(index.len(), 10_000);
     }
 }

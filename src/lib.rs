@@ -69,6 +69,8 @@ pub use entry::INLINE_BYTES;
 pub use error::{Error, StoreError, StoreErrorKind};
 pub use record::Version;
 pub use stats::Stats;
-pub use store::{Batch, BatchSeq, Completion, FaultPlan, Faulty, MemStore, RecoveryReport, Store, Throttled};
+pub use store::{
+    Batch, BatchSeq, Completion, FaultPlan, Faulty, MemStore, RecoveryReport, Store, Throttled,
+};
 pub use value::Value;
 pub use writer::Writer;

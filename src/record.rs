@@ -104,8 +104,15 @@ pub fn encode_with(
     value_len: usize,
     write_value: impl FnOnce(&mut Vec<u8>),
 ) {
-    assert!(!key.is_empty() && key.len() <= KEY_BYTES_LIMIT, "bad key length {}", key.len());
-    assert!(value_len <= VALUE_BYTES_LIMIT, "bad value length {value_len}");
+    assert!(
+        !key.is_empty() && key.len() <= KEY_BYTES_LIMIT,
+        "bad key length {}",
+        key.len()
+    );
+    assert!(
+        value_len <= VALUE_BYTES_LIMIT,
+        "bad value length {value_len}"
+    );
     assert!(version.0 >= 1, "version 0 is never written");
     assert!(kind == Kind::Put || value_len == 0, "a delete has no value");
     let start = out.len();
@@ -128,7 +135,9 @@ pub fn encode_with(
 
 /// Appends one record with a value slice to `out`.
 pub fn encode(out: &mut Vec<u8>, kind: Kind, version: Version, key: &[u8], value: &[u8]) {
-    encode_with(out, kind, version, key, value.len(), |o| o.extend_from_slice(value));
+    encode_with(out, kind, version, key, value.len(), |o| {
+        o.extend_from_slice(value)
+    });
 }
 
 /// Decodes the record at the start of `buf`; returns it and its encoded length.
@@ -176,13 +185,25 @@ pub fn decode(buf: &[u8]) -> Result<(RecordRef<'_>, usize), DecodeError> {
     if kind == Kind::Delete && value_len != 0 {
         return Err(DecodeError::Header("delete with a value"));
     }
-    let version = Version(u64::from_le_bytes(buf[12..20].try_into().map_err(|_| DecodeError::Header("version"))?));
+    let version = Version(u64::from_le_bytes(
+        buf[12..20]
+            .try_into()
+            .map_err(|_| DecodeError::Header("version"))?,
+    ));
     if version.0 == 0 {
         return Err(DecodeError::Header("version 0"));
     }
     let key = &buf[HEADER_BYTES..HEADER_BYTES + key_len];
     let value = &buf[HEADER_BYTES + key_len..len];
-    Ok((RecordRef { kind, version, key, value }, len))
+    Ok((
+        RecordRef {
+            kind,
+            version,
+            key,
+            value,
+        },
+        len,
+    ))
 }
 
 /// Iterates over the records of a buffer of back-to-back records, stopping at
@@ -218,8 +239,24 @@ mod tests {
         encode(&mut buf, Kind::Delete, Version(9), b"k2", b"");
         let records: Vec<_> = iter(&buf).collect::<Result<_, _>>().expect("decodes");
         assert_eq!(records.len(), 2);
-        assert_eq!(records[0], RecordRef { kind: Kind::Put, version: Version(7), key: b"key", value: b"value" });
-        assert_eq!(records[1], RecordRef { kind: Kind::Delete, version: Version(9), key: b"k2", value: b"" });
+        assert_eq!(
+            records[0],
+            RecordRef {
+                kind: Kind::Put,
+                version: Version(7),
+                key: b"key",
+                value: b"value"
+            }
+        );
+        assert_eq!(
+            records[1],
+            RecordRef {
+                kind: Kind::Delete,
+                version: Version(9),
+                key: b"k2",
+                value: b""
+            }
+        );
     }
 
     #[test]
@@ -242,7 +279,10 @@ mod tests {
             for bit in 0..8 {
                 let mut copy = buf.clone();
                 copy[byte] ^= 1 << bit;
-                assert!(decode(&copy).is_err(), "flip at byte {byte} bit {bit} went unnoticed");
+                assert!(
+                    decode(&copy).is_err(),
+                    "flip at byte {byte} bit {bit} went unnoticed"
+                );
             }
         }
     }

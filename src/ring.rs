@@ -278,7 +278,10 @@ impl<T> Consumer<T> {
             // we acquired; it will not touch the slot again until we publish a
             // head past it. Reading moves the value out; the slot is then
             // logically uninitialized.
-            let value = self.ring.slot(pos).with(|p| unsafe { (*p).assume_init_read() });
+            let value = self
+                .ring
+                .slot(pos)
+                .with(|p| unsafe { (*p).assume_init_read() });
             f(value);
         }
         self.head += n;

@@ -29,9 +29,9 @@ impl EntryRef {
 
     /// The entry.
     #[inline]
-    pub(crate) fn get<'a>(self, _alive: &'a Shared) -> &'a Entry {
+    pub(crate) fn get(self, _alive: &Shared) -> &Entry {
         // SAFETY: entries live as long as the index in `Shared`, which the
-        // caller proves alive by lending it for `'a`.
+        // caller proves alive by lending it for the returned lifetime.
         unsafe { self.0.as_ref() }
     }
 }
@@ -128,7 +128,12 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(config: Config, index: Index, backend: &'static str, torn_tails: u64) -> Self {
+    pub(crate) fn new(
+        config: Config,
+        index: Index,
+        backend: &'static str,
+        torn_tails: u64,
+    ) -> Self {
         let slots = (0..config.writers_max)
             .map(|_| WriterSlot {
                 state: AtomicU8::new(SLOT_FREE),

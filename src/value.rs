@@ -43,7 +43,10 @@ impl Value {
     pub(crate) fn empty() -> Self {
         Self {
             version: Version(0),
-            repr: Repr::Inline { len: 0, bytes: [0; INLINE_BYTES] },
+            repr: Repr::Inline {
+                len: 0,
+                bytes: [0; INLINE_BYTES],
+            },
         }
     }
 

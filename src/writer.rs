@@ -132,7 +132,9 @@ impl Writer {
     fn end_op(&mut self) {
         // Release: the ring push happens-before the flusher's Acquire load that
         // sees the operation finished.
-        self.shared.slots[self.slot].op_active.store(false, Ordering::Release);
+        self.shared.slots[self.slot]
+            .op_active
+            .store(false, Ordering::Release);
     }
 
     fn apply(&mut self, key: &[u8], update: Update<'_>) -> Result<Written, Error> {
@@ -146,7 +148,11 @@ impl Writer {
             Update::Delete => match self.shared.index.get(key) {
                 Some(entry) => entry,
                 None => {
-                    return Ok(Written { version: Version(0), counter: 0, changed: false });
+                    return Ok(Written {
+                        version: Version(0),
+                        counter: 0,
+                        changed: false,
+                    });
                 }
             },
             _ => self.shared.index.get_or_insert(key, Version(0))?,
@@ -205,7 +211,11 @@ impl Writer {
             shared.wake_flusher();
             // The timeout is a safety net, not part of the protocol (the loom
             // model runs without it).
-            drop(sync::wait_timeout(&slot.room, guard, Duration::from_millis(100)));
+            drop(sync::wait_timeout(
+                &slot.room,
+                guard,
+                Duration::from_millis(100),
+            ));
             slot.waiting.store(false, Ordering::Relaxed);
         }
     }
@@ -225,7 +235,10 @@ impl Drop for Writer {
 /// Pins the calling thread to `core` with core_affinity.
 pub(crate) fn pin_current_thread(core: usize) -> Result<(), Error> {
     let ids = core_affinity::get_core_ids().unwrap_or_default();
-    let id = ids.into_iter().find(|c| c.id == core).ok_or(Error::Pin { core })?;
+    let id = ids
+        .into_iter()
+        .find(|c| c.id == core)
+        .ok_or(Error::Pin { core })?;
     if core_affinity::set_for_current(id) {
         Ok(())
     } else {

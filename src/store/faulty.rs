@@ -73,7 +73,9 @@ impl FaultPlan {
 pub struct Faulty<S> {
     inner: S,
     plan: FaultPlan,
-    /// Completions held back, with the instant they may be delivered.
+    /// Completions held back, with the instant they happened (the plan
+    /// decides at delivery time how long to hold them, so a test can lift a
+    /// stall or a delay while they wait).
     held: VecDeque<(Instant, Completion)>,
     scratch: Vec<Completion>,
 }
@@ -94,16 +96,16 @@ impl<S: Store> Faulty<S> {
         &self.inner
     }
 
-    fn ready_at(&self, now: Instant) -> Instant {
+    /// When a completion that happened at `at` may be delivered.
+    fn ready_at(&self, at: Instant) -> Instant {
         let plan = self.plan.lock();
-        let delayed = now + plan.delay;
+        let delayed = at + plan.delay;
         plan.stall_until.map_or(delayed, |s| s.max(delayed))
     }
 
     fn release(&mut self, out: &mut Vec<Completion>, now: Instant) {
-        let stall = self.plan.lock().stall_until.filter(|s| *s > now);
         while let Some((at, _)) = self.held.front() {
-            if *at > now || stall.is_some() {
+            if self.ready_at(*at) > now {
                 break;
             }
             if let Some((_, c)) = self.held.pop_front() {
@@ -140,9 +142,15 @@ impl<S: Store> Store for Faulty<S> {
         };
         match fail {
             Some(kind) => {
-                let at = self.ready_at(now);
-                let error = StoreError::new(kind, format!("injected failure of batch {}", batch.seq.0));
-                self.held.push_back((at, Completion { batch, result: Err(error) }));
+                let error =
+                    StoreError::new(kind, format!("injected failure of batch {}", batch.seq.0));
+                self.held.push_back((
+                    now,
+                    Completion {
+                        batch,
+                        result: Err(error),
+                    },
+                ));
             }
             None => self.inner.submit(batch),
         }
@@ -153,17 +161,15 @@ impl<S: Store> Store for Faulty<S> {
         self.inner.poll(&mut scratch, Duration::ZERO);
         let now = Instant::now();
         for c in scratch.drain(..) {
-            let at = self.ready_at(now);
-            self.held.push_back((at, c));
+            self.held.push_back((now, c));
         }
         self.scratch = scratch;
         let before = out.len();
         self.release(out, now);
         if out.len() == before && !timeout.is_zero() && !self.held.is_empty() {
-            // Wait a little for the next held completion, within `timeout`.
-            let next = self.held.front().map(|(at, _)| *at).unwrap_or(now);
-            let stall = self.plan.lock().stall_until.unwrap_or(now);
-            let until = next.max(stall).min(now + timeout);
+            // Wait for the next held completion, within `timeout`.
+            let next = self.held.front().map_or(now, |(at, _)| self.ready_at(*at));
+            let until = next.min(now + timeout);
             std::thread::sleep(until.saturating_duration_since(now));
             self.release(out, Instant::now());
         }

@@ -27,6 +27,11 @@ pub struct MemStoreData {
     pub batches: u64,
     /// Records applied.
     pub records_applied: u64,
+    /// If true, every applied record's key and version is appended to
+    /// `order` (tests of delivery order).
+    pub log_order: bool,
+    /// Applied records in order (only while `log_order`).
+    pub order: Vec<(Vec<u8>, Version)>,
 }
 
 impl MemStoreData {
@@ -83,6 +88,9 @@ impl MemStore {
         let mut guard = self.lock();
         let data = &mut *guard;
         for r in &records {
+            if data.log_order {
+                data.order.push((r.key.to_vec(), r.version));
+            }
             let value = (r.kind == Kind::Put).then(|| r.value.to_vec());
             match data.records.get_mut(r.key) {
                 Some(stored) if stored.0 > r.version => data.version_regressions += 1,
@@ -114,7 +122,11 @@ impl Store for MemStore {
         let data = self.lock();
         for (key, (version, value)) in &data.records {
             visit(RecordRef {
-                kind: if value.is_some() { Kind::Put } else { Kind::Delete },
+                kind: if value.is_some() {
+                    Kind::Put
+                } else {
+                    Kind::Delete
+                },
                 version: *version,
                 key,
                 value: value.as_deref().unwrap_or_default(),

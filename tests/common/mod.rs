@@ -1,0 +1,44 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use writebehind::store::MemStoreData;
+use writebehind::{Config, Version};
+
+/// A config small enough that rings wrap and batches are cut often.
+pub fn small_config() -> Config {
+    Config {
+        writers_max: 4,
+        ring_slots: 64,
+        keys_max: 1 << 16,
+        dirty_keys_max: 1 << 12,
+        batch_ops_max: 256,
+        batch_bytes_max: 1 << 20,
+        value_bytes_max: 4096,
+        flush_interval: Duration::from_millis(2),
+        retry_backoff_min: Duration::from_micros(200),
+        retry_backoff_max: Duration::from_millis(5),
+        close_timeout: Duration::from_secs(20),
+        ..Config::default()
+    }
+}
+
+/// The store's contents, keyed by key: (version, value or None for deleted).
+pub fn store_state(
+    data: &Arc<Mutex<MemStoreData>>,
+) -> HashMap<Vec<u8>, (Version, Option<Vec<u8>>)> {
+    data.lock().expect("store lock").records.clone()
+}
+
+/// Fails the test if the store ever received a version lower than the one it
+/// held (G2 at the store).
+pub fn assert_no_regressions(data: &Arc<Mutex<MemStoreData>>) {
+    let d = data.lock().expect("store lock");
+    assert_eq!(
+        d.version_regressions, 0,
+        "the flusher wrote a key backwards"
+    );
+}

@@ -1,0 +1,157 @@
+//! Stress: two writers and the flusher, over a million mixed put/add/delete
+//! on 1,000 hot keys. Each writer logs what it did (key, version, operation,
+//! counter result); at the end the store must equal the cache, and both must
+//! equal a replay of every acknowledged operation in version order.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::thread;
+
+use common::{assert_no_regressions, small_config, store_state};
+use writebehind::{Config, Error, MemStore, Throttled, Version, WriteBehind};
+
+#[derive(Debug, Clone)]
+enum Op {
+    Put(Vec<u8>),
+    Add { delta: i64, result: i64 },
+    Delete,
+}
+
+/// xorshift64*: a deterministic generator for the op mix.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+const KEYS: u64 = 1_000;
+const OPS_PER_WRITER: u64 = 600_000;
+
+fn key(i: u64) -> Vec<u8> {
+    format!("hot-{i:04}").into_bytes()
+}
+
+fn run_writer(wb: &WriteBehind, seed: u64) -> Vec<(Vec<u8>, Version, Op)> {
+    let mut w = wb.writer().expect("writer");
+    let mut rng = Rng(seed);
+    let mut log = Vec::with_capacity(OPS_PER_WRITER as usize);
+    for _ in 0..OPS_PER_WRITER {
+        let r = rng.next();
+        let k = key(r % KEYS);
+        match (r >> 32) % 10 {
+            0..=3 => {
+                // Mostly counter-shaped values; some 12-byte ones so that
+                // adds meet non-counters too.
+                let v = if (r >> 40) % 8 == 0 {
+                    vec![(r >> 48) as u8; 12]
+                } else {
+                    (r as i64 >> 8).to_le_bytes().to_vec()
+                };
+                let version = w.put(&k, &v).expect("put");
+                log.push((k, version, Op::Put(v)));
+            }
+            4..=8 => {
+                let delta = (r >> 50) as i64 - 4096;
+                match w.add(&k, delta) {
+                    Ok(result) => log.push((k, w.last_version(), Op::Add { delta, result })),
+                    Err(Error::NotACounter { len: 12 }) | Err(Error::CounterOverflow { .. }) => {}
+                    Err(e) => panic!("add: {e}"),
+                }
+            }
+            _ => {
+                if w.delete(&k).expect("delete") {
+                    log.push((k, w.last_version(), Op::Delete));
+                }
+            }
+        }
+    }
+    log
+}
+
+#[test]
+fn two_writers_a_million_mixed_ops_replay_exactly() {
+    let store = MemStore::new();
+    let data = store.data();
+    let config = Config {
+        ring_slots: 256,
+        batch_ops_max: 128,
+        ..small_config()
+    };
+    // A throttled store makes batches pile up and coalescing real.
+    let wb = Arc::new(WriteBehind::with_store(Throttled::new(store, 5_000), config).expect("open"));
+    let handles: Vec<_> = (0..2u64)
+        .map(|t| {
+            let wb = Arc::clone(&wb);
+            thread::spawn(move || run_writer(&wb, 0x9E37_79B9 + t * 7919))
+        })
+        .collect();
+    let mut all: Vec<(Vec<u8>, Version, Op)> = Vec::new();
+    for h in handles {
+        all.extend(h.join().expect("writer thread"));
+    }
+    assert!(
+        all.len() >= 1_000_000,
+        "only {} acknowledged ops",
+        all.len()
+    );
+
+    // Replay every acknowledged op in version order, key by key. Versions of
+    // a key must be exactly 1, 2, 3...: each update replaced the previous one.
+    all.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    let mut replay: HashMap<Vec<u8>, (Version, Option<Vec<u8>>)> = HashMap::new();
+    for (k, version, op) in &all {
+        let slot = replay.entry(k.clone()).or_insert((Version(0), None));
+        assert_eq!(
+            version.0,
+            slot.0 .0 + 1,
+            "{k:?}: versions must be contiguous"
+        );
+        let value = match op {
+            Op::Put(v) => Some(v.clone()),
+            Op::Delete => None,
+            Op::Add { delta, result } => {
+                let before = slot.1.as_ref().map_or(0, |v| {
+                    i64::from_le_bytes(v[..].try_into().expect("counter"))
+                });
+                assert_eq!(
+                    before + delta,
+                    *result,
+                    "{k:?}@{version}: add result disagrees with replay"
+                );
+                Some(result.to_le_bytes().to_vec())
+            }
+        };
+        *slot = (*version, value);
+    }
+
+    // Cache == replay, then store == replay once synced.
+    for (k, (version, value)) in &replay {
+        assert_eq!(wb.version(k), Some(*version), "cache version of {k:?}");
+        assert_eq!(
+            wb.get(k).map(|v| v.to_vec()),
+            *value,
+            "cache value of {k:?}"
+        );
+    }
+    wb.sync().expect("sync");
+    assert_eq!(store_state(&data), replay, "store after sync");
+    let stats = wb.stats();
+    assert_eq!(stats.acked_ops, all.len() as u64);
+    assert!(
+        stats.coalesced_ops > 0,
+        "a throttled store must coalesce hot keys: {stats:?}"
+    );
+
+    let wb = Arc::into_inner(wb).expect("sole owner");
+    wb.close().expect("close");
+    assert_eq!(store_state(&data), replay, "store after close");
+    assert_no_regressions(&data);
+}

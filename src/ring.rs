@@ -16,7 +16,7 @@
 //!
 //! Cursors are positions that only grow (`u64`: at 10^9 pushes per second they
 //! wrap after 584 years); a slot index is `position & mask`. Capacity is a power
-//! of two. All memory is allocated in [`Ring::new`]; nothing allocates after.
+//! of two. All memory is allocated in [`channel`]; nothing allocates after.
 
 use std::mem::MaybeUninit;
 

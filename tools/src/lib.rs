@@ -1,0 +1,4 @@
+//! Library part of the `wb` tool: workloads and helpers shared with the
+//! criterion benches.
+
+pub mod workload;

@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::entry::Entry;
 use crate::error::Error;
 use crate::flusher::{Flusher, StopGuard};
 use crate::index::Index;
@@ -52,7 +51,7 @@ impl WriteBehind {
                     return;
                 }
                 match index.get_or_insert(r.key, Version(0)) {
-                    Ok(entry) if r.version > entry.version() => {
+                    Ok((_, entry)) if r.version > entry.version() => {
                         entry.restore(r.version, (r.kind == Kind::Put).then_some(r.value));
                     }
                     Ok(_) => {}
@@ -106,7 +105,7 @@ impl WriteBehind {
     /// The value of `key`, or `None` if it has none (never written or
     /// deleted). Never blocks on I/O.
     pub fn get(&self, key: &[u8]) -> Option<Value> {
-        let entry = self.shared.index.get(key)?;
+        let (_, entry) = self.shared.index.get(key)?;
         let mut value = Value::empty();
         let snap = entry.read(&mut value);
         value.set_version(snap.version);
@@ -119,7 +118,7 @@ impl WriteBehind {
         self.shared
             .index
             .get(key)
-            .map(Entry::version)
+            .map(|(_, e)| e.version())
             .filter(|v| v.0 > 0)
     }
 

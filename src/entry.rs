@@ -22,8 +22,14 @@
 //! value outgrows its cell. The cost is that two writers of the *same* key
 //! serialize on its cell for the few nanoseconds of a copy.
 //!
-//! Values up to [`INLINE_BYTES`] live inside the entry, next to the sequence
-//! word (one cache miss reaches both). A longer value moves to a heap
+//! An entry is 128 bytes aligned to 64: line 0 holds the sequence word, the
+//! length, the key (inline up to 20 bytes) and the heap pointer; line 1 holds
+//! values up to [`INLINE_BYTES`]. Entries live inside the index's slot array
+//! (see `index.rs`), so a lookup of a short key costs one cache miss (two
+//! adjacent lines, which the hardware prefetches together).
+//!
+//! All-zero bytes are a valid empty entry, so the index can allocate its
+//! slots with `alloc_zeroed` and the OS maps pages only as keys arrive. A longer value moves to a heap
 //! [`Storage`] at least twice the old size; the storage it replaces is kept on
 //! a chain until the entry is dropped, because a concurrent reader may still be
 //! copying from it. Capacities double and are bounded by `value_bytes_max`, so
@@ -41,39 +47,55 @@ pub(crate) const INLINE_WORDS: usize = 8;
 /// Values up to this many bytes need no allocation.
 pub const INLINE_BYTES: usize = INLINE_WORDS * 8;
 /// Keys up to this many bytes are stored inside the entry.
-const KEY_INLINE_BYTES: usize = 22;
+const KEY_INLINE_BYTES: usize = 28;
 /// `len` value for "no live value" (never written, or deleted).
 const TOMBSTONE: u32 = u32::MAX;
 
-/// A key's bytes, inline when short.
+/// A key's bytes: inline when short, else an owned heap copy (a leaked
+/// `Box<[u8]>` of `len` bytes). All-zero is the valid empty key.
+#[repr(C)]
 #[derive(Debug)]
-enum KeyBytes {
-    Inline {
-        len: u8,
-        bytes: [u8; KEY_INLINE_BYTES],
-    },
-    Heap(Box<[u8]>),
+struct KeyBytes {
+    len: u32,
+    inline: [u8; KEY_INLINE_BYTES],
+    /// Null, or `Box::<[u8]>::into_raw` of `len` bytes, freed in `Drop`.
+    heap: *mut u8,
 }
 
 impl KeyBytes {
     fn new(key: &[u8]) -> Self {
+        let mut k = Self {
+            len: key.len() as u32,
+            inline: [0; KEY_INLINE_BYTES],
+            heap: ptr::null_mut(),
+        };
         if key.len() <= KEY_INLINE_BYTES {
-            let mut bytes = [0; KEY_INLINE_BYTES];
-            bytes[..key.len()].copy_from_slice(key);
-            Self::Inline {
-                len: key.len() as u8,
-                bytes,
-            }
+            k.inline[..key.len()].copy_from_slice(key);
         } else {
-            Self::Heap(key.into())
+            k.heap = Box::into_raw(Box::<[u8]>::from(key)).cast::<u8>();
         }
+        k
     }
 
     #[inline]
     fn as_slice(&self) -> &[u8] {
-        match self {
-            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            Self::Heap(b) => b,
+        let len = self.len as usize;
+        if self.heap.is_null() {
+            &self.inline[..len.min(KEY_INLINE_BYTES)]
+        } else {
+            // SAFETY: `heap` holds `len` initialized bytes owned by us.
+            unsafe { std::slice::from_raw_parts(self.heap, len) }
+        }
+    }
+}
+
+impl Drop for KeyBytes {
+    fn drop(&mut self) {
+        if !self.heap.is_null() {
+            let slice = ptr::slice_from_raw_parts_mut(self.heap, self.len as usize);
+            // SAFETY: `heap` came from `Box::<[u8]>::into_raw` of `len` bytes
+            // and is freed only here.
+            drop(unsafe { Box::from_raw(slice) });
         }
     }
 }
@@ -114,53 +136,81 @@ pub(crate) struct Written {
     pub changed: bool,
 }
 
-/// One key of the index.
+/// `Entry::state` values: an index slot is claimed once and published once.
+pub(crate) const SLOT_EMPTY: u32 = 0;
+pub(crate) const SLOT_CLAIMED: u32 = 1;
+pub(crate) const SLOT_READY: u32 = 2;
+
+/// One key of the index. See the module docs for the layout.
+#[repr(C, align(64))]
 #[derive(Debug)]
 pub(crate) struct Entry {
     /// `2 * version`, odd while a writer holds the cell. Only grows.
     seq: AtomicU64,
     /// Value length in bytes, or `TOMBSTONE`. Guarded by `seq`.
     len: AtomicU32,
+    /// `SLOT_EMPTY -> SLOT_CLAIMED -> SLOT_READY`, driven by the index. The
+    /// key is written while CLAIMED and immutable once READY (published with
+    /// Release, observed with Acquire).
+    pub(crate) state: AtomicU32,
     /// Heap storage, or null while the value fits inline. Guarded by `seq`;
     /// published with Release so a reader that sees a pointer sees the
     /// storage's initialization.
     heap: AtomicPtr<Storage>,
-    /// Flusher-private bookkeeping (only the flusher thread touches it):
-    /// the highest version put into a submitted batch, with `DIRTY_BIT` set
-    /// while the entry is in the flusher's dirty list.
-    pub(crate) flush_state: AtomicU64,
-    key: KeyBytes,
+    /// Written once by the claiming thread, then immutable. A plain std cell:
+    /// its publication is tracked (also by loom) through `state`.
+    key: std::cell::UnsafeCell<KeyBytes>,
     inline: [AtomicU64; INLINE_WORDS],
 }
 
-/// Set in `flush_state` while the entry is on the dirty list.
-pub(crate) const DIRTY_BIT: u64 = 1 << 63;
-
-// SAFETY: `retired` chains (raw pointers) are owned by the entry and touched
-// only by the writer holding the cell or by `Drop`; everything else is atomic
-// or immutable.
+// SAFETY: the raw pointers (key heap copy, `retired` chains) are owned by the
+// entry; the key is written only while the slot is CLAIMED by one thread and
+// is immutable after; storages are touched by the writer holding the cell or
+// by `Drop`; everything else is atomic.
 unsafe impl Send for Entry {}
 // SAFETY: as above.
 unsafe impl Sync for Entry {}
 
 impl Entry {
-    /// A new entry holding nothing at `version` (0 for a new key, or the
-    /// version of a recovered tombstone).
-    pub(crate) fn new(key: &[u8], version: Version) -> Self {
+    /// An empty slot (the same as all-zero bytes, which is how the index
+    /// allocates slots outside loom).
+    #[cfg_attr(not(any(loom, test)), allow(dead_code))]
+    pub(crate) fn empty() -> Self {
         Self {
-            seq: AtomicU64::new(version.0 * 2),
-            len: AtomicU32::new(TOMBSTONE),
+            seq: AtomicU64::new(0),
+            len: AtomicU32::new(0),
+            state: AtomicU32::new(SLOT_EMPTY),
             heap: AtomicPtr::new(ptr::null_mut()),
-            flush_state: AtomicU64::new(version.0),
-            key: KeyBytes::new(key),
+            key: std::cell::UnsafeCell::new(KeyBytes {
+                len: 0,
+                inline: [0; KEY_INLINE_BYTES],
+                heap: ptr::null_mut(),
+            }),
             inline: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 
-    /// The key.
+    /// Makes a claimed slot the entry of `key`, holding nothing at
+    /// `version`. The caller then publishes it (`state = SLOT_READY`, Release).
+    ///
+    /// # Safety
+    /// The caller claimed this slot (CAS `SLOT_EMPTY -> SLOT_CLAIMED`) and has
+    /// not published it: no other thread reads the key yet.
+    pub(crate) unsafe fn init(&self, key: &[u8], version: Version) {
+        // SAFETY: exclusive access per the caller's contract; the old key is
+        // the empty one (nothing to free), so a plain write is fine.
+        unsafe { self.key.get().write(KeyBytes::new(key)) };
+        self.len.store(TOMBSTONE, Ordering::Relaxed);
+        self.seq.store(version.0 * 2, Ordering::Relaxed);
+    }
+
+    /// The key. Only meaningful once the entry is READY (the index hands out
+    /// READY entries only).
     #[inline]
     pub(crate) fn key(&self) -> &[u8] {
-        self.key.as_slice()
+        // SAFETY: the key was written before the Release store of READY that
+        // the caller acquired, and is never written again.
+        unsafe { (*self.key.get()).as_slice() }
     }
 
     /// The current version (a snapshot; for stats and tests).
@@ -379,7 +429,6 @@ impl Entry {
             None => self.len.store(TOMBSTONE, Ordering::Relaxed),
         }
         self.seq.store(version.0 * 2, Ordering::Release);
-        self.flush_state.store(version.0, Ordering::Relaxed);
     }
 }
 
@@ -396,8 +445,28 @@ impl Drop for Entry {
 }
 
 #[cfg(all(test, not(loom)))]
+impl Entry {
+    /// A ready entry outside any index (unit tests).
+    pub(crate) fn new(key: &[u8], version: Version) -> Self {
+        let e = Self::empty();
+        e.state.store(SLOT_CLAIMED, Ordering::Relaxed);
+        // SAFETY: we own `e`; nobody else can see it.
+        unsafe { e.init(key, version) };
+        e.state.store(SLOT_READY, Ordering::Release);
+        e
+    }
+}
+
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layout_is_two_cache_lines() {
+        assert_eq!(std::mem::size_of::<Entry>(), 128);
+        assert_eq!(std::mem::align_of::<Entry>(), 64);
+        assert_eq!(std::mem::offset_of!(Entry, inline), 64);
+    }
 
     fn read(entry: &Entry) -> (Version, Option<Vec<u8>>) {
         let mut out = Vec::new();

@@ -31,26 +31,27 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::entry::DIRTY_BIT;
 use crate::error::Error;
+use crate::index::Slot;
 use crate::record;
 use crate::ring::Consumer;
-use crate::shared::{
-    EntryRef, Record, Shared, CLOSE_REQUESTED, CLOSE_SEALED, SLOT_FREE, SLOT_RETIRED,
-};
+use crate::shared::{Record, Shared, CLOSE_REQUESTED, CLOSE_SEALED, SLOT_FREE, SLOT_RETIRED};
 use crate::store::{Batch, BatchSeq, Completion, Store};
 use crate::sync::{self, thread, Arc, Ordering};
 
 /// Smallest adaptive target, in dirty keys.
-const TARGET_MIN: usize = 64;
+const TARGET_MIN: usize = 1024;
 /// Longest the flusher waits on the store in one go while batches are in
 /// flight (it must come back to drain the rings).
 const STORE_WAIT_MAX: Duration = Duration::from_micros(200);
 
+/// Set in a `flush_state` word while the key is on the dirty list.
+const DIRTY_BIT: u64 = 1 << 63;
+
 /// A key waiting to be batched.
 #[derive(Debug, Clone, Copy)]
 struct Dirty {
-    entry: EntryRef,
+    slot: Slot,
     /// When the flusher first saw it dirty (ns since `Flusher::base`).
     since_ns: u64,
 }
@@ -66,8 +67,8 @@ enum State {
 #[derive(Debug)]
 struct InFlight {
     seq: u64,
-    /// The entries it holds, so a retry can re-encode them from memory.
-    entries: Vec<EntryRef>,
+    /// The keys it holds, so a retry can re-encode them from memory.
+    entries: Vec<Slot>,
     records: usize,
     bytes: usize,
     /// Oldest `since_ns` of its entries (durable lag).
@@ -97,6 +98,11 @@ pub(crate) struct Flusher<S> {
     shared: Arc<Shared>,
     store: S,
     consumers: Vec<Consumer<Record>>,
+    /// Per index slot, flusher-private: the highest version put into a
+    /// submitted batch, with `DIRTY_BIT` while the key is on the dirty list.
+    /// Kept here rather than in the entry so that draining a ring never
+    /// touches (and steals from the writer) the entry's cache line.
+    flush_state: Vec<u64>,
     dirty: VecDeque<Dirty>,
     /// Entries ever pushed on / taken off the dirty list.
     dirty_enqueued: u64,
@@ -109,7 +115,7 @@ pub(crate) struct Flusher<S> {
     /// Every batch with `seq <= durable_seq` is durable. Only grows.
     durable_seq: u64,
     free_batches: Vec<Batch>,
-    free_lists: Vec<Vec<EntryRef>>,
+    free_lists: Vec<Vec<Slot>>,
     completions: Vec<Completion>,
     scratch: Vec<u8>,
     target_ops: usize,
@@ -137,7 +143,10 @@ impl<S: Store> Flusher<S> {
         let config = &shared.config;
         let consumers = shared.slots.iter().map(|s| s.ring.consumer()).collect();
         let target_ops = TARGET_MIN.min(config.batch_ops_max);
+        // vec![0; n] allocates zeroed memory: pages are mapped as used.
+        let flush_state = vec![0u64; shared.index.slots()];
         Self {
+            flush_state,
             dirty: VecDeque::with_capacity(config.dirty_keys_max.min(1 << 20)),
             in_flight: VecDeque::with_capacity(config.batches_in_flight_max),
             consumers,
@@ -304,6 +313,7 @@ impl<S: Store> Flusher<S> {
         let per_pass = shared.config.drain_per_pass_max;
         let mut room = shared.config.dirty_keys_max - self.dirty.len();
         let dirty = &mut self.dirty;
+        let flush_state = &mut self.flush_state;
         let mut enqueued = 0u64;
         let mut total = 0;
         for (consumer, slot) in self.consumers.iter_mut().zip(shared.slots.iter()) {
@@ -311,17 +321,13 @@ impl<S: Store> Flusher<S> {
             let retired = slot.state.load(Ordering::Acquire) == SLOT_RETIRED;
             let before = enqueued;
             let n = consumer.drain(per_pass.min(room), |rec| {
-                let entry = rec.entry.get(shared);
-                // Relaxed: flush_state is touched by this thread only.
-                let state = entry.flush_state.load(Ordering::Relaxed);
-                if state & DIRTY_BIT != 0 || rec.version.0 <= state {
+                let state = &mut flush_state[rec.slot.0 as usize];
+                if *state & DIRTY_BIT != 0 || rec.version.0 <= *state {
                     return; // coalesced: already queued, or already batched
                 }
-                entry
-                    .flush_state
-                    .store(state | DIRTY_BIT, Ordering::Relaxed);
+                *state |= DIRTY_BIT;
                 dirty.push_back(Dirty {
-                    entry: rec.entry,
+                    slot: rec.slot,
                     since_ns: now,
                 });
                 enqueued += 1;
@@ -458,7 +464,7 @@ impl<S: Store> Flusher<S> {
             if batch.records >= config.batch_ops_max {
                 break;
             }
-            let entry = d.entry.get(shared);
+            let entry = shared.index.entry(d.slot);
             let snap = entry.read(&mut self.scratch);
             let len = record::encoded_len(entry.key().len(), self.scratch.len());
             if batch.records > 0 && batch.bytes.len() + len > config.batch_bytes_max {
@@ -466,7 +472,8 @@ impl<S: Store> Flusher<S> {
             }
             self.dirty.pop_front();
             self.dirty_dequeued += 1;
-            let batched = entry.flush_state.load(Ordering::Relaxed) & !DIRTY_BIT;
+            let state = &mut self.flush_state[d.slot.0 as usize];
+            let batched = *state & !DIRTY_BIT;
             // The index always holds a key's newest version (G2).
             assert!(
                 snap.version.0 >= batched,
@@ -476,9 +483,10 @@ impl<S: Store> Flusher<S> {
                 // An earlier batch (retried from memory) already holds this
                 // version; that batch is numbered lower, so any barrier that
                 // covers this entry covers it.
-                entry.flush_state.store(batched, Ordering::Relaxed);
+                *state = batched;
                 continue;
             }
+            *state = snap.version.0;
             record::encode(
                 &mut batch.bytes,
                 snap.kind,
@@ -486,8 +494,7 @@ impl<S: Store> Flusher<S> {
                 entry.key(),
                 &self.scratch,
             );
-            entry.flush_state.store(snap.version.0, Ordering::Relaxed);
-            entries.push(d.entry);
+            entries.push(d.slot);
             batch.records += 1;
             oldest_ns = oldest_ns.min(d.since_ns);
         }
@@ -532,11 +539,11 @@ impl<S: Store> Flusher<S> {
             }
             let mut batch = f.batch.take().unwrap_or_default();
             batch.bytes.clear();
-            for &e in &f.entries {
-                let entry = e.get(shared);
+            for &slot in &f.entries {
+                let entry = shared.index.entry(slot);
                 let snap = entry.read(&mut self.scratch);
-                let state = entry.flush_state.load(Ordering::Relaxed);
-                let batched = state & !DIRTY_BIT;
+                let state = &mut self.flush_state[slot.0 as usize];
+                let batched = *state & !DIRTY_BIT;
                 // The index always holds a key's newest version.
                 assert!(
                     snap.version.0 >= batched,
@@ -549,10 +556,7 @@ impl<S: Store> Flusher<S> {
                     entry.key(),
                     &self.scratch,
                 );
-                entry.flush_state.store(
-                    (state & DIRTY_BIT) | batched.max(snap.version.0),
-                    Ordering::Relaxed,
-                );
+                *state = (*state & DIRTY_BIT) | batched.max(snap.version.0);
             }
             batch.records = f.entries.len();
             batch.seq = BatchSeq(f.seq);

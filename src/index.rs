@@ -1,43 +1,76 @@
-//! The index: a fixed-capacity, insert-only, lock-free hash table from key to
-//! [`Entry`].
+//! The index: a fixed-capacity, insert-only, lock-free hash table whose slots
+//! *are* the entries.
 //!
 //! Open addressing with linear probing over `2^k >= 2 * keys_max` slots (load
-//! factor <= 1/2, so probe sequences stay short). A slot goes from null to an
-//! entry pointer once, by CAS, and never changes again: entries are never
-//! removed (a delete leaves a tombstone entry that keeps the key's version, so
-//! that a later put continues the version sequence, G2). That makes lookups a
-//! plain probe with Acquire loads and no reclamation scheme at all; every entry
-//! lives until the index is dropped.
+//! factor <= 1/2, so probe sequences stay short). Each slot is a 128-byte
+//! [`Entry`] holding the key inline (up to 28 bytes), the sequence word and a
+//! value of up to 64 bytes, so finding and updating a short key costs one
+//! cache miss: the slot. A slot goes `EMPTY -> CLAIMED -> READY` once (the
+//! claiming thread writes the key in between) and never changes key again:
+//! entries are never removed. A delete leaves a tombstone that keeps the key's
+//! version, so a later put continues the version sequence (G2). Entries thus
+//! live exactly as long as the index, and no reclamation scheme is needed.
 //!
 //! The table does not grow: `keys_max` bounds it (G6), and a put of a new key
-//! beyond it is refused with [`Error::IndexFull`].
+//! beyond it is refused with [`Error::IndexFull`]. It is allocated zeroed (an
+//! all-zero entry is an empty slot), so the OS maps its pages as keys arrive;
+//! once populated it costs `256 bytes x keys_max`.
 
 use std::hash::{BuildHasher, Hasher};
-use std::ptr;
 
-use crate::entry::Entry;
+use crate::entry::{Entry, SLOT_CLAIMED, SLOT_EMPTY, SLOT_READY};
 use crate::error::Error;
 use crate::record::Version;
-use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
+use crate::sync::{AtomicUsize, Backoff, Ordering};
+
+/// Position of an entry in the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Slot(pub u32);
 
 /// Key -> entry.
 #[derive(Debug)]
 pub(crate) struct Index {
-    /// Null or an entry from `Box::into_raw`, owned by the index.
-    slots: Box<[AtomicPtr<Entry>]>,
-    /// `slots.len() - 1`.
+    /// `2^k` slots; see the module docs.
+    entries: Box<[Entry]>,
+    /// `entries.len() - 1`.
     mask: usize,
-    /// Entries inserted (plus, briefly, insertions in progress); `<= keys_max`.
+    /// Slots claimed (plus, briefly, claims in progress); `<= keys_max`.
     count: AtomicUsize,
     keys_max: usize,
     /// Per-index random seed of the key hash.
     seed: u64,
 }
 
+/// Allocates `n` empty entries.
+#[cfg(not(loom))]
+fn alloc_entries(n: usize) -> Box<[Entry]> {
+    use std::alloc::{alloc_zeroed, handle_alloc_error, Layout};
+    let layout = match Layout::array::<Entry>(n) {
+        Ok(layout) => layout,
+        Err(_) => panic!("index of {n} slots overflows the address space"),
+    };
+    // SAFETY: `layout` has a nonzero size (n >= 2).
+    let p = unsafe { alloc_zeroed(layout) }.cast::<Entry>();
+    if p.is_null() {
+        handle_alloc_error(layout);
+    }
+    // SAFETY: `p` is a fresh allocation of `n` entries with the layout a
+    // `Box<[Entry]>` frees with, and all-zero bytes are a valid empty `Entry`
+    // (atomics at 0, null pointers, empty inline key; see `Entry::empty`).
+    unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, n)) }
+}
+
+/// Allocates `n` empty entries (loom's atomics are not plain integers, so no
+/// zeroed allocation under loom).
+#[cfg(loom)]
+fn alloc_entries(n: usize) -> Box<[Entry]> {
+    (0..n).map(|_| Entry::empty()).collect()
+}
+
 impl Index {
     /// An empty index for at most `keys_max` keys.
     pub(crate) fn new(keys_max: usize) -> Self {
-        let slots_len = (keys_max.max(1) * 2).next_power_of_two();
+        let slots = (keys_max.max(1) * 2).next_power_of_two();
         // A random seed per index (std's RandomState draws it from the OS once
         // per thread), so a key set that probes badly in one process does not
         // do so everywhere.
@@ -46,10 +79,8 @@ impl Index {
             .finish()
             | 1;
         Self {
-            slots: (0..slots_len)
-                .map(|_| AtomicPtr::new(ptr::null_mut()))
-                .collect(),
-            mask: slots_len - 1,
+            entries: alloc_entries(slots),
+            mask: slots - 1,
             count: AtomicUsize::new(0),
             keys_max,
             seed,
@@ -59,6 +90,17 @@ impl Index {
     /// Keys in the index (live or deleted).
     pub(crate) fn len(&self) -> usize {
         self.count.load(Ordering::Relaxed).min(self.keys_max)
+    }
+
+    /// Slots in the table.
+    pub(crate) fn slots(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The entry in `slot` (which came from this index).
+    #[inline]
+    pub(crate) fn entry(&self, slot: Slot) -> &Entry {
+        &self.entries[slot.0 as usize]
     }
 
     /// A 64-bit hash of `key`: 8 bytes at a time, multiply-rotate, then a
@@ -87,22 +129,40 @@ impl Index {
         h ^ (h >> 31)
     }
 
+    /// Waits out a claim in progress and returns the slot's state afterwards
+    /// (READY). The claimer only copies a key between its CAS and its
+    /// publication, so this is short; Backoff bounds the spinning.
+    #[cold]
+    fn wait_ready(entry: &Entry) -> u32 {
+        let mut backoff = Backoff::new();
+        loop {
+            // Acquire: pairs with the claimer's Release publication.
+            let state = entry.state.load(Ordering::Acquire);
+            if state != SLOT_CLAIMED {
+                return state;
+            }
+            backoff.snooze();
+        }
+    }
+
     /// The entry of `key`, if the key was ever inserted.
     #[inline]
-    pub(crate) fn get(&self, key: &[u8]) -> Option<&Entry> {
+    pub(crate) fn get(&self, key: &[u8]) -> Option<(Slot, &Entry)> {
         let mut i = self.hash(key) as usize & self.mask;
-        // Bounded: at most every slot once (the table is never full, so in
-        // practice a null slot ends the probe much sooner).
-        for _ in 0..self.slots.len() {
-            // Acquire: pairs with the Release CAS that published the entry.
-            let p = self.slots[i].load(Ordering::Acquire);
-            if p.is_null() {
+        // Bounded: at most every slot once (the table is never more than
+        // half full, so an empty slot ends the probe much sooner).
+        for _ in 0..self.entries.len() {
+            let entry = &self.entries[i];
+            // Acquire: the key written before READY is visible.
+            let mut state = entry.state.load(Ordering::Acquire);
+            if state == SLOT_CLAIMED {
+                state = Self::wait_ready(entry);
+            }
+            if state == SLOT_EMPTY {
                 return None;
             }
-            // SAFETY: non-null slots hold entries that live as long as `self`.
-            let entry = unsafe { &*p };
             if entry.key() == key {
-                return Some(entry);
+                return Some((Slot(i as u32), entry));
             }
             i = (i + 1) & self.mask;
         }
@@ -110,63 +170,62 @@ impl Index {
     }
 
     /// The entry of `key`, inserted (empty, at `version`) if missing.
-    pub(crate) fn get_or_insert(&self, key: &[u8], version: Version) -> Result<&Entry, Error> {
-        if let Some(entry) = self.get(key) {
-            return Ok(entry);
-        }
-        // Reserve room first so the bound holds even under racing inserts.
-        // Relaxed: a counter; the slot CAS below publishes the entry.
-        if self.count.fetch_add(1, Ordering::Relaxed) >= self.keys_max {
-            self.count.fetch_sub(1, Ordering::Relaxed);
-            return Err(Error::IndexFull { max: self.keys_max });
-        }
-        let fresh = Box::into_raw(Box::new(Entry::new(key, version)));
+    pub(crate) fn get_or_insert(
+        &self,
+        key: &[u8],
+        version: Version,
+    ) -> Result<(Slot, &Entry), Error> {
         let mut i = self.hash(key) as usize & self.mask;
-        for _ in 0..self.slots.len() {
-            // Release: the entry's initialization happens-before any reader
-            // that loads the pointer with Acquire. Acquire on failure: we read
-            // the winner's key.
-            match self.slots[i].compare_exchange(
-                ptr::null_mut(),
-                fresh,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                // SAFETY: we just published `fresh`; it lives as long as `self`.
-                Ok(_) => return Ok(unsafe { &*fresh }),
-                Err(existing) => {
-                    // SAFETY: non-null slots hold entries that live as long as
-                    // `self`.
-                    let entry = unsafe { &*existing };
-                    if entry.key() == key {
-                        // Another writer inserted the same key first.
-                        // SAFETY: `fresh` was never published.
-                        drop(unsafe { Box::from_raw(fresh) });
+        let mut reserved = false;
+        for _ in 0..self.entries.len() {
+            let entry = &self.entries[i];
+            // Acquire: as in `get`.
+            let mut state = entry.state.load(Ordering::Acquire);
+            if state == SLOT_EMPTY {
+                if !reserved {
+                    // Reserve room first so the bound holds under racing
+                    // inserts. Relaxed: a counter; the slot publishes.
+                    if self.count.fetch_add(1, Ordering::Relaxed) >= self.keys_max {
                         self.count.fetch_sub(1, Ordering::Relaxed);
-                        return Ok(entry);
+                        return Err(Error::IndexFull { max: self.keys_max });
                     }
+                    reserved = true;
                 }
+                // Acquire on failure: we may read the winner's key next.
+                match entry.state.compare_exchange(
+                    SLOT_EMPTY,
+                    SLOT_CLAIMED,
+                    Ordering::Acquire,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => {
+                        // SAFETY: we claimed the slot and have not published it.
+                        unsafe { entry.init(key, version) };
+                        // Release: the key and initial state happen-before
+                        // any Acquire load that sees READY.
+                        entry.state.store(SLOT_READY, Ordering::Release);
+                        return Ok((Slot(i as u32), entry));
+                    }
+                    Err(now) => state = now,
+                }
+            }
+            if state == SLOT_CLAIMED {
+                state = Self::wait_ready(entry);
+            }
+            debug_assert_eq!(state, SLOT_READY);
+            if entry.key() == key {
+                if reserved {
+                    self.count.fetch_sub(1, Ordering::Relaxed);
+                }
+                return Ok((Slot(i as u32), entry));
             }
             i = (i + 1) & self.mask;
         }
-        // Unreachable while count <= keys_max < slots.len(); handled anyway.
-        // SAFETY: `fresh` was never published.
-        drop(unsafe { Box::from_raw(fresh) });
-        self.count.fetch_sub(1, Ordering::Relaxed);
-        Err(Error::IndexFull { max: self.keys_max })
-    }
-}
-
-impl Drop for Index {
-    fn drop(&mut self) {
-        for slot in self.slots.iter() {
-            let p = slot.load(Ordering::Relaxed);
-            if !p.is_null() {
-                // SAFETY: `&mut self`: nobody else holds entries; each came
-                // from `Box::into_raw` and is freed once.
-                drop(unsafe { Box::from_raw(p) });
-            }
+        // Unreachable while count <= keys_max < slots; handled anyway.
+        if reserved {
+            self.count.fetch_sub(1, Ordering::Relaxed);
         }
+        Err(Error::IndexFull { max: self.keys_max })
     }
 }
 
@@ -179,7 +238,7 @@ mod tests {
     fn insert_find_and_bound() {
         let index = Index::new(100);
         for i in 0..100u32 {
-            let e = index
+            let (_, e) = index
                 .get_or_insert(&i.to_le_bytes(), Version(0))
                 .expect("room");
             e.write(Update::Put(&i.to_be_bytes())).expect("put");
@@ -190,12 +249,22 @@ mod tests {
             Err(Error::IndexFull { max: 100 })
         ));
         for i in 0..100u32 {
-            let e = index.get(&i.to_le_bytes()).expect("present");
+            let (slot, e) = index.get(&i.to_le_bytes()).expect("present");
+            assert!(std::ptr::eq(index.entry(slot), e));
             let mut out = Vec::new();
             e.read(&mut out);
             assert_eq!(out, i.to_be_bytes());
         }
         assert!(index.get(b"absent").is_none());
+    }
+
+    #[test]
+    fn long_keys_live_on_the_heap_and_are_found() {
+        let index = Index::new(10);
+        let long: Vec<u8> = (0..300).map(|i| i as u8).collect();
+        let (slot, _) = index.get_or_insert(&long, Version(0)).expect("room");
+        assert_eq!(index.get(&long).map(|(s, _)| s), Some(slot));
+        assert_eq!(index.entry(slot).key(), &long[..]);
     }
 
     #[test]
@@ -209,7 +278,8 @@ mod tests {
                         .map(|i| {
                             index
                                 .get_or_insert(&i.to_le_bytes(), Version(0))
-                                .expect("room") as *const Entry as usize
+                                .expect("room")
+                                .0
                         })
                         .collect::<Vec<_>>()
                 })

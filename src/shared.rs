@@ -1,47 +1,20 @@
 //! The state shared by the cache handle, its writers and the flusher.
 
-use std::ptr::NonNull;
-
 use crossbeam_utils::CachePadded;
 
 use crate::config::Config;
-use crate::entry::Entry;
 use crate::error::StoreError;
-use crate::index::Index;
+use crate::index::{Index, Slot};
 use crate::record::Version;
 use crate::ring::Ring;
 use crate::sync::{self, thread, Arc, AtomicBool, AtomicU64, AtomicU8, Condvar, Mutex, Ordering};
 
-/// A pointer to an index entry. Entries are never freed before the index,
-/// and the index lives in [`Shared`], which every holder of an `EntryRef`
-/// (writers, the flusher) keeps alive through an `Arc`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct EntryRef(NonNull<Entry>);
-
-// SAFETY: `Entry` is `Sync`; the pointer is only dereferenced while the index
-// is alive (see the type's docs).
-unsafe impl Send for EntryRef {}
-
-impl EntryRef {
-    pub(crate) fn new(entry: &Entry) -> Self {
-        Self(NonNull::from(entry))
-    }
-
-    /// The entry.
-    #[inline]
-    pub(crate) fn get(self, _alive: &Shared) -> &Entry {
-        // SAFETY: entries live as long as the index in `Shared`, which the
-        // caller proves alive by lending it for the returned lifetime.
-        unsafe { self.0.as_ref() }
-    }
-}
-
-/// What a writer pushes for each applied update: which entry changed, and to
-/// which version. The value itself stays in the index; the flusher reads the
+/// What a writer pushes for each applied update: which index slot changed,
+/// and to which version (16 bytes). The value itself stays in the index; the flusher reads the
 /// newest one when it cuts a batch (coalescing for free).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Record {
-    pub entry: EntryRef,
+    pub slot: Slot,
     pub version: Version,
 }
 

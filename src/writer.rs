@@ -9,7 +9,7 @@ use crate::entry::{Update, Written};
 use crate::error::Error;
 use crate::record::Version;
 use crate::ring::Producer;
-use crate::shared::{EntryRef, Record, Shared, SLOT_RETIRED};
+use crate::shared::{Record, Shared, SLOT_RETIRED};
 use crate::sync::{self, Arc, Backoff, Ordering};
 
 /// A handle for updates, made by [`WriteBehind::writer`](crate::WriteBehind::writer).
@@ -144,9 +144,9 @@ impl Writer {
         }
         // 2. Find (or create) the entry and update it: value and version
         // change together.
-        let entry = match update {
+        let (slot, entry) = match update {
             Update::Delete => match self.shared.index.get(key) {
-                Some(entry) => entry,
+                Some(found) => found,
                 None => {
                     return Ok(Written {
                         version: Version(0),
@@ -163,7 +163,7 @@ impl Writer {
         }
         // 3. Tell the flusher which entry changed, in order.
         self.producer.push_reserved(Record {
-            entry: EntryRef::new(entry),
+            slot,
             version: written.version,
         });
         self.last_version = written.version;

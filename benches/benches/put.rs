@@ -18,10 +18,16 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("put_1_writer");
     g.throughput(Throughput::Elements(OPS));
     g.sample_size(20);
-    for (name, dist) in [("zipf", Distribution::Zipf(0.99)), ("uniform", Distribution::Uniform)] {
+    for (name, dist) in [
+        ("zipf", Distribution::Zipf(0.99)),
+        ("uniform", Distribution::Uniform),
+    ] {
         let workload = Workload::standard(dist);
 
-        let config = Config { ring_slots: 1 << 14, ..Config::default() };
+        let config = Config {
+            ring_slots: 1 << 14,
+            ..Config::default()
+        };
         let wb = WriteBehind::with_store(NullStore::default(), config).expect("open");
         let mut w = wb.writer().expect("writer");
         let mut pos = 0usize;

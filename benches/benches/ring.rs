@@ -119,8 +119,12 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("ring_push_pop_2_threads");
     g.throughput(Throughput::Elements(ITEMS));
     g.sample_size(20);
-    g.bench_function("writebehind", |b| b.iter_custom(|n| (0..n).map(|_| ours(ITEMS)).sum()));
-    g.bench_function("rtrb", |b| b.iter_custom(|n| (0..n).map(|_| rtrb(ITEMS)).sum()));
+    g.bench_function("writebehind", |b| {
+        b.iter_custom(|n| (0..n).map(|_| ours(ITEMS)).sum())
+    });
+    g.bench_function("rtrb", |b| {
+        b.iter_custom(|n| (0..n).map(|_| rtrb(ITEMS)).sum())
+    });
     g.bench_function("crossbeam_array_queue", |b| {
         b.iter_custom(|n| (0..n).map(|_| array_queue(ITEMS)).sum())
     });

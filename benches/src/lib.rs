@@ -57,7 +57,11 @@ impl MutexChannelWb {
 
     /// Reads `key`.
     pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
     }
 }
 
@@ -69,4 +73,3 @@ impl Drop for MutexChannelWb {
         }
     }
 }
-

@@ -14,7 +14,11 @@ use writebehind::{Config, MemStore, Store, WriteBehind};
 use writebehind_tools::workload::{Distribution, NullStore, Workload};
 
 #[derive(Parser, Debug)]
-#[command(name = "wb", version, about = "writebehind: bench and inspect a write-behind cache")]
+#[command(
+    name = "wb",
+    version,
+    about = "writebehind: bench and inspect a write-behind cache"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -95,7 +99,14 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
         Dist::Zipf => Distribution::Zipf(args.theta),
         Dist::Uniform => Distribution::Uniform,
     };
-    let workload = Arc::new(Workload::new(args.keys, args.key_bytes, args.value_bytes, dist, 1 << 20, 0x5EED));
+    let workload = Arc::new(Workload::new(
+        args.keys,
+        args.key_bytes,
+        args.value_bytes,
+        dist,
+        1 << 20,
+        0x5EED,
+    ));
     let config = Config {
         writers_max: writers.max(1),
         keys_max: (args.keys as usize * 2).max(1024),
@@ -124,7 +135,8 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
                 let mut ops = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     for _ in 0..1024 {
-                        w.put(workload.key(pos), &workload.value).map_err(|e| e.to_string())?;
+                        w.put(workload.key(pos), &workload.value)
+                            .map_err(|e| e.to_string())?;
                         pos += 1;
                     }
                     ops += 1024;
@@ -137,7 +149,9 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
     stop.store(true, Ordering::Relaxed);
     let mut ops = 0;
     for t in threads {
-        ops += t.join().map_err(|_| "writer thread panicked".to_string())??;
+        ops += t
+            .join()
+            .map_err(|_| "writer thread panicked".to_string())??;
     }
     let elapsed = start.elapsed().as_secs_f64();
     let sync_start = Instant::now();
@@ -161,10 +175,23 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
         println!("wb bench: {writers} writer thread(s) + 1 flusher on {cores} cores, store {}, {:?} over {} keys, {}-byte keys, {}-byte values, {:.1} s closed loop",
             stats.backend, dist, args.keys, args.key_bytes, args.value_bytes, elapsed);
         println!("  acked puts/s         {:>14.0}", ops as f64 / elapsed);
-        println!("  persisted records/s  {:>14.0}", stats.persisted_records as f64 / elapsed);
-        println!("  persisted MB/s       {:>14.1}", stats.persisted_bytes as f64 / elapsed / 1e6);
-        println!("  coalescing ratio     {:>14.2}  (updates drained per record written)", coalescing);
-        println!("  batches              {:>14}  (mean {:.0} records)", stats.batches, stats.persisted_records as f64 / stats.batches.max(1) as f64);
+        println!(
+            "  persisted records/s  {:>14.0}",
+            stats.persisted_records as f64 / elapsed
+        );
+        println!(
+            "  persisted MB/s       {:>14.1}",
+            stats.persisted_bytes as f64 / elapsed / 1e6
+        );
+        println!(
+            "  coalescing ratio     {:>14.2}  (updates drained per record written)",
+            coalescing
+        );
+        println!(
+            "  batches              {:>14}  (mean {:.0} records)",
+            stats.batches,
+            stats.persisted_records as f64 / stats.batches.max(1) as f64
+        );
         println!("  ring-full events     {:>14}", stats.ring_full_events);
         println!("  final sync           {:>14.4} s", sync_s);
     }

@@ -91,6 +91,11 @@ pub struct Workload {
     pub keys: Vec<Vec<u8>>,
     /// Indices into `keys`, in the order to use them.
     pub trace: Vec<u32>,
+    /// The trace's key bytes back to back (`key_bytes` each), so a timed loop
+    /// reads keys sequentially instead of chasing a pointer per key: the
+    /// bench must not add a cache miss of its own to what it measures.
+    trace_keys: Vec<u8>,
+    key_bytes: usize,
     /// The value every put writes.
     pub value: Vec<u8>,
 }
@@ -107,7 +112,7 @@ impl Workload {
         seed: u64,
     ) -> Self {
         let mut rng = Rng::new(seed);
-        let keys = (0..key_count)
+        let keys: Vec<Vec<u8>> = (0..key_count)
             .map(|i| {
                 let mut k = format!("k{i:0w$}", w = key_bytes.saturating_sub(1)).into_bytes();
                 k.truncate(key_bytes.max(1));
@@ -120,16 +125,27 @@ impl Workload {
         for i in (1..perm.len()).rev() {
             perm.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
         }
-        let trace = match dist {
-            Distribution::Uniform => (0..len).map(|_| perm[(rng.next_u64() % key_count) as usize]).collect(),
+        let trace: Vec<u32> = match dist {
+            Distribution::Uniform => (0..len)
+                .map(|_| perm[(rng.next_u64() % key_count) as usize])
+                .collect(),
             Distribution::Zipf(theta) => {
                 let z = Zipf::new(key_count, theta);
-                (0..len).map(|_| perm[z.sample(&mut rng) as usize]).collect()
+                (0..len)
+                    .map(|_| perm[z.sample(&mut rng) as usize])
+                    .collect()
             }
         };
+        let key_bytes = key_bytes.max(1);
+        let mut trace_keys = Vec::with_capacity(trace.len() * key_bytes);
+        for &i in &trace {
+            trace_keys.extend_from_slice(&keys[i as usize]);
+        }
         Self {
             keys,
             trace,
+            trace_keys,
+            key_bytes,
             value: (0..value_bytes).map(|i| i as u8).collect(),
         }
     }
@@ -142,7 +158,8 @@ impl Workload {
     /// The `i`-th key of the trace (wrapping).
     #[inline]
     pub fn key(&self, i: usize) -> &[u8] {
-        &self.keys[self.trace[i & (self.trace.len() - 1)] as usize]
+        let start = (i & (self.trace.len() - 1)) * self.key_bytes;
+        &self.trace_keys[start..start + self.key_bytes]
     }
 }
 
@@ -160,7 +177,10 @@ impl Store for NullStore {
         Ok(RecoveryReport::default())
     }
     fn submit(&mut self, batch: Batch) {
-        self.done.push(Completion { batch, result: Ok(()) });
+        self.done.push(Completion {
+            batch,
+            result: Ok(()),
+        });
     }
     fn poll(&mut self, out: &mut Vec<Completion>, _: Duration) {
         out.append(&mut self.done);

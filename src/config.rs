@@ -49,13 +49,17 @@ pub struct Config {
     /// Longest value accepted, in bytes.
     pub value_bytes_max: usize,
     /// Distinct keys the index holds (live or deleted). A put of a new key
-    /// beyond it is refused with [`Error::IndexFull`].
+    /// beyond it is refused with [`Error::IndexFull`]. The index reserves
+    /// 256 bytes of address space per key (two 128-byte slots, allocated
+    /// zeroed, so pages are mapped only as keys arrive).
     pub keys_max: usize,
     /// Keys that may be dirty (changed, not yet in a submitted batch) at once.
     /// When reached, the flusher stops draining rings until a batch frees
     /// room, and writers see backpressure.
     pub dirty_keys_max: usize,
-    /// Largest encoded batch, in bytes.
+    /// Largest encoded batch, in bytes. (A batch retried after a store
+    /// failure is re-encoded from the current values and may exceed it if
+    /// values grew meanwhile; it keeps its record count.)
     pub batch_bytes_max: usize,
     /// Most records in one batch.
     pub batch_ops_max: usize,
@@ -90,8 +94,8 @@ impl Default for Config {
             ring_slots: 1 << 14,
             key_bytes_max: 1024,
             value_bytes_max: 64 * 1024,
-            keys_max: 1 << 22,
-            dirty_keys_max: 1 << 20,
+            keys_max: 1 << 20,
+            dirty_keys_max: 1 << 18,
             batch_bytes_max: 4 << 20,
             batch_ops_max: 1 << 16,
             flush_interval: Duration::from_millis(10),

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use crate::error::Error;
 use crate::index::Slot;
 use crate::record;
-use crate::ring::Consumer;
+use crate::ring::{Consumer, Ring};
 use crate::shared::{Record, Shared, CLOSE_REQUESTED, CLOSE_SEALED, SLOT_FREE, SLOT_RETIRED};
 use crate::store::{Batch, BatchSeq, Completion, Store};
 use crate::sync::{self, thread, Arc, Ordering};
@@ -141,7 +141,7 @@ pub(crate) struct Flusher<S> {
 impl<S: Store> Flusher<S> {
     pub(crate) fn new(shared: Arc<Shared>, store: S) -> Self {
         let config = &shared.config;
-        let consumers = shared.slots.iter().map(|s| s.ring.consumer()).collect();
+        let consumers = shared.slots.iter().map(|s| Ring::consumer(&s.ring)).collect();
         let target_ops = TARGET_MIN.min(config.batch_ops_max);
         // vec![0; n] allocates zeroed memory: pages are mapped as used.
         let flush_state = vec![0u64; shared.index.slots()];

@@ -39,7 +39,7 @@ use crate::sync::{Arc, AtomicU64, Ordering, UnsafeCell};
 /// If `capacity` is not a power of two >= 2.
 pub fn channel<T>(capacity: usize) -> (Producer<T>, Consumer<T>) {
     let ring = Ring::new(capacity);
-    (ring.producer(), ring.consumer())
+    (Ring::producer(&ring), Ring::consumer(&ring))
 }
 
 /// The shared part of a ring. Producer and consumer each hold an `Arc` to it.
@@ -111,25 +111,25 @@ impl<T> Ring<T> {
     /// at a time and that the previous one's pushes happen-before this call
     /// (the writer registry hands a ring over through an Acquire/Release state
     /// change).
-    pub(crate) fn producer(self: &Arc<Self>) -> Producer<T> {
+    pub(crate) fn producer(this: &Arc<Self>) -> Producer<T> {
         // Relaxed: tail was last written by this side (a previous producer),
         // and the hand-off synchronizes; head may be stale, which only means
         // a re-read when the cached copy says "full".
-        let tail = self.tail.load(Ordering::Relaxed);
-        let head = self.head.load(Ordering::Acquire);
+        let tail = this.tail.load(Ordering::Relaxed);
+        let head = this.head.load(Ordering::Acquire);
         Producer {
-            ring: Arc::clone(self),
+            ring: Arc::clone(this),
             tail,
             head_cached: head,
         }
     }
 
     /// The consumer side; at most one may exist.
-    pub(crate) fn consumer(self: &Arc<Self>) -> Consumer<T> {
-        let head = self.head.load(Ordering::Relaxed);
-        let tail = self.tail.load(Ordering::Acquire);
+    pub(crate) fn consumer(this: &Arc<Self>) -> Consumer<T> {
+        let head = this.head.load(Ordering::Relaxed);
+        let tail = this.tail.load(Ordering::Acquire);
         Consumer {
-            ring: Arc::clone(self),
+            ring: Arc::clone(this),
             head,
             tail_cached: tail,
         }
@@ -321,12 +321,12 @@ mod tests {
     #[test]
     fn fills_to_capacity_then_refuses() {
         let ring = Ring::<u32>::new(4);
-        let mut p = ring.producer();
+        let mut p = Ring::producer(&ring);
         for i in 0..4 {
             assert_eq!(p.push(i), Ok(()));
         }
         assert_eq!(p.push(99), Err(99));
-        let mut c = ring.consumer();
+        let mut c = Ring::consumer(&ring);
         assert_eq!(c.pop(), Some(0));
         assert_eq!(p.push(4), Ok(()));
         let mut got = Vec::new();
@@ -338,8 +338,8 @@ mod tests {
     #[test]
     fn wraps_around_many_times_in_order() {
         let ring = Ring::<u64>::new(8);
-        let mut p = ring.producer();
-        let mut c = ring.consumer();
+        let mut p = Ring::producer(&ring);
+        let mut c = Ring::consumer(&ring);
         let mut next_in = 0u64;
         let mut next_out = 0u64;
         // Uneven push/pop counts so that every slot offset is crossed.
@@ -368,11 +368,11 @@ mod tests {
     fn drops_what_is_left() {
         let ring = Ring::<Arc<()>>::new(4);
         let token = Arc::new(());
-        let mut p = ring.producer();
+        let mut p = Ring::producer(&ring);
         for _ in 0..3 {
             assert!(p.push(Arc::clone(&token)).is_ok());
         }
-        let mut c = ring.consumer();
+        let mut c = Ring::consumer(&ring);
         drop(c.pop());
         drop((p, c));
         assert_eq!(Arc::strong_count(&token), 3);
@@ -383,12 +383,12 @@ mod tests {
     #[test]
     fn a_new_producer_continues_where_the_last_stopped() {
         let ring = Ring::<u32>::new(4);
-        let mut p = ring.producer();
+        let mut p = Ring::producer(&ring);
         assert!(p.push(1).is_ok());
         drop(p);
-        let mut p = ring.producer();
+        let mut p = Ring::producer(&ring);
         assert!(p.push(2).is_ok());
-        let mut c = ring.consumer();
+        let mut c = Ring::consumer(&ring);
         assert_eq!(c.pop(), Some(1));
         assert_eq!(c.pop(), Some(2));
     }
@@ -399,8 +399,8 @@ mod tests {
     fn two_threads_ten_million_in_order() {
         const N: u64 = 10_000_000;
         let ring = Ring::<u64>::new(1024);
-        let mut p = ring.producer();
-        let mut c = ring.consumer();
+        let mut p = Ring::producer(&ring);
+        let mut c = Ring::consumer(&ring);
         let producer = std::thread::spawn(move || {
             let mut i = 0;
             while i < N {

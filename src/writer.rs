@@ -2,13 +2,15 @@
 //! updates from one writer reach the flusher in order (G1), and an update is
 //! acknowledged as soon as it is in the index and the ring.
 
+use std::cell::Cell;
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use crate::config::Backpressure;
 use crate::entry::{Update, Written};
 use crate::error::Error;
 use crate::record::Version;
-use crate::ring::Producer;
+use crate::ring::{Producer, Ring};
 use crate::shared::{Record, Shared, SLOT_RETIRED};
 use crate::sync::{self, Arc, Backoff, Ordering};
 
@@ -28,6 +30,13 @@ use crate::sync::{self, Arc, Backoff, Ordering};
 /// wb.close()?;
 /// # Ok::<(), writebehind::Error>(())
 /// ```
+///
+/// A writer cannot be shared between threads:
+///
+/// ```compile_fail
+/// fn shared<T: Sync>() {}
+/// shared::<writebehind::Writer>();
+/// ```
 #[derive(Debug)]
 pub struct Writer {
     shared: Arc<Shared>,
@@ -36,11 +45,13 @@ pub struct Writer {
     /// Ring length at which a sleeping flusher is woken.
     wake_at: usize,
     last_version: Version,
+    /// `Send`, not `Sync`: one thread uses a writer at a time.
+    _not_sync: PhantomData<Cell<()>>,
 }
 
 impl Writer {
     pub(crate) fn new(shared: Arc<Shared>, slot: usize) -> Self {
-        let producer = shared.slots[slot].ring.producer();
+        let producer = Ring::producer(&shared.slots[slot].ring);
         let wake_at = producer.capacity() / 2;
         Self {
             shared,
@@ -48,6 +59,7 @@ impl Writer {
             producer,
             wake_at,
             last_version: Version(0),
+            _not_sync: PhantomData,
         }
     }
 

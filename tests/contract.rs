@@ -16,6 +16,18 @@ use writebehind::{
     WriteBehind,
 };
 
+/// The handles have the thread-safety the design promises: the cache is
+/// shared (`Send + Sync`), a writer moves between threads but is used by one
+/// at a time (`Send`, not `Sync`; the latter is checked by the compile_fail
+/// doctest on `Writer`).
+#[test]
+fn handles_are_send_and_sync_as_designed() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<WriteBehind>();
+    send::<writebehind::Writer>();
+}
+
 fn key(i: u64) -> Vec<u8> {
     format!("key-{i:08}").into_bytes()
 }

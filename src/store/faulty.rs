@@ -183,3 +183,50 @@ impl<S: Store> Store for Faulty<S> {
         self.inner.close()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{self, Kind, Version};
+    use crate::store::{BatchSeq, MemStore};
+
+    fn batch(seq: u64) -> Batch {
+        let mut bytes = Vec::new();
+        record::encode(&mut bytes, Kind::Put, Version(seq), b"k", b"v");
+        Batch { seq: BatchSeq(seq), bytes, records: 1 }
+    }
+
+    #[test]
+    fn fails_the_scripted_number_then_passes_through() {
+        let plan = FaultPlan::new();
+        let inner = MemStore::new();
+        let data = inner.data();
+        let mut store = Faulty::new(inner, plan.clone());
+        plan.fail_next(2, StoreErrorKind::Sync);
+        for seq in 1..=3 {
+            store.submit(batch(seq));
+        }
+        let mut out = Vec::new();
+        store.poll(&mut out, Duration::ZERO);
+        let results: Vec<_> = out.iter().map(|c| c.result.as_ref().map_err(|e| e.kind)).collect();
+        assert_eq!(results.len(), 3);
+        assert_eq!(results.iter().filter(|r| **r == Err(StoreErrorKind::Sync)).count(), 2);
+        assert_eq!(plan.injected(), 2);
+        assert_eq!(data.lock().map(|d| d.batches).unwrap_or(0), 1, "failed batches never reach the store");
+    }
+
+    #[test]
+    fn a_stall_holds_completions_until_lifted() {
+        let plan = FaultPlan::new();
+        let mut store = Faulty::new(MemStore::new(), plan.clone());
+        plan.stall_for(Duration::from_secs(3600));
+        store.submit(batch(1));
+        let mut out = Vec::new();
+        store.poll(&mut out, Duration::ZERO);
+        assert!(out.is_empty());
+        assert_eq!(store.in_flight(), 1);
+        plan.stall_for(Duration::ZERO);
+        store.poll(&mut out, Duration::ZERO);
+        assert_eq!(out.len(), 1);
+    }
+}

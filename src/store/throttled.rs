@@ -90,3 +90,31 @@ impl<S: Store> Store for Throttled<S> {
         self.inner.close()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{self, Kind, Version};
+    use crate::store::{BatchSeq, MemStore};
+
+    fn batch(seq: u64) -> Batch {
+        let mut bytes = Vec::new();
+        record::encode(&mut bytes, Kind::Put, Version(seq), b"k", b"v");
+        Batch { seq: BatchSeq(seq), bytes, records: 1 }
+    }
+
+    #[test]
+    fn releases_at_most_the_cap() {
+        // One batch per 10 s: the first goes at once, the rest wait.
+        let mut store = Throttled::new(MemStore::new(), 1);
+        store.interval = Duration::from_secs(10);
+        for seq in 1..=5 {
+            store.submit(batch(seq));
+        }
+        let mut out = Vec::new();
+        store.poll(&mut out, Duration::ZERO);
+        assert_eq!(out.len(), 1, "only the first batch is released");
+        assert_eq!(out[0].batch.seq, BatchSeq(1));
+        assert_eq!(store.in_flight(), 4);
+    }
+}

@@ -8,7 +8,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::hint::black_box;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 /// Baseline: a `Mutex<HashMap>` for reads plus a bounded crossbeam channel to
 /// a flusher thread that coalesces into a map and "persists" (drops) it.
@@ -73,3 +75,117 @@ impl Drop for MutexChannelWb {
         }
     }
 }
+
+/// Ring capacity in the ring benches.
+pub const CAPACITY: usize = 4096;
+/// Items per ring run.
+pub const ITEMS: u64 = 1 << 20;
+
+/// Pins the calling thread to `core` if it exists (both sides of every ring
+/// run on their own core, so runs compare rings rather than scheduling).
+pub fn pin(core: usize) {
+    // Not via get_core_ids(): it lists the *calling thread's* allowed cores,
+    // which a thread spawned by a pinned thread inherits.
+    core_affinity::set_for_current(core_affinity::CoreId { id: core });
+}
+
+/// Ours: push one at a time, drain in batches. Producer on core 0 (the
+/// caller must pin itself), consumer on core 1.
+pub fn ring_ours(items: u64) -> Duration {
+    let (mut tx, mut rx) = writebehind::ring::channel::<u64>(CAPACITY);
+    let start = Instant::now();
+    let consumer = thread::spawn(move || {
+        pin(1);
+        let mut got = 0;
+        let mut sum = 0u64;
+        while got < items {
+            let n = rx.drain(CAPACITY, |v| sum = sum.wrapping_add(v));
+            if n == 0 {
+                std::hint::spin_loop();
+            }
+            got += n as u64;
+        }
+        black_box(sum);
+    });
+    let mut i = 0;
+    while i < items {
+        if tx.push(i).is_ok() {
+            i += 1;
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+    consumer.join().expect("consumer");
+    start.elapsed()
+}
+
+/// rtrb: push one at a time, read in chunks.
+pub fn ring_rtrb(items: u64) -> Duration {
+    let (mut tx, mut rx) = rtrb::RingBuffer::<u64>::new(CAPACITY);
+    let start = Instant::now();
+    let consumer = thread::spawn(move || {
+        pin(1);
+        let mut got = 0;
+        let mut sum = 0u64;
+        while got < items {
+            let n = rx.slots();
+            if n == 0 {
+                std::hint::spin_loop();
+                continue;
+            }
+            // rtrb's batch read, the fair counterpart of our drain.
+            if let Ok(chunk) = rx.read_chunk(n) {
+                for v in chunk {
+                    sum = sum.wrapping_add(v);
+                }
+            }
+            got += n as u64;
+        }
+        black_box(sum);
+    });
+    let mut i = 0;
+    while i < items {
+        if tx.push(i).is_ok() {
+            i += 1;
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+    consumer.join().expect("consumer");
+    start.elapsed()
+}
+
+/// crossbeam's ArrayQueue (MPMC): push and pop one at a time.
+pub fn ring_array_queue(items: u64) -> Duration {
+    let q = std::sync::Arc::new(crossbeam_queue::ArrayQueue::<u64>::new(CAPACITY));
+    let start = Instant::now();
+    let consumer = {
+        let q = std::sync::Arc::clone(&q);
+        thread::spawn(move || {
+            pin(1);
+            let mut got = 0;
+            let mut sum = 0u64;
+            while got < items {
+                match q.pop() {
+                    Some(v) => {
+                        sum = sum.wrapping_add(v);
+                        got += 1;
+                    }
+                    None => std::hint::spin_loop(),
+                }
+            }
+            black_box(sum);
+        })
+    };
+    let mut i = 0;
+    while i < items {
+        if q.push(i).is_ok() {
+            i += 1;
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+    consumer.join().expect("consumer");
+    start.elapsed()
+}
+

@@ -41,6 +41,8 @@ use crate::sync::{self, thread, Arc, Ordering};
 
 /// Smallest adaptive target, in dirty keys.
 const TARGET_MIN: usize = 1024;
+/// How far ahead in the dirty list a cut prefetches entries.
+const PREFETCH_AHEAD: usize = 8;
 /// Longest the flusher waits on the store in one go while batches are in
 /// flight (it must come back to drain the rings).
 const STORE_WAIT_MAX: Duration = Duration::from_micros(200);
@@ -463,6 +465,9 @@ impl<S: Store> Flusher<S> {
         while let Some(&d) = self.dirty.front() {
             if batch.records >= config.batch_ops_max {
                 break;
+            }
+            if let Some(ahead) = self.dirty.get(PREFETCH_AHEAD) {
+                shared.index.prefetch(ahead.slot);
             }
             let entry = shared.index.entry(d.slot);
             let snap = entry.read(&mut self.scratch);

@@ -143,7 +143,11 @@ pub(crate) struct Flusher<S> {
 impl<S: Store> Flusher<S> {
     pub(crate) fn new(shared: Arc<Shared>, store: S) -> Self {
         let config = &shared.config;
-        let consumers = shared.slots.iter().map(|s| Ring::consumer(&s.ring)).collect();
+        let consumers = shared
+            .slots
+            .iter()
+            .map(|s| Ring::consumer(&s.ring))
+            .collect();
         let target_ops = TARGET_MIN.min(config.batch_ops_max);
         // vec![0; n] allocates zeroed memory: pages are mapped as used.
         let flush_state = vec![0u64; shared.index.slots()];

@@ -7,8 +7,8 @@
 //! The workload generator and `NullStore` live in `writebehind_tools::workload`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::hint::black_box;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -188,4 +188,3 @@ pub fn ring_array_queue(items: u64) -> Duration {
     consumer.join().expect("consumer");
     start.elapsed()
 }
-

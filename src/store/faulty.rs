@@ -193,7 +193,11 @@ mod tests {
     fn batch(seq: u64) -> Batch {
         let mut bytes = Vec::new();
         record::encode(&mut bytes, Kind::Put, Version(seq), b"k", b"v");
-        Batch { seq: BatchSeq(seq), bytes, records: 1 }
+        Batch {
+            seq: BatchSeq(seq),
+            bytes,
+            records: 1,
+        }
     }
 
     #[test]
@@ -208,11 +212,24 @@ mod tests {
         }
         let mut out = Vec::new();
         store.poll(&mut out, Duration::ZERO);
-        let results: Vec<_> = out.iter().map(|c| c.result.as_ref().map_err(|e| e.kind)).collect();
+        let results: Vec<_> = out
+            .iter()
+            .map(|c| c.result.as_ref().map_err(|e| e.kind))
+            .collect();
         assert_eq!(results.len(), 3);
-        assert_eq!(results.iter().filter(|r| **r == Err(StoreErrorKind::Sync)).count(), 2);
+        assert_eq!(
+            results
+                .iter()
+                .filter(|r| **r == Err(StoreErrorKind::Sync))
+                .count(),
+            2
+        );
         assert_eq!(plan.injected(), 2);
-        assert_eq!(data.lock().map(|d| d.batches).unwrap_or(0), 1, "failed batches never reach the store");
+        assert_eq!(
+            data.lock().map(|d| d.batches).unwrap_or(0),
+            1,
+            "failed batches never reach the store"
+        );
     }
 
     #[test]

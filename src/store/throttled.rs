@@ -100,7 +100,11 @@ mod tests {
     fn batch(seq: u64) -> Batch {
         let mut bytes = Vec::new();
         record::encode(&mut bytes, Kind::Put, Version(seq), b"k", b"v");
-        Batch { seq: BatchSeq(seq), bytes, records: 1 }
+        Batch {
+            seq: BatchSeq(seq),
+            bytes,
+            records: 1,
+        }
     }
 
     #[test]

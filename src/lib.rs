@@ -74,3 +74,8 @@ pub use store::{
 };
 pub use value::Value;
 pub use writer::Writer;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::file::FileStore;
 use crate::flusher::{Flusher, StopGuard};
 use crate::index::Index;
 use crate::record::{Kind, Version};
@@ -57,8 +58,7 @@ impl WriteBehind {
                     Ok(_) => {}
                     Err(e) => failure = Some(e),
                 }
-            })
-            .map_err(Error::Store)?;
+            })?;
         if let Some(e) = failure {
             return Err(e);
         }
@@ -78,6 +78,26 @@ impl WriteBehind {
             shared,
             flusher: Some(handle),
         })
+    }
+
+    /// Opens (or creates) the embedded file store in `dir` and a cache over
+    /// it: recovers every key with its version, then starts the flusher.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("wb-doc-open-{}", std::process::id()));
+    /// let wb = writebehind::WriteBehind::open(&dir, writebehind::Config::default())?;
+    /// let mut w = wb.writer()?;
+    /// w.put(b"k", b"v")?;
+    /// drop(w);
+    /// wb.close()?;
+    /// let wb = writebehind::WriteBehind::open(&dir, writebehind::Config::default())?;
+    /// assert_eq!(wb.get(b"k").as_deref(), Some(&b"v"[..]));
+    /// # drop(wb); std::fs::remove_dir_all(&dir).ok();
+    /// # Ok::<(), writebehind::Error>(())
+    /// ```
+    pub fn open(dir: impl AsRef<std::path::Path>, config: Config) -> Result<Self, Error> {
+        let store = FileStore::open(dir, &config)?;
+        Self::with_store(store, config)
     }
 
     /// Registers a writer. At most `Config::writers_max` exist at once; a

@@ -29,6 +29,18 @@ pub enum Durability {
     None,
 }
 
+/// Which I/O engine the file store uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IoBackend {
+    /// io_uring where the kernel allows it, else pwrite.
+    #[default]
+    Auto,
+    /// io_uring, or fail to open.
+    IoUring,
+    /// pwrite + fdatasync on a worker thread.
+    Pwrite,
+}
+
 /// Configuration of a [`WriteBehind`](crate::WriteBehind). Build with
 /// `Config::default()` and struct update syntax; [`Config::validate`] is
 /// called by every constructor.
@@ -85,6 +97,11 @@ pub struct Config {
     pub idle_park_max: Duration,
     /// Pin the flusher thread to this core.
     pub flusher_core: Option<usize>,
+    /// File store: a segment is rotated once it holds this many bytes (it is
+    /// preallocated to this size).
+    pub segment_bytes_max: u64,
+    /// File store: the I/O engine.
+    pub io_backend: IoBackend,
 }
 
 impl Default for Config {
@@ -108,6 +125,8 @@ impl Default for Config {
             close_timeout: Duration::from_secs(30),
             idle_park_max: Duration::from_millis(100),
             flusher_core: None,
+            segment_bytes_max: 64 << 20,
+            io_backend: IoBackend::Auto,
         }
     }
 }
@@ -186,6 +205,12 @@ impl Config {
             return bad(format!(
                 "retry_backoff_min ({:?}) must be positive and <= retry_backoff_max ({:?})",
                 self.retry_backoff_min, self.retry_backoff_max
+            ));
+        }
+        if self.segment_bytes_max < 4096 || self.segment_bytes_max > 1 << 40 {
+            return bad(format!(
+                "segment_bytes_max = {} must be in 4096..=2^40",
+                self.segment_bytes_max
             ));
         }
         if self.idle_park_max.is_zero() {

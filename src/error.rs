@@ -131,6 +131,33 @@ pub enum Error {
     /// An OS-level failure outside the store (spawning the flusher thread).
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// A stored record or segment is damaged somewhere a crash cannot explain
+    /// (not the torn tail of the newest segment). Nothing was loaded.
+    #[error("corrupt store: segment {segment:06}, offset {offset}: {reason}")]
+    Corrupt {
+        /// The segment's id (its file is `{segment:06}.wb`).
+        segment: u64,
+        /// Byte offset in the segment file.
+        offset: u64,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A file in the store directory is not a segment this build can read
+    /// (wrong magic, or a newer format version).
+    #[error("{path}: {reason}")]
+    Format {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// Another handle, in this or another process, has the store directory
+    /// open.
+    #[error("store directory {dir} is locked by another handle")]
+    Locked {
+        /// The directory.
+        dir: std::path::PathBuf,
+    },
     /// The flusher thread panicked: a bug. The cache refuses further work.
     #[error("the flusher thread stopped unexpectedly (panic): {0}")]
     FlusherDied(String),

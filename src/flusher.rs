@@ -31,6 +31,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::config::Durability;
 use crate::error::Error;
 use crate::index::Slot;
 use crate::record;
@@ -397,9 +398,20 @@ impl<S: Store> Flusher<S> {
             }
             if c.dirty_mark.is_some_and(|m| self.dirty_dequeued >= m) {
                 // Everything the request covers is in batches numbered up to
-                // the last one cut.
-                self.barriers.push_back((c.gen, self.next_seq - 1));
-                self.collecting = None;
+                // the last one cut. Under `Durability::None` those batches
+                // are written but not forced: a sync-only batch after them
+                // makes the store force everything before it.
+                let gen = c.gen;
+                if self.shared.config.durability == Durability::None {
+                    if self.in_flight.len() < self.shared.config.batches_in_flight_max {
+                        let seq = self.submit_sync_point();
+                        self.barriers.push_back((gen, seq));
+                        self.collecting = None;
+                    }
+                } else {
+                    self.barriers.push_back((gen, self.next_seq - 1));
+                    self.collecting = None;
+                }
             }
         }
         let mut synced = None;
@@ -413,6 +425,30 @@ impl<S: Store> Flusher<S> {
         if let Some(gen) = synced {
             self.publish_synced(gen);
         }
+    }
+
+    /// Submits an empty batch that only asks the store to make everything
+    /// before it durable; returns its seq.
+    fn submit_sync_point(&mut self) -> u64 {
+        let mut batch = self.free_batches.pop().unwrap_or_default();
+        batch.bytes.clear();
+        batch.records = 0;
+        batch.sync = true;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        batch.seq = BatchSeq(seq);
+        let now = self.now_ns();
+        self.in_flight.push_back(InFlight {
+            seq,
+            entries: self.free_lists.pop().unwrap_or_default(),
+            records: 0,
+            bytes: 0,
+            oldest_ns: now,
+            state: State::Submitted,
+            batch: None,
+        });
+        self.store.submit(batch);
+        seq
     }
 
     fn publish_synced(&self, gen: u64) {
@@ -464,6 +500,7 @@ impl<S: Store> Flusher<S> {
         let mut batch = self.free_batches.pop().unwrap_or_default();
         batch.bytes.clear();
         batch.records = 0;
+        batch.sync = false;
         let mut entries = self.free_lists.pop().unwrap_or_default();
         let mut oldest_ns = u64::MAX;
         while let Some(&d) = self.dirty.front() {

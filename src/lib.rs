@@ -52,6 +52,7 @@ mod cache;
 mod config;
 mod entry;
 mod error;
+pub mod file;
 mod flusher;
 mod index;
 pub mod record;
@@ -64,9 +65,10 @@ mod value;
 mod writer;
 
 pub use cache::WriteBehind;
-pub use config::{Backpressure, Config, Durability};
+pub use config::{Backpressure, Config, Durability, IoBackend};
 pub use entry::INLINE_BYTES;
 pub use error::{Error, StoreError, StoreErrorKind};
+pub use file::FileStore;
 pub use record::Version;
 pub use stats::Stats;
 pub use store::{

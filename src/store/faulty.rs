@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::{Batch, Completion, RecoveryReport, Store};
-use crate::error::{StoreError, StoreErrorKind};
+use crate::error::{Error, StoreError, StoreErrorKind};
 use crate::record::RecordRef;
 
 #[derive(Debug, Default)]
@@ -120,10 +120,7 @@ impl<S: Store> Store for Faulty<S> {
         self.inner.backend()
     }
 
-    fn recover(
-        &mut self,
-        visit: &mut dyn FnMut(RecordRef<'_>),
-    ) -> Result<RecoveryReport, StoreError> {
+    fn recover(&mut self, visit: &mut dyn FnMut(RecordRef<'_>)) -> Result<RecoveryReport, Error> {
         self.inner.recover(visit)
     }
 
@@ -197,6 +194,7 @@ mod tests {
             seq: BatchSeq(seq),
             bytes,
             records: 1,
+            sync: false,
         }
     }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::{Batch, Completion, RecoveryReport, Store};
-use crate::error::{StoreError, StoreErrorKind};
+use crate::error::{Error, StoreError, StoreErrorKind};
 use crate::record::{self, Kind, RecordRef, Version};
 
 /// The contents of a [`MemStore`], shared with the test or program that made
@@ -115,10 +115,7 @@ impl Store for MemStore {
         "mem"
     }
 
-    fn recover(
-        &mut self,
-        visit: &mut dyn FnMut(RecordRef<'_>),
-    ) -> Result<RecoveryReport, StoreError> {
+    fn recover(&mut self, visit: &mut dyn FnMut(RecordRef<'_>)) -> Result<RecoveryReport, Error> {
         let data = self.lock();
         for (key, (version, value)) in &data.records {
             visit(RecordRef {

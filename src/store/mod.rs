@@ -22,7 +22,7 @@ pub use throttled::Throttled;
 
 use std::time::Duration;
 
-use crate::error::StoreError;
+use crate::error::{Error, StoreError};
 use crate::record::RecordRef;
 
 /// Submission number of a batch: 1, 2, 3... in submission order. A retried
@@ -40,6 +40,11 @@ pub struct Batch {
     pub bytes: Vec<u8>,
     /// How many records `bytes` holds.
     pub records: usize,
+    /// Make this batch, and everything submitted before it, durable before
+    /// completing it, whatever the store's durability mode (a `sync()`
+    /// barrier under `Durability::None`). A batch may be empty and carry
+    /// only this.
+    pub sync: bool,
 }
 
 /// The outcome of one submitted batch. The batch comes back so its buffer can
@@ -71,10 +76,7 @@ pub trait Store: Send + 'static {
     /// Calls `visit` for every stored record (any order; the same key may come
     /// several times with different versions: the caller keeps the highest).
     /// Called once, before the first submit.
-    fn recover(
-        &mut self,
-        visit: &mut dyn FnMut(RecordRef<'_>),
-    ) -> Result<RecoveryReport, StoreError>;
+    fn recover(&mut self, visit: &mut dyn FnMut(RecordRef<'_>)) -> Result<RecoveryReport, Error>;
 
     /// Starts persisting `batch`. Must not block for long; failures are
     /// reported through its completion.
@@ -98,10 +100,7 @@ impl<S: Store + ?Sized> Store for Box<S> {
     fn backend(&self) -> &'static str {
         (**self).backend()
     }
-    fn recover(
-        &mut self,
-        visit: &mut dyn FnMut(RecordRef<'_>),
-    ) -> Result<RecoveryReport, StoreError> {
+    fn recover(&mut self, visit: &mut dyn FnMut(RecordRef<'_>)) -> Result<RecoveryReport, Error> {
         (**self).recover(visit)
     }
     fn submit(&mut self, batch: Batch) {

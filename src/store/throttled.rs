@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::{Batch, Completion, RecoveryReport, Store};
-use crate::error::StoreError;
+use crate::error::{Error, StoreError};
 use crate::record::RecordRef;
 
 /// Wraps a store and releases batches to it at most `batches_per_s` per second
@@ -51,10 +51,7 @@ impl<S: Store> Store for Throttled<S> {
         self.inner.backend()
     }
 
-    fn recover(
-        &mut self,
-        visit: &mut dyn FnMut(RecordRef<'_>),
-    ) -> Result<RecoveryReport, StoreError> {
+    fn recover(&mut self, visit: &mut dyn FnMut(RecordRef<'_>)) -> Result<RecoveryReport, Error> {
         self.inner.recover(visit)
     }
 
@@ -104,6 +101,7 @@ mod tests {
             seq: BatchSeq(seq),
             bytes,
             records: 1,
+            sync: false,
         }
     }
 

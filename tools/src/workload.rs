@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use writebehind::record::RecordRef;
 use writebehind::store::{Batch, Completion, RecoveryReport, Store};
-use writebehind::StoreError;
 
 /// xorshift64*: small, fast, deterministic.
 #[derive(Debug, Clone)]
@@ -173,7 +172,10 @@ impl Store for NullStore {
     fn backend(&self) -> &'static str {
         "null"
     }
-    fn recover(&mut self, _: &mut dyn FnMut(RecordRef<'_>)) -> Result<RecoveryReport, StoreError> {
+    fn recover(
+        &mut self,
+        _: &mut dyn FnMut(RecordRef<'_>),
+    ) -> Result<RecoveryReport, writebehind::Error> {
         Ok(RecoveryReport::default())
     }
     fn submit(&mut self, batch: Batch) {

@@ -1,0 +1,436 @@
+//! `FileStore`: the embedded, log-structured, checksummed store.
+//!
+//! A directory of numbered segment files (layout in [`format`]); each batch
+//! is one frame appended at the active segment's tail; segments are
+//! preallocated (so fdatasync need not update metadata) and rotated at
+//! `Config::segment_bytes_max`. Frames go to the disk through an [`io`]
+//! engine, io_uring or pwrite, strictly in order: a chain of up to
+//! `batches_in_flight_max` frames is in flight at a time, each write linked
+//! to its fdatasync under `Durability::Batch`.
+//!
+//! # Failures (G8)
+//!
+//! A failed write or fdatasync fails its batch and every later batch of the
+//! same chain; the flusher retries them from memory after a backoff. The
+//! segment is never written again (after a failed fdatasync the kernel may
+//! have dropped the dirty pages, and a later fdatasync could falsely
+//! succeed): it is sealed at the end of the last frame confirmed durable,
+//! and the next segment's header records that end, so recovery trusts
+//! nothing after it. ENOSPC when creating a segment fails the batches the
+//! same way, and the store resumes when space returns.
+//!
+//! # Recovery (G5)
+//!
+//! [`scan`] reads every segment: see its rules. The first write after
+//! opening starts a new segment whose header seals the previous newest one
+//! at the end of its intact data, so a torn tail, once cut, stays cut.
+
+pub mod format;
+mod io;
+mod lock;
+pub mod scan;
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use format::{
+    FrameHeader, SegmentHeader, SegmentId, FRAME_FLAG_SYNC, FRAME_HEADER_BYTES,
+    SEGMENT_FLAG_NO_SYNC, SEGMENT_HEADER_BYTES,
+};
+use io::{Chain, Engine, FrameOp};
+use lock::DirLock;
+
+use crate::config::{Config, Durability, IoBackend};
+use crate::error::{Error, StoreError, StoreErrorKind};
+use crate::record::RecordRef;
+use crate::store::{Batch, Completion, RecoveryReport, Store};
+
+/// The segment being appended to.
+#[derive(Debug)]
+struct Active {
+    id: SegmentId,
+    file: Arc<File>,
+    /// Where the next frame goes.
+    write_pos: u64,
+    /// End of the last frame confirmed written (and, under `Batch`,
+    /// durable); the seal point if this segment fails.
+    confirmed_end: u64,
+}
+
+/// The embedded file store. Open it with [`FileStore::open`], or let
+/// [`WriteBehind::open`](crate::WriteBehind::open) do it.
+#[derive(Debug)]
+pub struct FileStore {
+    dir: PathBuf,
+    _lock: DirLock,
+    engine: Box<dyn Engine>,
+    durability: Durability,
+    segment_bytes_max: u64,
+    frame_bytes_max: u32,
+    chain_max: usize,
+    active: Option<Active>,
+    /// Id the next segment gets.
+    next_id: u64,
+    /// A seal to record in the next segment's header.
+    pending_seal: Option<(SegmentId, u64)>,
+    /// Submitted, not yet in a chain.
+    queue: VecDeque<Batch>,
+    /// Batches in the chain in flight.
+    in_chain: usize,
+    done: Vec<Completion>,
+    /// Segments on disk and their record bytes (for compaction decisions).
+    segments: usize,
+    stored_bytes: u64,
+}
+
+impl FileStore {
+    /// Opens (creating if needed) the store directory `dir` and takes its
+    /// lock. Records are read by [`Store::recover`], which
+    /// `WriteBehind::with_store` calls.
+    pub fn open(dir: impl AsRef<Path>, config: &Config) -> Result<Self, Error> {
+        config.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir)?;
+        let lock = DirLock::acquire(&dir)?;
+        let chain_max = config.batches_in_flight_max;
+        let engine: Box<dyn Engine> = match config.io_backend {
+            IoBackend::Pwrite => Box::new(io::Pwrite::new()?),
+            #[cfg(target_os = "linux")]
+            IoBackend::IoUring => Box::new(io::Uring::new(chain_max)?),
+            #[cfg(target_os = "linux")]
+            IoBackend::Auto => match io::Uring::new(chain_max) {
+                Ok(u) => Box::new(u),
+                Err(e) => {
+                    tracing::info!("io_uring unavailable ({e}); using pwrite");
+                    Box::new(io::Pwrite::new()?)
+                }
+            },
+            #[cfg(not(target_os = "linux"))]
+            IoBackend::IoUring => {
+                return Err(Error::Config("io_uring is only available on Linux".into()))
+            }
+            #[cfg(not(target_os = "linux"))]
+            IoBackend::Auto => Box::new(io::Pwrite::new()?),
+        };
+        Ok(Self {
+            dir,
+            _lock: lock,
+            engine,
+            durability: config.durability,
+            segment_bytes_max: config.segment_bytes_max,
+            frame_bytes_max: u32::try_from(config.batch_bytes_max).unwrap_or(u32::MAX),
+            chain_max,
+            active: None,
+            next_id: 1,
+            pending_seal: None,
+            queue: VecDeque::new(),
+            in_chain: 0,
+            done: Vec::new(),
+            segments: 0,
+            stored_bytes: 0,
+        })
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn sync_dir(&self) -> std::io::Result<()> {
+        File::open(&self.dir)?.sync_all()
+    }
+
+    /// Creates the next segment: preallocated, header written and durable,
+    /// directory entry durable.
+    fn create_segment(&mut self) -> Result<Active, StoreError> {
+        let id = SegmentId(self.next_id);
+        let path = id.path(&self.dir);
+        let fail = |kind, what: &str, e: std::io::Error| {
+            let kind = if e.raw_os_error() == Some(libc::ENOSPC) {
+                StoreErrorKind::NoSpace
+            } else {
+                kind
+            };
+            StoreError::new(kind, format!("creating {}: {what}: {e}", path.display()))
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| fail(StoreErrorKind::Write, "open", e))?;
+        let result = (|| {
+            preallocate(&file, self.segment_bytes_max)
+                .map_err(|e| fail(StoreErrorKind::NoSpace, "preallocate", e))?;
+            let header = SegmentHeader {
+                id,
+                flags: if self.durability == Durability::None {
+                    SEGMENT_FLAG_NO_SYNC
+                } else {
+                    0
+                },
+                sealed: self.pending_seal,
+                frame_bytes_max: self.frame_bytes_max,
+            };
+            use std::os::unix::fs::FileExt;
+            file.write_all_at(&header.encode(), 0)
+                .map_err(|e| fail(StoreErrorKind::Write, "header", e))?;
+            file.sync_all()
+                .map_err(|e| fail(StoreErrorKind::Sync, "fsync", e))?;
+            self.sync_dir()
+                .map_err(|e| fail(StoreErrorKind::Sync, "fsync dir", e))
+        })();
+        if let Err(e) = result {
+            drop(file);
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        self.next_id += 1;
+        self.pending_seal = None;
+        self.segments += 1;
+        Ok(Active {
+            id,
+            file: Arc::new(file),
+            write_pos: SEGMENT_HEADER_BYTES as u64,
+            confirmed_end: SEGMENT_HEADER_BYTES as u64,
+        })
+    }
+
+    /// Leaves the active segment behind, trusted up to its confirmed end.
+    /// Under `Durability::None` its pages are forced out first, so a later
+    /// `sync()` (which syncs the new segment) covers them too.
+    fn retire_active(&mut self) -> Result<(), StoreError> {
+        let Some(active) = self.active.take() else {
+            return Ok(());
+        };
+        if self.durability == Durability::None {
+            if let Err(e) = active.file.sync_data() {
+                self.pending_seal = Some((active.id, SEGMENT_HEADER_BYTES as u64));
+                return Err(StoreError::new(
+                    StoreErrorKind::Sync,
+                    format!("fdatasync of {} at rotation: {e}", active.id.file_name()),
+                ));
+            }
+        }
+        self.pending_seal = Some((active.id, active.confirmed_end));
+        Ok(())
+    }
+
+    /// Starts the next chain if none is in flight.
+    fn pump(&mut self) {
+        if self.in_chain > 0 || self.queue.is_empty() {
+            return;
+        }
+        let mut chain: Chain = Vec::with_capacity(self.chain_max);
+        while chain.len() < self.chain_max {
+            let Some(batch) = self.queue.front() else {
+                break;
+            };
+            let frame_len = (FRAME_HEADER_BYTES + batch.bytes.len()) as u64;
+            let write = batch.records > 0 || !batch.bytes.is_empty();
+            // Rotate when the frame does not fit (a frame larger than a
+            // whole segment gets a fresh segment to itself).
+            let full = self.active.as_ref().is_some_and(|a| {
+                write
+                    && a.write_pos + frame_len > self.segment_bytes_max
+                    && a.write_pos > SEGMENT_HEADER_BYTES as u64
+            });
+            if full {
+                if !chain.is_empty() {
+                    break; // finish this segment's chain first
+                }
+                if let Err(e) = self.retire_active() {
+                    self.fail_queue(&e);
+                    return;
+                }
+            }
+            if self.active.is_none() {
+                match self.create_segment() {
+                    Ok(a) => self.active = Some(a),
+                    Err(e) => {
+                        tracing::warn!("{e}");
+                        self.fail_queue(&e);
+                        return;
+                    }
+                }
+            }
+            let Some(batch) = self.queue.pop_front() else {
+                break;
+            };
+            let Some(active) = self.active.as_mut() else {
+                break;
+            };
+            let sync = self.durability == Durability::Batch || batch.sync;
+            let header = FrameHeader {
+                flags: if sync { FRAME_FLAG_SYNC } else { 0 },
+                len: batch.bytes.len() as u32,
+            }
+            .encode();
+            let op = FrameOp::new(
+                Arc::clone(&active.file),
+                active.write_pos,
+                write,
+                header,
+                batch,
+                sync,
+            );
+            if write {
+                active.write_pos += frame_len;
+            }
+            chain.push(op);
+        }
+        if !chain.is_empty() {
+            self.in_chain = chain.len();
+            self.engine.submit(chain);
+        }
+    }
+
+    /// Fails every queued batch with `e` (the flusher retries them).
+    fn fail_queue(&mut self, e: &StoreError) {
+        for batch in self.queue.drain(..) {
+            self.done.push(Completion {
+                batch,
+                result: Err(e.clone()),
+            });
+        }
+    }
+
+    /// Takes a finished chain: completions in order; the first failure seals
+    /// the segment.
+    fn finish_chain(&mut self, chain: Chain) {
+        self.in_chain = 0;
+        let mut failure: Option<StoreError> = None;
+        for op in chain {
+            let end = op.offset + op.write_len();
+            let FrameOp {
+                result,
+                batch,
+                write,
+                ..
+            } = *op;
+            let result = match (failure.as_ref(), result) {
+                (Some(first), _) => Err(StoreError::new(
+                    first.kind,
+                    format!("not attempted after an earlier failure: {}", first.message),
+                )),
+                (None, Ok(())) => {
+                    if let Some(a) = self.active.as_mut() {
+                        if write {
+                            a.confirmed_end = end;
+                            self.stored_bytes += batch.bytes.len() as u64;
+                        }
+                    }
+                    Ok(())
+                }
+                (None, Err(e)) => {
+                    failure = Some(e.clone());
+                    Err(e)
+                }
+            };
+            self.done.push(Completion { batch, result });
+        }
+        if let Some(e) = failure {
+            tracing::warn!("segment write failed, sealing it: {e}");
+            if let Some(a) = self.active.take() {
+                // Never touch this file again: seal at what was confirmed.
+                self.pending_seal = Some((a.id, a.confirmed_end));
+            }
+        }
+    }
+}
+
+/// Reserves `len` bytes for `file` (size included), so appends inside it need
+/// no metadata update at fdatasync.
+fn preallocate(file: &File, len: u64) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: fallocate on a descriptor we own; no memory involved.
+        let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len as libc::off_t) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
+            return Err(e);
+        }
+    }
+    file.set_len(len)
+}
+
+impl Store for FileStore {
+    fn backend(&self) -> &'static str {
+        self.engine.name()
+    }
+
+    fn recover(&mut self, visit: &mut dyn FnMut(RecordRef<'_>)) -> Result<RecoveryReport, Error> {
+        let report = scan::scan_dir(&self.dir, &mut |_, r| visit(r))?;
+        for seg in &report.segments {
+            if let Some((at, why)) = &seg.torn {
+                tracing::warn!(
+                    "{}: torn tail cut at offset {at}: {why}",
+                    seg.id.file_name()
+                );
+            }
+        }
+        self.next_id = report.segments.last().map_or(1, |s| s.id.0 + 1);
+        // A newest file whose header was torn held nothing: remove it.
+        if let Some(last) = report.segments.last().filter(|s| s.header.is_none()) {
+            std::fs::remove_file(last.id.path(&self.dir))?;
+            self.sync_dir()?;
+        }
+        if let Some(newest) = report.segments.iter().rev().find(|s| s.header.is_some()) {
+            self.pending_seal = Some((newest.id, newest.data_end));
+        }
+        self.segments = report
+            .segments
+            .iter()
+            .filter(|s| s.header.is_some())
+            .count();
+        self.stored_bytes = report.record_bytes();
+        Ok(RecoveryReport {
+            records: report.records(),
+            torn_tails: report.torn_tails(),
+        })
+    }
+
+    fn submit(&mut self, batch: Batch) {
+        self.queue.push_back(batch);
+        self.pump();
+    }
+
+    fn poll(&mut self, out: &mut Vec<Completion>, timeout: Duration) {
+        self.pump();
+        if self.in_chain > 0 {
+            let timeout = if self.done.is_empty() {
+                timeout
+            } else {
+                Duration::ZERO
+            };
+            if let Some(chain) = self.engine.wait(timeout) {
+                self.finish_chain(chain);
+                self.pump();
+            }
+        }
+        out.append(&mut self.done);
+    }
+
+    fn in_flight(&self) -> usize {
+        self.queue.len() + self.in_chain + self.done.len()
+    }
+
+    fn close(&mut self) -> Result<(), StoreError> {
+        // The flusher closes only once every batch has completed.
+        if let Some(a) = &self.active {
+            if self.durability == Durability::None {
+                a.file.sync_data().map_err(|e| {
+                    StoreError::new(StoreErrorKind::Sync, format!("fdatasync at close: {e}"))
+                })?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -211,12 +211,8 @@ mod tests {
         let crc = crc32c::crc32c(&future[..60]);
         future[60..64].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(SegmentHeader::decode(&future), Err(HeaderError::Version(2)));
-        assert_eq!(
-            SegmentHeader::decode(
-                b"not a segment at all, not at all, not at all, not at all, not!"
-            ),
-            Err(HeaderError::Magic)
-        );
+        assert_eq!(SegmentHeader::decode(&[b'x'; 64]), Err(HeaderError::Magic));
+        assert_eq!(SegmentHeader::decode(&b[..63]), Err(HeaderError::Truncated));
     }
 
     #[test]

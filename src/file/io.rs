@@ -35,6 +35,8 @@ pub(crate) struct FrameOp {
     pub batch: Batch,
     /// fdatasync after the write.
     pub sync: bool,
+    /// Fault injection: report the fdatasync as failed after running it.
+    pub fail_sync: bool,
     /// Filled in by the engine.
     pub result: Result<(), StoreError>,
     /// iovecs for io_uring (stable: the op is boxed while in flight).
@@ -63,6 +65,7 @@ impl FrameOp {
             header,
             batch,
             sync,
+            fail_sync: false,
             result: Ok(()),
             #[cfg(target_os = "linux")]
             iov: [libc::iovec {
@@ -100,6 +103,15 @@ fn io_error(kind: StoreErrorKind, what: &str, op: &FrameOp, e: &std::io::Error) 
     )
 }
 
+/// The injected fdatasync failure of `op`, if any (EIO, as a disk reports it).
+fn injected(op: &FrameOp) -> std::io::Result<()> {
+    if op.fail_sync {
+        Err(std::io::Error::from_raw_os_error(libc::EIO))
+    } else {
+        Ok(())
+    }
+}
+
 /// Runs chains.
 pub(crate) trait Engine: Send + std::fmt::Debug {
     fn name(&self) -> &'static str;
@@ -132,7 +144,8 @@ fn run_blocking(chain: &mut Chain) {
             }
         }
         if op.sync {
-            if let Err(e) = op.file.sync_data() {
+            let r = op.file.sync_data().and_then(|()| injected(op));
+            if let Err(e) = r {
                 op.result = Err(io_error(StoreErrorKind::Sync, "fdatasync", op, &e));
                 failed = true;
             }
@@ -281,6 +294,14 @@ mod uring {
                         );
                     }
                     op.result = Err(err);
+                } else if fsync && op.fail_sync {
+                    let e = std::io::Error::from_raw_os_error(libc::EIO);
+                    op.result = Err(io_error(
+                        StoreErrorKind::Sync,
+                        "fdatasync (injected)",
+                        op,
+                        &e,
+                    ));
                 } else if !fsync && res as u64 != op.write_len() {
                     op.result = Err(StoreError::new(
                         StoreErrorKind::Write,

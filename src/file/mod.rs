@@ -85,6 +85,8 @@ pub struct FileStore {
     /// Segments on disk and their record bytes (for compaction decisions).
     segments: usize,
     stored_bytes: u64,
+    /// Fault injection: fdatasyncs still to report as failed.
+    sync_failures_to_inject: u32,
 }
 
 impl FileStore {
@@ -132,6 +134,7 @@ impl FileStore {
             done: Vec::new(),
             segments: 0,
             stored_bytes: 0,
+            sync_failures_to_inject: 0,
         })
     }
 
@@ -270,7 +273,7 @@ impl FileStore {
                 len: batch.bytes.len() as u32,
             }
             .encode();
-            let op = FrameOp::new(
+            let mut op = FrameOp::new(
                 Arc::clone(&active.file),
                 active.write_pos,
                 write,
@@ -278,6 +281,10 @@ impl FileStore {
                 batch,
                 sync,
             );
+            if sync && self.sync_failures_to_inject > 0 {
+                self.sync_failures_to_inject -= 1;
+                op.fail_sync = true;
+            }
             if write {
                 active.write_pos += frame_len;
             }
@@ -420,6 +427,11 @@ impl Store for FileStore {
 
     fn in_flight(&self) -> usize {
         self.queue.len() + self.in_chain + self.done.len()
+    }
+
+    fn inject_sync_failure(&mut self) -> bool {
+        self.sync_failures_to_inject += 1;
+        true
     }
 
     fn close(&mut self) -> Result<(), StoreError> {

@@ -18,6 +18,8 @@ struct Plan {
     delay: Duration,
     /// Hold every completion until this instant (a stalled store).
     stall_until: Option<Instant>,
+    /// Make this many of the inner store's fdatasyncs report failure.
+    sync_failures: u64,
     /// Failures injected so far.
     injected: u64,
     /// Submissions seen.
@@ -45,6 +47,13 @@ impl FaultPlan {
         let mut plan = self.lock();
         plan.fail_next = n;
         plan.fail_kind = Some(kind);
+    }
+
+    /// Make the inner store's next `n` fdatasyncs report failure after they
+    /// ran (see [`Store::inject_sync_failure`]); the file store must then
+    /// seal the segment and the flusher rewrite the records from memory.
+    pub fn fail_next_syncs(&self, n: u64) {
+        self.lock().sync_failures = n;
     }
 
     /// Deliver every completion `delay` late.
@@ -137,6 +146,15 @@ impl<S: Store> Store for Faulty<S> {
                 None
             }
         };
+        let inject_sync = {
+            let plan = self.plan.lock();
+            plan.sync_failures > 0
+        };
+        if fail.is_none() && inject_sync && self.inner.inject_sync_failure() {
+            let mut plan = self.plan.lock();
+            plan.sync_failures -= 1;
+            plan.injected += 1;
+        }
         match fail {
             Some(kind) => {
                 let error =
@@ -174,6 +192,10 @@ impl<S: Store> Store for Faulty<S> {
 
     fn in_flight(&self) -> usize {
         self.inner.in_flight() + self.held.len()
+    }
+
+    fn inject_sync_failure(&mut self) -> bool {
+        self.inner.inject_sync_failure()
     }
 
     fn close(&mut self) -> Result<(), StoreError> {

@@ -89,6 +89,14 @@ pub trait Store: Send + 'static {
     /// Batches submitted and not yet returned by `poll`.
     fn in_flight(&self) -> usize;
 
+    /// Test hook for fault injection ([`Faulty`]): make the store's next
+    /// durability operation (an fdatasync) report failure *after* it ran, as
+    /// a failing disk would. Returns false if the store has no such
+    /// operation.
+    fn inject_sync_failure(&mut self) -> bool {
+        false
+    }
+
     /// Called once by the flusher after the last batch completed, when the
     /// cache closes. Release resources; report what could not be finished.
     fn close(&mut self) -> Result<(), StoreError> {
@@ -111,6 +119,9 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn in_flight(&self) -> usize {
         (**self).in_flight()
+    }
+    fn inject_sync_failure(&mut self) -> bool {
+        (**self).inject_sync_failure()
     }
     fn close(&mut self) -> Result<(), StoreError> {
         (**self).close()

@@ -36,7 +36,7 @@ impl WriteBehind {
     /// recovered one) and starts the flusher.
     pub fn with_store<S: Store>(mut store: S, config: Config) -> Result<Self, Error> {
         config.validate()?;
-        let index = Index::new(config.keys_max);
+        let index = Index::new(config.keys_max)?;
         let mut failure = None;
         let report = store
             .recover(&mut |r| {

@@ -164,8 +164,8 @@ impl Config {
                 record::VALUE_BYTES_LIMIT
             ));
         }
-        if self.keys_max == 0 || self.keys_max > 1 << 31 {
-            return bad(format!("keys_max = {} must be in 1..=2^31", self.keys_max));
+        if self.keys_max == 0 || self.keys_max > 1 << 28 {
+            return bad(format!("keys_max = {} must be in 1..=2^28", self.keys_max));
         }
         if self.dirty_keys_max == 0 || self.dirty_keys_max > self.keys_max {
             return bad(format!(

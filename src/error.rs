@@ -24,7 +24,9 @@ pub enum StoreErrorKind {
     Sync,
     /// The device is full (ENOSPC): retried until space returns.
     NoSpace,
-    /// The stored data is damaged or unreadable: not retried.
+    /// The store found data it cannot use (a malformed batch). The flusher
+    /// retries it like any failure, so the batch stays un-durable and the
+    /// error stays visible in `stats()` until the store accepts it.
     Corrupt,
     /// Anything else: retried.
     Other,

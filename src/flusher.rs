@@ -606,6 +606,13 @@ impl<S: Store> Flusher<S> {
             }
             batch.records = f.entries.len();
             batch.seq = BatchSeq(f.seq);
+            // Under `Durability::None` a sync point submitted after this batch
+            // may already have completed; the retry must force itself, or the
+            // watermark would pass that sync point with this batch's records
+            // only in the page cache.
+            if shared.config.durability == Durability::None {
+                batch.sync = true;
+            }
             f.records = batch.records;
             f.bytes = batch.bytes.len();
             f.state = State::Submitted;
@@ -727,7 +734,11 @@ impl<S: Store> Flusher<S> {
         let config = &self.shared.config;
         // Next deadline: the oldest dirty key's age limit, or a retry.
         let mut wait_ns = (config.idle_park_max.min(config.flush_interval / 2)).as_nanos() as u64;
-        if let Some(d) = self.dirty.front() {
+        // The oldest dirty key's deadline matters only if a batch could be
+        // cut for it; with every in-flight slot taken, the next event is a
+        // completion (or a retry time), not a deadline.
+        let can_cut = self.in_flight.len() < config.batches_in_flight_max;
+        if let Some(d) = self.dirty.front().filter(|_| can_cut) {
             let due = d.since_ns + config.flush_interval.as_nanos() as u64;
             wait_ns = wait_ns.min(due.saturating_sub(now));
         }
@@ -750,14 +761,19 @@ impl<S: Store> Flusher<S> {
         // SeqCst fence: pairs with `wake_flusher_if_sleeping` (Dekker): either
         // we see the reason for waking below, or the waker sees us sleeping.
         sync::fence(Ordering::SeqCst);
-        let work_waiting = shared.sync_requested.load(Ordering::Relaxed) > self.sync_seen
+        // Work that this loop can act on right now (not work it is blocked
+        // on: a sync behind one still collecting, rings while the dirty list
+        // is full).
+        let room = self.dirty.len() < config.dirty_keys_max;
+        let work_waiting = (self.collecting.is_none()
+            && shared.sync_requested.load(Ordering::Relaxed) > self.sync_seen)
             || (shared.closing.load(Ordering::Relaxed) != 0 && !self.sealed)
-            || (self.dirty.len() < config.dirty_keys_max
-                && self.consumers.iter_mut().any(|c| !c.is_empty()))
-            || shared
-                .slots
-                .iter()
-                .any(|s| s.state.load(Ordering::Relaxed) == SLOT_RETIRED);
+            || (room && self.consumers.iter_mut().any(|c| !c.is_empty()))
+            || (room
+                && shared
+                    .slots
+                    .iter()
+                    .any(|s| s.state.load(Ordering::Relaxed) == SLOT_RETIRED));
         if !work_waiting {
             thread::park_timeout(wait);
         }

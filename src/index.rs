@@ -21,7 +21,8 @@ use std::hash::{BuildHasher, Hasher};
 use crate::entry::{Entry, SLOT_CLAIMED, SLOT_EMPTY, SLOT_READY};
 use crate::error::Error;
 use crate::record::Version;
-use crate::sync::{AtomicUsize, Backoff, Ordering};
+use crate::sync::{AtomicU32, AtomicUsize, Backoff, Ordering};
+use crate::table::Table;
 
 /// Position of an entry in the index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -31,7 +32,11 @@ pub(crate) struct Slot(pub u32);
 #[derive(Debug)]
 pub(crate) struct Index {
     /// `2^k` slots; see the module docs.
-    entries: Box<[Entry]>,
+    entries: Table,
+    /// Slots claimed so far, in claim order (`claimed_len` of them): what
+    /// `Drop` must drop, without walking (and mapping) the whole table.
+    claimed: Box<[AtomicU32]>,
+    claimed_len: AtomicUsize,
     /// `entries.len() - 1`.
     mask: usize,
     /// Slots claimed (plus, briefly, claims in progress); `<= keys_max`.
@@ -41,35 +46,29 @@ pub(crate) struct Index {
     seed: u64,
 }
 
-/// Allocates `n` empty entries.
+/// `n` atomics at 0, from zeroed memory (calloc maps pages lazily).
 #[cfg(not(loom))]
-fn alloc_entries(n: usize) -> Box<[Entry]> {
-    use std::alloc::{alloc_zeroed, handle_alloc_error, Layout};
-    let layout = match Layout::array::<Entry>(n) {
-        Ok(layout) => layout,
-        Err(_) => panic!("index of {n} slots overflows the address space"),
-    };
-    // SAFETY: `layout` has a nonzero size (n >= 2).
-    let p = unsafe { alloc_zeroed(layout) }.cast::<Entry>();
-    if p.is_null() {
-        handle_alloc_error(layout);
-    }
-    // SAFETY: `p` is a fresh allocation of `n` entries with the layout a
-    // `Box<[Entry]>` frees with, and all-zero bytes are a valid empty `Entry`
-    // (atomics at 0, null pointers, empty inline key; see `Entry::empty`).
-    unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, n)) }
+fn zeroed_u32s(n: usize) -> Box<[AtomicU32]> {
+    const _: () = assert!(
+        std::mem::size_of::<u32>() == std::mem::size_of::<AtomicU32>()
+            && std::mem::align_of::<u32>() == std::mem::align_of::<AtomicU32>()
+    );
+    let raw = Box::into_raw(vec![0u32; n].into_boxed_slice()) as *mut [AtomicU32];
+    // SAFETY: `AtomicU32` has the size and bit validity of `u32` and, as
+    // asserted above, its alignment here, so the allocation is a valid
+    // `[AtomicU32]` of the same layout and is freed as one.
+    unsafe { Box::from_raw(raw) }
 }
 
-/// Allocates `n` empty entries (loom's atomics are not plain integers, so no
-/// zeroed allocation under loom).
+/// `n` atomics at 0 (loom's atomics are not plain integers).
 #[cfg(loom)]
-fn alloc_entries(n: usize) -> Box<[Entry]> {
-    (0..n).map(|_| Entry::empty()).collect()
+fn zeroed_u32s(n: usize) -> Box<[AtomicU32]> {
+    (0..n).map(|_| AtomicU32::new(0)).collect()
 }
 
 impl Index {
     /// An empty index for at most `keys_max` keys.
-    pub(crate) fn new(keys_max: usize) -> Self {
+    pub(crate) fn new(keys_max: usize) -> Result<Self, Error> {
         let slots = (keys_max.max(1) * 2).next_power_of_two();
         // A random seed per index (std's RandomState draws it from the OS once
         // per thread), so a key set that probes badly in one process does not
@@ -78,13 +77,15 @@ impl Index {
             .build_hasher()
             .finish()
             | 1;
-        Self {
-            entries: alloc_entries(slots),
+        Ok(Self {
+            entries: Table::new(slots)?,
+            claimed: zeroed_u32s(keys_max.max(1)),
+            claimed_len: AtomicUsize::new(0),
             mask: slots - 1,
             count: AtomicUsize::new(0),
             keys_max,
             seed,
-        }
+        })
     }
 
     /// Keys in the index (live or deleted).
@@ -202,16 +203,28 @@ impl Index {
             let entry = &self.entries[i];
             // Acquire: as in `get`.
             let mut state = entry.state.load(Ordering::Acquire);
-            if state == SLOT_EMPTY {
-                if !reserved {
-                    // Reserve room first so the bound holds under racing
-                    // inserts. Relaxed: a counter; the slot publishes.
-                    if self.count.fetch_add(1, Ordering::Relaxed) >= self.keys_max {
-                        self.count.fetch_sub(1, Ordering::Relaxed);
+            if state == SLOT_EMPTY && !reserved {
+                // Reserve room first so the bound holds under racing
+                // inserts. Relaxed: a counter; the slot publishes.
+                if self.count.fetch_add(1, Ordering::Relaxed) < self.keys_max {
+                    reserved = true;
+                } else {
+                    self.count.fetch_sub(1, Ordering::Relaxed);
+                    // At the bound, a racing insert may hold the last
+                    // reservation for this very key and be about to claim
+                    // this slot: give it a moment (bounded) before refusing.
+                    let mut backoff = Backoff::new();
+                    while state == SLOT_EMPTY && !backoff.is_completed() {
+                        backoff.snooze();
+                        // Acquire: as above.
+                        state = entry.state.load(Ordering::Acquire);
+                    }
+                    if state == SLOT_EMPTY {
                         return Err(Error::IndexFull { max: self.keys_max });
                     }
-                    reserved = true;
                 }
+            }
+            if state == SLOT_EMPTY {
                 // Acquire on failure: we may read the winner's key next.
                 match entry.state.compare_exchange(
                     SLOT_EMPTY,
@@ -222,6 +235,10 @@ impl Index {
                     Ok(_) => {
                         // SAFETY: we claimed the slot and have not published it.
                         unsafe { entry.init(key, version) };
+                        // Record the claim for `Drop` (at most keys_max claims:
+                        // each one holds a reservation).
+                        let n = self.claimed_len.fetch_add(1, Ordering::Relaxed);
+                        self.claimed[n].store(i as u32, Ordering::Relaxed);
                         // Release: the key and initial state happen-before
                         // any Acquire load that sees READY.
                         entry.state.store(SLOT_READY, Ordering::Release);
@@ -250,6 +267,18 @@ impl Index {
     }
 }
 
+impl Drop for Index {
+    fn drop(&mut self) {
+        let n = self.claimed_len.load(Ordering::Relaxed);
+        for i in 0..n {
+            let slot = self.claimed[i].load(Ordering::Relaxed) as usize;
+            // SAFETY: `&mut self`: nobody else holds entries; each claimed
+            // slot is listed once (a claim is a successful CAS from EMPTY).
+            unsafe { self.entries.drop_entry(slot) };
+        }
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -257,7 +286,7 @@ mod tests {
 
     #[test]
     fn insert_find_and_bound() {
-        let index = Index::new(100);
+        let index = Index::new(100).expect("index");
         for i in 0..100u32 {
             let (_, e) = index
                 .get_or_insert(&i.to_le_bytes(), Version(0))
@@ -281,7 +310,7 @@ mod tests {
 
     #[test]
     fn long_keys_live_on_the_heap_and_are_found() {
-        let index = Index::new(10);
+        let index = Index::new(10).expect("index");
         let long: Vec<u8> = (0..300).map(|i| i as u8).collect();
         let (slot, _) = index.get_or_insert(&long, Version(0)).expect("room");
         assert_eq!(index.get(&long).map(|(s, _)| s), Some(slot));
@@ -290,7 +319,7 @@ mod tests {
 
     #[test]
     fn racing_inserts_of_the_same_keys_agree() {
-        let index = std::sync::Arc::new(Index::new(10_000));
+        let index = std::sync::Arc::new(Index::new(10_000).expect("index"));
         let threads: Vec<_> = (0..2)
             .map(|_| {
                 let index = std::sync::Arc::clone(&index);

@@ -61,6 +61,7 @@ mod shared;
 mod stats;
 pub mod store;
 mod sync;
+mod table;
 mod value;
 mod writer;
 

@@ -220,6 +220,14 @@ impl<T> Producer<T> {
         self.ring.tail.store(self.tail, Ordering::Release);
     }
 
+    /// Records in the ring now: refreshes the cached consumer cursor (one
+    /// Acquire load of the consumer's line).
+    pub fn refresh_len(&mut self) -> usize {
+        // Acquire: as in `has_room`.
+        self.head_cached = self.ring.head.load(Ordering::Acquire);
+        (self.tail - self.head_cached) as usize
+    }
+
     /// Records in the ring by our cached view (an upper bound: the consumer
     /// may have taken more since).
     #[inline]
@@ -272,22 +280,43 @@ impl<T> Consumer<T> {
         if n == 0 {
             return 0;
         }
-        for pos in self.head..self.head + n {
+        // Publishes `head` once at the end, and also if `f` panics: every
+        // value moved out before the panic counts as consumed, so none is
+        // handed out or dropped twice.
+        struct Publish<'a, T> {
+            consumer: &'a mut Consumer<T>,
+            taken: u64,
+        }
+        impl<T> Drop for Publish<'_, T> {
+            fn drop(&mut self) {
+                let c = &mut *self.consumer;
+                c.head += self.taken;
+                // Release: our reads of the freed slots happen-before the
+                // producer's next writes to them (it loads head with Acquire).
+                c.ring.head.store(c.head, Ordering::Release);
+            }
+        }
+        let start = self.head;
+        let mut publish = Publish {
+            consumer: self,
+            taken: 0,
+        };
+        for pos in start..start + n {
             // SAFETY: `head <= pos < tail_cached <= tail`: the producer wrote
             // this slot and published it with its Release store of tail, which
             // we acquired; it will not touch the slot again until we publish a
-            // head past it. Reading moves the value out; the slot is then
-            // logically uninitialized.
-            let value = self
+            // head past it. Reading moves the value out; `taken` is bumped
+            // before `f` runs, so the slot counts as consumed even if `f`
+            // panics.
+            let value = publish
+                .consumer
                 .ring
                 .slot(pos)
                 .with(|p| unsafe { (*p).assume_init_read() });
+            publish.taken += 1;
             f(value);
         }
-        self.head += n;
-        // Release: our reads of the freed slots happen-before the producer's
-        // next writes to them (it loads head with Acquire).
-        self.ring.head.store(self.head, Ordering::Release);
+        drop(publish);
         n as usize
     }
 
@@ -377,6 +406,29 @@ mod tests {
         drop((p, c));
         assert_eq!(Arc::strong_count(&token), 3);
         drop(ring);
+        assert_eq!(Arc::strong_count(&token), 1);
+    }
+
+    /// A panicking drain callback must not let a value be handed out or
+    /// dropped twice.
+    #[test]
+    fn drain_is_panic_safe() {
+        let token = Arc::new(());
+        let (mut p, mut c) = channel::<Arc<()>>(4);
+        for _ in 0..3 {
+            assert!(p.push(Arc::clone(&token)).is_ok());
+        }
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            c.drain(usize::MAX, |v| {
+                drop(v);
+                panic!("callback fails");
+            });
+        }));
+        assert!(r.is_err());
+        // The first value was consumed (and dropped by the callback); two remain.
+        assert_eq!(Arc::strong_count(&token), 3);
+        assert_eq!(c.drain(usize::MAX, drop), 2);
+        drop((p, c));
         assert_eq!(Arc::strong_count(&token), 1);
     }
 

@@ -179,7 +179,11 @@ impl Writer {
             version: written.version,
         });
         self.last_version = written.version;
-        if self.producer.len_upper_bound() >= self.wake_at {
+        // The cached length only grows until the ring looks full; check the
+        // real one before paying for a fence and a possible unpark.
+        if self.producer.len_upper_bound() >= self.wake_at
+            && self.producer.refresh_len() >= self.wake_at
+        {
             self.shared.wake_flusher_if_sleeping();
         }
         Ok(written)
@@ -235,6 +239,11 @@ impl Writer {
 
 impl Drop for Writer {
     fn drop(&mut self) {
+        // An operation that panicked midway left `op_active` set; close()
+        // would wait on it for close_timeout.
+        self.shared.slots[self.slot]
+            .op_active
+            .store(false, Ordering::Release);
         // Release: every push happens-before the flusher's Acquire load of the
         // state, so it drains them all before freeing the slot.
         self.shared.slots[self.slot]

@@ -191,6 +191,35 @@ impl WriteBehind {
         }
     }
 
+    /// Compacts the store now: rewrites every key's current value (and every
+    /// tombstone) from memory, makes it durable, then lets the store drop what
+    /// it supersedes (the file store deletes its old segments). Writers and
+    /// the flusher keep going meanwhile. Stores that do not compact return
+    /// `Ok` at once. The file store also compacts by itself when
+    /// `Config::compact_dead_ratio` and `compact_segments_min` are reached.
+    pub fn compact(&self) -> Result<(), Error> {
+        let shared = &*self.shared;
+        // SeqCst RMW: the flusher acquires it.
+        let gen = shared.compact_requested.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.wake_flusher();
+        let mut progress = sync::lock(&shared.progress);
+        loop {
+            if progress.compacted_gen >= gen {
+                return match &progress.compact_error {
+                    Some(e) if e.kind != crate::error::StoreErrorKind::Other => {
+                        Err(Error::Store(e.clone()))
+                    }
+                    _ => Ok(()),
+                };
+            }
+            if progress.stopped.is_some() {
+                return Err(Error::Closed);
+            }
+            progress =
+                sync::wait_timeout(&shared.progress_cv, progress, Duration::from_millis(100));
+        }
+    }
+
     /// Stops accepting updates, makes every acknowledged update durable, stops
     /// the flusher and closes the store. Returns the error that prevented it,
     /// if any (the store kept failing past `Config::close_timeout`).
@@ -251,6 +280,10 @@ impl WriteBehind {
             last_store_error: sync::lock(&shared.last_error).clone(),
             healthy: !c.failing.load(Ordering::Relaxed),
             torn_tails: shared.torn_tails,
+            compactions: load(&c.compactions),
+            live_bytes: load(&c.live_bytes),
+            stored_bytes: load(&c.stored_bytes),
+            segments: load(&c.segments),
         }
     }
 }

@@ -102,6 +102,11 @@ pub struct Config {
     pub segment_bytes_max: u64,
     /// File store: the I/O engine.
     pub io_backend: IoBackend,
+    /// Compact when at least this fraction of the stored record bytes is
+    /// dead (superseded)...
+    pub compact_dead_ratio: f64,
+    /// ...and the store has at least this many segments.
+    pub compact_segments_min: usize,
 }
 
 impl Default for Config {
@@ -127,6 +132,8 @@ impl Default for Config {
             flusher_core: None,
             segment_bytes_max: 64 << 20,
             io_backend: IoBackend::Auto,
+            compact_dead_ratio: 0.5,
+            compact_segments_min: 4,
         }
     }
 }
@@ -211,6 +218,12 @@ impl Config {
             return bad(format!(
                 "segment_bytes_max = {} must be in 4096..=2^40",
                 self.segment_bytes_max
+            ));
+        }
+        if !(self.compact_dead_ratio > 0.0 && self.compact_dead_ratio <= 1.0) {
+            return bad(format!(
+                "compact_dead_ratio = {} must be in (0, 1]",
+                self.compact_dead_ratio
             ));
         }
         if self.idle_park_max.is_zero() {

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Durability;
 use crate::error::Error;
-use crate::index::Slot;
+use crate::index::{Index, Slot};
 use crate::record;
 use crate::ring::{Consumer, Ring};
 use crate::shared::{Record, Shared, CLOSE_REQUESTED, CLOSE_SEALED, SLOT_FREE, SLOT_RETIRED};
@@ -101,11 +101,8 @@ pub(crate) struct Flusher<S> {
     shared: Arc<Shared>,
     store: S,
     consumers: Vec<Consumer<Record>>,
-    /// Per index slot, flusher-private: the highest version put into a
-    /// submitted batch, with `DIRTY_BIT` while the key is on the dirty list.
-    /// Kept here rather than in the entry so that draining a ring never
-    /// touches (and steals from the writer) the entry's cache line.
-    flush_state: Vec<u64>,
+    /// Per-key bookkeeping, indexed by slot.
+    keys: Keys,
     dirty: VecDeque<Dirty>,
     /// Entries ever pushed on / taken off the dirty list.
     dirty_enqueued: u64,
@@ -120,7 +117,6 @@ pub(crate) struct Flusher<S> {
     free_batches: Vec<Batch>,
     free_lists: Vec<Vec<Slot>>,
     completions: Vec<Completion>,
-    scratch: Vec<u8>,
     target_ops: usize,
     /// A cut was due but the in-flight bound stopped it.
     cut_blocked: bool,
@@ -129,6 +125,13 @@ pub(crate) struct Flusher<S> {
     /// (generation, batch seq) pairs waiting for the watermark.
     barriers: VecDeque<(u64, u64)>,
     failures_in_a_row: u32,
+    /// The compaction in progress.
+    compaction: Option<Compaction>,
+    /// `compact()` generations seen.
+    compact_seen: u64,
+    /// When the automatic trigger was last evaluated.
+    compact_checked_ns: u64,
+    compactions: u64,
     sealed: bool,
     close_deadline_ns: u64,
     drained: u64,
@@ -150,10 +153,9 @@ impl<S: Store> Flusher<S> {
             .map(|s| Ring::consumer(&s.ring))
             .collect();
         let target_ops = TARGET_MIN.min(config.batch_ops_max);
-        // vec![0; n] allocates zeroed memory: pages are mapped as used.
-        let flush_state = vec![0u64; shared.index.slots()];
+        let keys = Keys::new(&shared.index);
         Self {
-            flush_state,
+            keys,
             dirty: VecDeque::with_capacity(config.dirty_keys_max.min(1 << 20)),
             in_flight: VecDeque::with_capacity(config.batches_in_flight_max),
             consumers,
@@ -166,7 +168,10 @@ impl<S: Store> Flusher<S> {
             free_batches: Vec::new(),
             free_lists: Vec::new(),
             completions: Vec::new(),
-            scratch: Vec::new(),
+            compaction: None,
+            compact_seen: 0,
+            compact_checked_ns: 0,
+            compactions: 0,
             target_ops,
             cut_blocked: false,
             sync_seen: 0,
@@ -207,6 +212,7 @@ impl<S: Store> Flusher<S> {
             self.advance_sync();
             progress |= self.retry_failed(now);
             progress |= self.cut_batches(now);
+            progress |= self.compact_step(now);
             self.advance_sync();
             self.publish(now);
             if let Some(result) = self.check_close(now) {
@@ -320,7 +326,7 @@ impl<S: Store> Flusher<S> {
         let per_pass = shared.config.drain_per_pass_max;
         let mut room = shared.config.dirty_keys_max - self.dirty.len();
         let dirty = &mut self.dirty;
-        let flush_state = &mut self.flush_state;
+        let flush_state = &mut self.keys.flush_state;
         let mut enqueued = 0u64;
         let mut total = 0;
         for (consumer, slot) in self.consumers.iter_mut().zip(shared.slots.iter()) {
@@ -452,6 +458,8 @@ impl<S: Store> Flusher<S> {
     }
 
     fn publish_synced(&self, gen: u64) {
+        // Counters first, so a waiter that wakes reads them up to date.
+        self.publish(self.now_ns());
         let mut progress = sync::lock(&self.shared.progress);
         assert!(
             gen >= progress.synced_gen,
@@ -511,14 +519,14 @@ impl<S: Store> Flusher<S> {
                 shared.index.prefetch(ahead.slot);
             }
             let entry = shared.index.entry(d.slot);
-            let snap = entry.read(&mut self.scratch);
-            let len = record::encoded_len(entry.key().len(), self.scratch.len());
+            let snap = entry.read(&mut self.keys.scratch);
+            let len = record::encoded_len(entry.key().len(), self.keys.scratch.len());
             if batch.records > 0 && batch.bytes.len() + len > config.batch_bytes_max {
                 break;
             }
             self.dirty.pop_front();
             self.dirty_dequeued += 1;
-            let state = &mut self.flush_state[d.slot.0 as usize];
+            let state = &mut self.keys.flush_state[d.slot.0 as usize];
             let batched = *state & !DIRTY_BIT;
             // The index always holds a key's newest version (G2).
             assert!(
@@ -538,8 +546,9 @@ impl<S: Store> Flusher<S> {
                 snap.kind,
                 snap.version,
                 entry.key(),
-                &self.scratch,
+                &self.keys.scratch,
             );
+            self.keys.set_live_len(d.slot, len);
             entries.push(d.slot);
             batch.records += 1;
             oldest_ns = oldest_ns.min(d.since_ns);
@@ -586,23 +595,8 @@ impl<S: Store> Flusher<S> {
             let mut batch = f.batch.take().unwrap_or_default();
             batch.bytes.clear();
             for &slot in &f.entries {
-                let entry = shared.index.entry(slot);
-                let snap = entry.read(&mut self.scratch);
-                let state = &mut self.flush_state[slot.0 as usize];
-                let batched = *state & !DIRTY_BIT;
-                // The index always holds a key's newest version.
-                assert!(
-                    snap.version.0 >= batched,
-                    "index version behind a batched one"
-                );
-                record::encode(
-                    &mut batch.bytes,
-                    snap.kind,
-                    snap.version,
-                    entry.key(),
-                    &self.scratch,
-                );
-                *state = (*state & DIRTY_BIT) | batched.max(snap.version.0);
+                self.keys
+                    .encode_current(&shared.index, slot, &mut batch.bytes);
             }
             batch.records = f.entries.len();
             batch.seq = BatchSeq(f.seq);
@@ -621,6 +615,132 @@ impl<S: Store> Flusher<S> {
             any = true;
         }
         any
+    }
+
+    /// True when the store's dead bytes reach the configured ratio (checked
+    /// at most every 10 ms).
+    fn compaction_due(&mut self, now: u64) -> bool {
+        if now.saturating_sub(self.compact_checked_ns) < 10_000_000 {
+            return false;
+        }
+        self.compact_checked_ns = now;
+        let Some((segments, stored)) = self.store.compaction_stats() else {
+            return false;
+        };
+        let config = &self.shared.config;
+        let live = self.keys.live_bytes;
+        segments >= config.compact_segments_min
+            && stored > 0
+            && live < stored
+            && (stored - live) as f64 / stored as f64 >= config.compact_dead_ratio
+    }
+
+    /// Starts, advances or finishes a compaction; true if it did something.
+    fn compact_step(&mut self, now: u64) -> bool {
+        let shared = Arc::clone(&self.shared);
+        if self.compaction.is_none() {
+            // Acquire: pairs with `compact()`'s RMW.
+            let requested = shared.compact_requested.load(Ordering::Acquire);
+            let asked = requested > self.compact_seen;
+            if !asked && (self.sealed || !self.compaction_due(now)) {
+                return false;
+            }
+            self.compact_seen = requested;
+            match self.store.begin_compaction() {
+                Ok(cutoff) => {
+                    self.compaction = Some(Compaction {
+                        gen: requested,
+                        cutoff,
+                        cursor: 0,
+                        end: shared.index.claimed_len(),
+                        last_seq: None,
+                    });
+                }
+                Err(e) => {
+                    // A store that does not compact: the request is served
+                    // (there is nothing to reclaim), the error recorded.
+                    self.publish_compacted(requested, Some(e));
+                    return false;
+                }
+            }
+        }
+        let Some(c) = self.compaction.as_mut() else {
+            return false;
+        };
+        if c.cursor < c.end {
+            if self.in_flight.len() >= shared.config.batches_in_flight_max {
+                return false;
+            }
+            let config = &shared.config;
+            let mut batch = self.free_batches.pop().unwrap_or_default();
+            batch.bytes.clear();
+            batch.records = 0;
+            batch.sync = false;
+            let mut entries = self.free_lists.pop().unwrap_or_default();
+            while c.cursor < c.end && batch.records < config.batch_ops_max {
+                if let Some(slot) = shared.index.claimed_slot(c.cursor) {
+                    if batch.records > 0
+                        && batch.bytes.len()
+                            + record::HEADER_BYTES
+                            + config.key_bytes_max
+                            + config.value_bytes_max
+                            > config.batch_bytes_max
+                    {
+                        break;
+                    }
+                    self.keys
+                        .encode_current(&shared.index, slot, &mut batch.bytes);
+                    entries.push(slot);
+                    batch.records += 1;
+                }
+                c.cursor += 1;
+            }
+            if batch.records == 0 {
+                self.free_batches.push(batch);
+                self.free_lists.push(entries);
+                return true;
+            }
+            // Old segments are deleted once this is "durable": under
+            // `Durability::None` that needs a real fdatasync.
+            batch.sync = config.durability == Durability::None && c.cursor >= c.end;
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            batch.seq = BatchSeq(seq);
+            self.in_flight.push_back(InFlight {
+                seq,
+                entries,
+                records: batch.records,
+                bytes: batch.bytes.len(),
+                oldest_ns: now,
+                state: State::Submitted,
+                batch: None,
+            });
+            self.store.submit(batch);
+            return true;
+        }
+        let last = *c.last_seq.get_or_insert(self.next_seq - 1);
+        if self.durable_seq < last {
+            return false;
+        }
+        let (gen, cutoff) = (c.gen, c.cutoff);
+        self.compaction = None;
+        let result = self.store.finish_compaction(cutoff);
+        if let Err(e) = &result {
+            tracing::warn!("compaction could not remove old segments: {e}");
+        } else {
+            self.compactions += 1;
+        }
+        self.publish_compacted(gen, result.err());
+        true
+    }
+
+    fn publish_compacted(&self, gen: u64, error: Option<crate::error::StoreError>) {
+        // Counters first, so a waiter that wakes reads them up to date.
+        self.publish(self.now_ns());
+        let mut progress = sync::lock(&self.shared.progress);
+        progress.compacted_gen = progress.compacted_gen.max(gen);
+        progress.compact_error = error;
+        self.shared.progress_cv.notify_all();
     }
 
     /// Publishes statistics (Relaxed stores; readers only display them).
@@ -656,6 +776,12 @@ impl<S: Store> Flusher<S> {
         c.retries.store(self.retries, Ordering::Relaxed);
         c.target_ops
             .store(self.target_ops as u64, Ordering::Relaxed);
+        c.compactions.store(self.compactions, Ordering::Relaxed);
+        c.live_bytes.store(self.keys.live_bytes, Ordering::Relaxed);
+        if let Some((segments, stored)) = self.store.compaction_stats() {
+            c.segments.store(segments as u64, Ordering::Relaxed);
+            c.stored_bytes.store(stored, Ordering::Relaxed);
+        }
         c.failing
             .store(self.failures_in_a_row > 0, Ordering::Relaxed);
     }
@@ -685,7 +811,12 @@ impl<S: Store> Flusher<S> {
             .iter()
             .all(|s| !s.op_active.load(Ordering::Acquire));
         let rings_empty = self.consumers.iter_mut().all(|c| c.is_empty());
-        if writers_idle && rings_empty && self.dirty.is_empty() && self.in_flight.is_empty() {
+        if writers_idle
+            && rings_empty
+            && self.dirty.is_empty()
+            && self.in_flight.is_empty()
+            && self.compaction.is_none()
+        {
             let result = self.store.close().map_err(Error::Store);
             self.finish(&result);
             return Some(result);
@@ -779,6 +910,92 @@ impl<S: Store> Flusher<S> {
         }
         shared.flusher_sleeping.store(false, Ordering::Relaxed);
     }
+}
+
+/// The flusher's private per-key state, indexed by index slot. Kept here,
+/// not in the entry, so that draining a ring never touches (and steals from
+/// the writer) the entry's cache line.
+#[derive(Debug)]
+struct Keys {
+    /// Highest version put into a submitted batch, with `DIRTY_BIT` while
+    /// the key is on the dirty list.
+    flush_state: Vec<u64>,
+    /// Encoded length of the key's newest record written (0: none).
+    live_len: Vec<u32>,
+    /// Sum of `live_len`: the bytes a compacted store would hold.
+    live_bytes: u64,
+    scratch: Vec<u8>,
+}
+
+impl Keys {
+    /// State for every slot of `index`; keys recovered into it count as
+    /// batched (and live) at their current version.
+    fn new(index: &Index) -> Self {
+        // vec![0; n] allocates zeroed memory: pages are mapped as used.
+        let mut keys = Self {
+            flush_state: vec![0u64; index.slots()],
+            live_len: vec![0u32; index.slots()],
+            live_bytes: 0,
+            scratch: Vec::new(),
+        };
+        for i in 0..index.claimed_len() {
+            let Some(slot) = index.claimed_slot(i) else {
+                continue;
+            };
+            let entry = index.entry(slot);
+            let snap = entry.read(&mut keys.scratch);
+            keys.flush_state[slot.0 as usize] = snap.version.0;
+            keys.set_live_len(
+                slot,
+                record::encoded_len(entry.key().len(), keys.scratch.len()),
+            );
+        }
+        keys
+    }
+
+    fn set_live_len(&mut self, slot: Slot, len: usize) {
+        let old = std::mem::replace(&mut self.live_len[slot.0 as usize], len as u32);
+        self.live_bytes = self.live_bytes - u64::from(old) + len as u64;
+    }
+
+    /// Encodes `slot`'s current value and version into `out` and records it
+    /// as batched (a retry from memory, or compaction). The version is at
+    /// least any the flusher batched before for this key (G2).
+    fn encode_current(&mut self, index: &Index, slot: Slot, out: &mut Vec<u8>) {
+        let entry = index.entry(slot);
+        let snap = entry.read(&mut self.scratch);
+        let state = &mut self.flush_state[slot.0 as usize];
+        let batched = *state & !DIRTY_BIT;
+        // The index always holds a key's newest version.
+        assert!(
+            snap.version.0 >= batched,
+            "index version behind a batched one"
+        );
+        record::encode(out, snap.kind, snap.version, entry.key(), &self.scratch);
+        *state = (*state & DIRTY_BIT) | batched.max(snap.version.0);
+        self.set_live_len(
+            slot,
+            record::encoded_len(entry.key().len(), self.scratch.len()),
+        );
+    }
+}
+
+/// A compaction in progress: rewrite every claimed key's current value from
+/// memory (tombstones included, so deletes stay deleted), then, once all of
+/// it is durable, let the store drop the segments it supersedes.
+#[derive(Debug)]
+struct Compaction {
+    /// The `compact()` generation it serves (0: automatic).
+    gen: u64,
+    /// From `Store::begin_compaction`.
+    cutoff: u64,
+    /// Next position in the index's claimed list.
+    cursor: usize,
+    /// Claimed keys when it began; later keys are written by normal batches
+    /// into segments after the cutoff.
+    end: usize,
+    /// The last batch it depends on, once every key is submitted.
+    last_seq: Option<u64>,
 }
 
 /// Marks the flusher stopped if its thread unwinds (a bug), so writers and

@@ -93,6 +93,25 @@ impl Index {
         self.count.load(Ordering::Relaxed).min(self.keys_max)
     }
 
+    /// Slots claimed so far (claim order); entries at these slots are READY
+    /// or about to be.
+    pub(crate) fn claimed_len(&self) -> usize {
+        // Acquire: pairs with nothing in particular; a slot listed here may
+        // still be CLAIMED, which readers of it handle.
+        self.claimed_len
+            .load(Ordering::Acquire)
+            .min(self.claimed.len())
+    }
+
+    /// The `i`-th claimed slot, `i < claimed_len()`, once its claimer has
+    /// recorded it (`None` for the brief moment before).
+    pub(crate) fn claimed_slot(&self, i: usize) -> Option<Slot> {
+        let slot = Slot(self.claimed[i].load(Ordering::Relaxed));
+        let entry = self.entries.get(slot.0 as usize)?;
+        // Acquire: the key and initial state are visible if READY.
+        (entry.state.load(Ordering::Acquire) == SLOT_READY && entry.version().0 > 0).then_some(slot)
+    }
+
     /// Slots in the table.
     pub(crate) fn slots(&self) -> usize {
         self.entries.len()

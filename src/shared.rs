@@ -54,6 +54,10 @@ pub(crate) const CLOSE_SEALED: u8 = 2;
 pub(crate) struct Progress {
     /// Highest `sync()` generation made durable.
     pub synced_gen: u64,
+    /// Highest `compact()` generation finished, and the last compaction's
+    /// error, if it failed.
+    pub compacted_gen: u64,
+    pub compact_error: Option<StoreError>,
     /// The flusher has exited; `Some(Err)` says why if it failed.
     pub stopped: Option<Result<(), String>>,
 }
@@ -74,6 +78,10 @@ pub(crate) struct FlusherCounters {
     pub store_errors: AtomicU64,
     pub retries: AtomicU64,
     pub target_ops: AtomicU64,
+    pub compactions: AtomicU64,
+    pub live_bytes: AtomicU64,
+    pub stored_bytes: AtomicU64,
+    pub segments: AtomicU64,
     pub failing: AtomicBool,
 }
 
@@ -90,6 +98,8 @@ pub(crate) struct Shared {
     pub flusher_thread: Mutex<Option<thread::Thread>>,
     /// `sync()` generations requested so far.
     pub sync_requested: AtomicU64,
+    /// `compact()` generations requested so far.
+    pub compact_requested: AtomicU64,
     /// Set once the flusher has exited (so blocked writers stop waiting).
     pub flusher_stopped: AtomicBool,
     pub progress: Mutex<Progress>,
@@ -126,6 +136,7 @@ impl Shared {
             flusher_sleeping: AtomicBool::new(false),
             flusher_thread: Mutex::new(None),
             sync_requested: AtomicU64::new(0),
+            compact_requested: AtomicU64::new(0),
             flusher_stopped: AtomicBool::new(false),
             progress: Mutex::new(Progress::default()),
             progress_cv: Condvar::new(),

@@ -53,4 +53,13 @@ pub struct Stats {
     pub healthy: bool,
     /// Torn tails cut off during recovery.
     pub torn_tails: u64,
+    /// Compactions finished.
+    pub compactions: u64,
+    /// Bytes the newest record of every key takes (what a compacted store
+    /// holds).
+    pub live_bytes: u64,
+    /// Bytes of records in the store (file store; 0 for others).
+    pub stored_bytes: u64,
+    /// Segment files (file store; 0 for others).
+    pub segments: u64,
 }

@@ -82,9 +82,10 @@ pub struct FileStore {
     /// Batches in the chain in flight.
     in_chain: usize,
     done: Vec<Completion>,
-    /// Segments on disk and their record bytes (for compaction decisions).
-    segments: usize,
-    stored_bytes: u64,
+    /// Record bytes per segment on disk (for compaction decisions).
+    segment_bytes: std::collections::BTreeMap<SegmentId, u64>,
+    /// Rotate before the next chain (a compaction began).
+    rotate_requested: bool,
     /// Fault injection: fdatasyncs still to report as failed.
     sync_failures_to_inject: u32,
 }
@@ -132,8 +133,8 @@ impl FileStore {
             queue: VecDeque::new(),
             in_chain: 0,
             done: Vec::new(),
-            segments: 0,
-            stored_bytes: 0,
+            segment_bytes: std::collections::BTreeMap::new(),
+            rotate_requested: false,
             sync_failures_to_inject: 0,
         })
     }
@@ -194,7 +195,7 @@ impl FileStore {
         }
         self.next_id += 1;
         self.pending_seal = None;
-        self.segments += 1;
+        self.segment_bytes.insert(id, 0);
         Ok(Active {
             id,
             file: Arc::new(file),
@@ -227,6 +228,13 @@ impl FileStore {
     fn pump(&mut self) {
         if self.in_chain > 0 || self.queue.is_empty() {
             return;
+        }
+        if self.rotate_requested {
+            self.rotate_requested = false;
+            if let Err(e) = self.retire_active() {
+                self.fail_queue(&e);
+                return;
+            }
         }
         let mut chain: Chain = Vec::with_capacity(self.chain_max);
         while chain.len() < self.chain_max {
@@ -328,7 +336,8 @@ impl FileStore {
                     if let Some(a) = self.active.as_mut() {
                         if write {
                             a.confirmed_end = end;
-                            self.stored_bytes += batch.bytes.len() as u64;
+                            *self.segment_bytes.entry(a.id).or_insert(0) +=
+                                batch.bytes.len() as u64;
                         }
                     }
                     Ok(())
@@ -392,12 +401,12 @@ impl Store for FileStore {
         if let Some(newest) = report.segments.iter().rev().find(|s| s.header.is_some()) {
             self.pending_seal = Some((newest.id, newest.data_end));
         }
-        self.segments = report
+        self.segment_bytes = report
             .segments
             .iter()
             .filter(|s| s.header.is_some())
-            .count();
-        self.stored_bytes = report.record_bytes();
+            .map(|s| (s.id, s.record_bytes))
+            .collect();
         Ok(RecoveryReport {
             records: report.records(),
             torn_tails: report.torn_tails(),
@@ -432,6 +441,40 @@ impl Store for FileStore {
     fn inject_sync_failure(&mut self) -> bool {
         self.sync_failures_to_inject += 1;
         true
+    }
+
+    fn compaction_stats(&self) -> Option<(usize, u64)> {
+        Some((self.segment_bytes.len(), self.segment_bytes.values().sum()))
+    }
+
+    fn begin_compaction(&mut self) -> Result<u64, StoreError> {
+        // Everything up to the active segment is replaced; new frames go to a
+        // new segment (rotated before the next chain, when none is in
+        // flight, so no frame of the old one is left unconfirmed).
+        self.rotate_requested = true;
+        Ok(self.next_id - 1)
+    }
+
+    fn finish_compaction(&mut self, cutoff: u64) -> Result<(), StoreError> {
+        let active = self.active.as_ref().map(|a| a.id);
+        let doomed: Vec<SegmentId> = self
+            .segment_bytes
+            .keys()
+            .copied()
+            .filter(|&id| id.0 <= cutoff && Some(id) != active)
+            .collect();
+        for id in doomed {
+            std::fs::remove_file(id.path(&self.dir)).map_err(|e| {
+                StoreError::new(
+                    StoreErrorKind::Write,
+                    format!("removing {}: {e}", id.file_name()),
+                )
+            })?;
+            self.segment_bytes.remove(&id);
+        }
+        self.sync_dir().map_err(|e| {
+            StoreError::new(StoreErrorKind::Sync, format!("fsync of the directory: {e}"))
+        })
     }
 
     fn close(&mut self) -> Result<(), StoreError> {

@@ -22,7 +22,7 @@ pub use throttled::Throttled;
 
 use std::time::Duration;
 
-use crate::error::{Error, StoreError};
+use crate::error::{Error, StoreError, StoreErrorKind};
 use crate::record::RecordRef;
 
 /// Submission number of a batch: 1, 2, 3... in submission order. A retried
@@ -89,6 +89,29 @@ pub trait Store: Send + 'static {
     /// Batches submitted and not yet returned by `poll`.
     fn in_flight(&self) -> usize;
 
+    /// For stores that compact: (segments, bytes of records stored), from
+    /// which the flusher decides when to compact. `None`: never compact.
+    fn compaction_stats(&self) -> Option<(usize, u64)> {
+        None
+    }
+
+    /// Starts a compaction: every record stored so far will be superseded by
+    /// records written after this call (the flusher rewrites the whole live
+    /// set from memory). Returns a cutoff to pass to `finish_compaction`.
+    fn begin_compaction(&mut self) -> Result<u64, StoreError> {
+        Err(StoreError::new(
+            StoreErrorKind::Other,
+            "this store does not compact",
+        ))
+    }
+
+    /// Every record written since `begin_compaction` returned `cutoff` is
+    /// durable: drop what they supersede.
+    fn finish_compaction(&mut self, cutoff: u64) -> Result<(), StoreError> {
+        let _ = cutoff;
+        Ok(())
+    }
+
     /// Test hook for fault injection ([`Faulty`]): make the store's next
     /// durability operation (an fdatasync) report failure *after* it ran, as
     /// a failing disk would. Returns false if the store has no such
@@ -122,6 +145,15 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn inject_sync_failure(&mut self) -> bool {
         (**self).inject_sync_failure()
+    }
+    fn compaction_stats(&self) -> Option<(usize, u64)> {
+        (**self).compaction_stats()
+    }
+    fn begin_compaction(&mut self) -> Result<u64, StoreError> {
+        (**self).begin_compaction()
+    }
+    fn finish_compaction(&mut self, cutoff: u64) -> Result<(), StoreError> {
+        (**self).finish_compaction(cutoff)
     }
     fn close(&mut self) -> Result<(), StoreError> {
         (**self).close()

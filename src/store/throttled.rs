@@ -83,6 +83,18 @@ impl<S: Store> Store for Throttled<S> {
         self.queued.len() + self.inner.in_flight()
     }
 
+    fn compaction_stats(&self) -> Option<(usize, u64)> {
+        self.inner.compaction_stats()
+    }
+
+    fn begin_compaction(&mut self) -> Result<u64, StoreError> {
+        self.inner.begin_compaction()
+    }
+
+    fn finish_compaction(&mut self, cutoff: u64) -> Result<(), StoreError> {
+        self.inner.finish_compaction(cutoff)
+    }
+
     fn close(&mut self) -> Result<(), StoreError> {
         self.inner.close()
     }

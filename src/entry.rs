@@ -268,16 +268,16 @@ impl Entry {
         // A torn read may pair a length with a smaller storage: clamp, the
         // seq check will discard the copy.
         let len = len.min(words.len() * 8);
-        let mut remaining = len;
-        for word in words {
-            if remaining == 0 {
-                break;
+        // 64 bytes at a time through a stack buffer: one `extend` per cache
+        // line instead of one per word.
+        let mut buf = [0u8; 64];
+        for (i, line) in words[..len.div_ceil(8)].chunks(8).enumerate() {
+            for (j, word) in line.iter().enumerate() {
+                // Relaxed: validated by the seq check (see the module docs).
+                buf[j * 8..j * 8 + 8].copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
             }
-            // Relaxed: validated by the seq check (see the module docs).
-            let bytes = word.load(Ordering::Relaxed).to_le_bytes();
-            let take = remaining.min(8);
-            out.extend(&bytes[..take]);
-            remaining -= take;
+            let take = (len - i * 64).min(64);
+            out.extend(&buf[..take]);
         }
     }
 
@@ -411,11 +411,19 @@ impl Entry {
                 unsafe { &(*storage).words }
             }
         };
-        for (word, chunk) in words.iter().zip(value.chunks(8)) {
+        let mut chunks = value.chunks_exact(8);
+        for (word, chunk) in words.iter().zip(&mut chunks) {
             let mut bytes = [0u8; 8];
-            bytes[..chunk.len()].copy_from_slice(chunk);
+            bytes.copy_from_slice(chunk);
             // Relaxed: published by the Release unlock.
             word.store(u64::from_le_bytes(bytes), Ordering::Relaxed);
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut bytes = [0u8; 8];
+            bytes[..rest.len()].copy_from_slice(rest);
+            // Relaxed: as above.
+            words[value.len() / 8].store(u64::from_le_bytes(bytes), Ordering::Relaxed);
         }
         self.len.store(value.len() as u32, Ordering::Relaxed);
     }

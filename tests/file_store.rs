@@ -360,6 +360,38 @@ fn deleted_keys_stay_deleted_after_reopen() {
     assert_eq!(wb.version(&key(3)), Some(Version(2)));
 }
 
+/// A crash while creating a segment leaves an empty or zero-filled (or
+/// half-headed) newest file: recovery drops it and carries on.
+#[test]
+fn a_segment_whose_creation_was_interrupted_is_dropped() {
+    let src = small_batches_store(IoBackend::Auto, 300);
+    let next = scan::list_segments(src.path()).unwrap().last().unwrap().0 + 1;
+    let header_start = {
+        let h = writebehind::file::format::SegmentHeader {
+            id: SegmentId(next),
+            flags: 0,
+            sealed: None,
+            frame_bytes_max: 1 << 20,
+        };
+        h.encode()[..8].to_vec()
+    };
+    for contents in [Vec::new(), vec![0u8; 1 << 16], header_start] {
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(src.path(), copy.path());
+        std::fs::write(SegmentId(next).path(copy.path()), &contents).unwrap();
+        let wb = WriteBehind::open(copy.path(), config(IoBackend::Auto))
+            .unwrap_or_else(|e| panic!("{} bytes: {e}", contents.len()));
+        assert_eq!(wb.stats().keys, 300);
+        let mut w = wb.writer().unwrap();
+        w.put(b"new", b"segment").unwrap();
+        drop(w);
+        wb.close().unwrap();
+        let wb = WriteBehind::open(copy.path(), config(IoBackend::Auto)).unwrap();
+        assert_eq!(wb.stats().keys, 301);
+        assert_eq!(wb.stats().torn_tails, 0);
+    }
+}
+
 #[test]
 fn files_that_are_not_segments_are_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();

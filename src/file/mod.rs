@@ -1,9 +1,9 @@
 //! `FileStore`: the embedded, log-structured, checksummed store.
 //!
-//! A directory of numbered segment files (layout in [`format`]); each batch
+//! A directory of numbered segment files (layout in [`mod@format`]); each batch
 //! is one frame appended at the active segment's tail; segments are
 //! preallocated (so fdatasync need not update metadata) and rotated at
-//! `Config::segment_bytes_max`. Frames go to the disk through an [`io`]
+//! `Config::segment_bytes_max`. Frames go to the disk through an `io`
 //! engine, io_uring or pwrite, strictly in order: a chain of up to
 //! `batches_in_flight_max` frames is in flight at a time, each write linked
 //! to its fdatasync under `Durability::Batch`.

@@ -120,15 +120,21 @@ pub fn scan_dir(
                     ),
                 })
             }
+            // A segment whose creation a crash interrupted (created,
+            // maybe preallocated, header not or partly written): only the
+            // newest file, with nothing after its header.
+            Err(HeaderError::Truncated | HeaderError::Checksum)
+                if newest && bytes.iter().skip(SEGMENT_HEADER_BYTES).all(|&b| b == 0) =>
+            {
+                None
+            }
+            Err(HeaderError::Magic) if newest && bytes.iter().all(|&b| b == 0) => None,
             Err(e @ (HeaderError::Magic | HeaderError::Version(_))) => {
                 return Err(Error::Format {
                     path,
                     reason: e.to_string(),
                 })
             }
-            // A torn header can only be a segment whose creation a crash
-            // interrupted: the newest, with nothing after its header.
-            Err(_) if newest && bytes.iter().skip(SEGMENT_HEADER_BYTES).all(|&b| b == 0) => None,
             Err(e) => {
                 return Err(Error::Corrupt {
                     segment: id.0,

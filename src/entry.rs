@@ -290,7 +290,10 @@ impl Entry {
                 let version = seq / 2 + 1;
                 // Release: the value writes happen-before any reader's or the
                 // next writer's Acquire of the new seq.
-                self.seq.store(version * 2, Ordering::Release);
+                self.seq.store(
+                    version * 2,
+                    crate::sync::release_unless(crate::sync::Bug::SeqlockRelaxedUnlock),
+                );
                 Ok(Written {
                     version: Version(version),
                     counter,
@@ -318,6 +321,11 @@ impl Entry {
         let mut backoff = Backoff::new();
         loop {
             let s = self.seq.load(Ordering::Relaxed);
+            if crate::sync::bug(crate::sync::Bug::SeqlockNoCas) && s & 1 == 0 {
+                self.seq.store(s + 1, Ordering::Relaxed);
+                fence(Ordering::Release);
+                return s;
+            }
             // Acquire: the previous writer's value writes are visible to our
             // read-modify-write (`Add`).
             if s & 1 == 0

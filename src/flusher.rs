@@ -191,8 +191,19 @@ impl<S: Store> Flusher<S> {
         }
     }
 
+    /// Nanoseconds since the flusher started. Under loom time stands still:
+    /// a model must not depend on the clock (ages never expire, so batches
+    /// are cut by sync, close or size only), and loom needs every execution
+    /// of a schedule to take the same path.
     fn now_ns(&self) -> u64 {
-        self.base.elapsed().as_nanos() as u64
+        #[cfg(loom)]
+        {
+            0
+        }
+        #[cfg(not(loom))]
+        {
+            self.base.elapsed().as_nanos() as u64
+        }
     }
 
     /// Runs until `close()` has been served. `Err` if the store kept failing
@@ -422,7 +433,7 @@ impl<S: Store> Flusher<S> {
         }
         let mut synced = None;
         while let Some(&(gen, seq)) = self.barriers.front() {
-            if seq > self.durable_seq {
+            if seq > self.durable_seq && !sync::bug(sync::Bug::SyncBeforeDurable) {
                 break;
             }
             synced = Some(gen);
@@ -806,10 +817,11 @@ impl<S: Store> Flusher<S> {
             self.close_deadline_ns = now + shared.config.close_timeout.as_nanos() as u64;
         }
         // Acquire: pairs with `end_op`'s Release, so its push is visible.
-        let writers_idle = shared
-            .slots
-            .iter()
-            .all(|s| !s.op_active.load(Ordering::Acquire));
+        let writers_idle = sync::bug(sync::Bug::CloseWithoutHandshake)
+            || shared
+                .slots
+                .iter()
+                .all(|s| !s.op_active.load(Ordering::Acquire));
         let rings_empty = self.consumers.iter_mut().all(|c| c.is_empty());
         if writers_idle
             && rings_empty

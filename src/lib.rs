@@ -78,6 +78,11 @@ pub use store::{
 pub use value::Value;
 pub use writer::Writer;
 
+/// Deliberate bugs for the loom models (only with `RUSTFLAGS="--cfg loom"`).
+#[cfg(loom)]
+#[doc(hidden)]
+pub use sync::weaken as loom_weaken;
+
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -217,7 +217,10 @@ impl<T> Producer<T> {
         self.tail = tail + 1;
         // Release: the slot write happens-before the consumer's Acquire load
         // of tail.
-        self.ring.tail.store(self.tail, Ordering::Release);
+        self.ring.tail.store(
+            self.tail,
+            crate::sync::release_unless(crate::sync::Bug::RingTailRelaxed),
+        );
     }
 
     /// Records in the ring now: refreshes the cached consumer cursor (one

@@ -23,6 +23,47 @@ pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 pub(crate) use std::sync::atomic::Ordering;
 
+/// Names of the deliberate bugs (see `weaken`); without loom there are none
+/// and every check below is a constant.
+#[cfg(loom)]
+pub(crate) use weaken::Bug;
+
+/// Without loom: a stand-in so call sites compile to nothing.
+#[cfg(not(loom))]
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Bug {
+    RingTailRelaxed,
+    ParkWithoutRecheck,
+    SeqlockNoCas,
+    SeqlockRelaxedUnlock,
+    SyncBeforeDurable,
+    CloseWithoutHandshake,
+}
+
+/// True if a loom model switched `bug` on (always false outside loom).
+#[inline(always)]
+pub(crate) fn bug(bug: Bug) -> bool {
+    #[cfg(loom)]
+    {
+        weaken::on(bug)
+    }
+    #[cfg(not(loom))]
+    {
+        let _ = bug;
+        false
+    }
+}
+
+/// `Release`, or `Relaxed` when a model weakens it with `bug`.
+#[inline(always)]
+pub(crate) fn release_unless(b: Bug) -> Ordering {
+    if bug(b) {
+        Ordering::Relaxed
+    } else {
+        Ordering::Release
+    }
+}
+
 /// `UnsafeCell` with loom's closure API (`with`, `with_mut`) on both sides, so
 /// loom can track every access to the cell's contents.
 #[cfg(loom)]
@@ -157,4 +198,49 @@ fn spin_hint() {
     loom::thread::yield_now();
     #[cfg(not(loom))]
     std::hint::spin_loop();
+}
+
+/// Deliberate bugs for the loom models to find (only under `cfg(loom)`):
+/// each model in `loom-tests/` runs once with the real protocol and once with
+/// one of these switched on, and must fail the second time. The switch is
+/// thread-local, and loom runs every model thread on the test's OS thread,
+/// so concurrent tests do not see each other's bugs.
+#[cfg(loom)]
+pub mod weaken {
+    use std::cell::Cell;
+
+    /// A deliberate bug.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Bug {
+        /// The real protocol.
+        None,
+        /// The ring producer publishes `tail` with Relaxed instead of Release.
+        RingTailRelaxed,
+        /// A blocked writer parks without re-checking for room after raising
+        /// its `waiting` flag (a lost wake-up).
+        ParkWithoutRecheck,
+        /// A writer bumps the sequence word with load+store instead of CAS.
+        SeqlockNoCas,
+        /// A writer unlocks the entry with a Relaxed store.
+        SeqlockRelaxedUnlock,
+        /// The flusher serves a `sync()` when its barrier batch is cut, not
+        /// when it is durable.
+        SyncBeforeDurable,
+        /// `close()` does not wait for writers' in-progress operations.
+        CloseWithoutHandshake,
+    }
+
+    thread_local! {
+        static BUG: Cell<Bug> = const { Cell::new(Bug::None) };
+    }
+
+    /// Switches `bug` on for models run from this thread.
+    pub fn set(bug: Bug) {
+        BUG.with(|b| b.set(bug));
+    }
+
+    /// True if `bug` is switched on.
+    pub(crate) fn on(bug: Bug) -> bool {
+        BUG.with(|b| b.get() == bug)
+    }
 }

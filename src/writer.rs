@@ -215,7 +215,7 @@ impl Writer {
             let guard = sync::lock(&slot.park);
             slot.waiting.store(true, Ordering::Relaxed);
             sync::fence(Ordering::SeqCst);
-            if self.producer.has_room() {
+            if !sync::bug(sync::Bug::ParkWithoutRecheck) && self.producer.has_room() {
                 slot.waiting.store(false, Ordering::Relaxed);
                 return Ok(());
             }

@@ -44,11 +44,13 @@ impl MemStoreData {
     }
 }
 
-/// An in-memory [`Store`]. Every batch completes at the next `poll`.
+/// An in-memory [`Store`]. A batch is applied (becomes "durable") when the
+/// next `poll` completes it, not at `submit`, so the gap between the two is
+/// real, as it is for a disk.
 #[derive(Debug, Default)]
 pub struct MemStore {
     data: Arc<Mutex<MemStoreData>>,
-    done: VecDeque<Completion>,
+    submitted: VecDeque<Batch>,
 }
 
 impl MemStore {
@@ -67,7 +69,7 @@ impl MemStore {
     pub fn with_data(data: Arc<Mutex<MemStoreData>>) -> Self {
         Self {
             data,
-            done: VecDeque::new(),
+            submitted: VecDeque::new(),
         }
     }
 
@@ -136,15 +138,17 @@ impl Store for MemStore {
     }
 
     fn submit(&mut self, batch: Batch) {
-        let result = self.apply(&batch);
-        self.done.push_back(Completion { batch, result });
+        self.submitted.push_back(batch);
     }
 
     fn poll(&mut self, out: &mut Vec<Completion>, _timeout: Duration) {
-        out.extend(self.done.drain(..));
+        while let Some(batch) = self.submitted.pop_front() {
+            let result = self.apply(&batch);
+            out.push(Completion { batch, result });
+        }
     }
 
     fn in_flight(&self) -> usize {
-        self.done.len()
+        self.submitted.len()
     }
 }

@@ -292,6 +292,9 @@ impl Drop for WriteBehind {
     /// Best-effort close: errors are logged, not returned (use
     /// [`WriteBehind::close`] to see them).
     fn drop(&mut self) {
+        if sync::unwinding_in_model() {
+            return;
+        }
         if let Err(e) = self.close_inner() {
             tracing::error!("writebehind: close on drop failed: {e}");
         }

@@ -240,7 +240,9 @@ impl Entry {
                 // Acquire fence: the copies above are ordered before the
                 // re-check of seq (Boehm's reader).
                 fence(Ordering::Acquire);
-                if self.seq.load(Ordering::Relaxed) == s1 {
+                if self.seq.load(Ordering::Relaxed) == s1
+                    || crate::sync::bug(crate::sync::Bug::SeqlockReaderNoRecheck)
+                {
                     return Snapshot {
                         version: Version(s1 / 2),
                         kind,
@@ -290,10 +292,7 @@ impl Entry {
                 let version = seq / 2 + 1;
                 // Release: the value writes happen-before any reader's or the
                 // next writer's Acquire of the new seq.
-                self.seq.store(
-                    version * 2,
-                    crate::sync::release_unless(crate::sync::Bug::SeqlockRelaxedUnlock),
-                );
+                self.seq.store(version * 2, Ordering::Release);
                 Ok(Written {
                     version: Version(version),
                     counter,

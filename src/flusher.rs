@@ -38,7 +38,7 @@ use crate::record;
 use crate::ring::{Consumer, Ring};
 use crate::shared::{Record, Shared, CLOSE_REQUESTED, CLOSE_SEALED, SLOT_FREE, SLOT_RETIRED};
 use crate::store::{Batch, BatchSeq, Completion, Store};
-use crate::sync::{self, thread, Arc, Ordering};
+use crate::sync::{self, Arc, Ordering};
 
 /// Smallest adaptive target, in dirty keys.
 const TARGET_MIN: usize = 1024;
@@ -198,6 +198,7 @@ impl<S: Store> Flusher<S> {
     fn now_ns(&self) -> u64 {
         #[cfg(loom)]
         {
+            let _ = self.base;
             0
         }
         #[cfg(not(loom))]
@@ -209,7 +210,6 @@ impl<S: Store> Flusher<S> {
     /// Runs until `close()` has been served. `Err` if the store kept failing
     /// past `close_timeout`: acknowledged writes were not all made durable.
     pub(crate) fn run(mut self) -> Result<(), Error> {
-        *sync::lock(&self.shared.flusher_thread) = Some(thread::current());
         if let Some(core) = self.shared.config.flusher_core {
             if let Err(e) = crate::writer::pin_current_thread(core) {
                 tracing::warn!("flusher: {e}");
@@ -891,7 +891,19 @@ impl<S: Store> Flusher<S> {
             }
         }
         if self.sealed {
-            // Waiting for a writer to finish its operation: short naps.
+            // Waiting for a writer to finish its operation: short naps (a
+            // writer does not wake us when it ends one). Loom has no clock,
+            // so there we yield to the writer instead.
+            #[cfg(loom)]
+            if self
+                .shared
+                .slots
+                .iter()
+                .any(|s| s.op_active.load(Ordering::Acquire))
+            {
+                sync::thread::yield_now();
+                return;
+            }
             wait_ns = wait_ns.min(50_000);
         }
         let wait = Duration::from_nanos(wait_ns.max(1_000));
@@ -908,8 +920,12 @@ impl<S: Store> Flusher<S> {
         // on: a sync behind one still collecting, rings while the dirty list
         // is full).
         let room = self.dirty.len() < config.dirty_keys_max;
-        let work_waiting = (self.collecting.is_none()
-            && shared.sync_requested.load(Ordering::Relaxed) > self.sync_seen)
+        // A sync or close that needs the dirty list cut, with room to cut:
+        // e.g. close sealed after this pass's cut had already run.
+        let cut_now = self.forced() && !self.dirty.is_empty() && can_cut;
+        let work_waiting = cut_now
+            || (self.collecting.is_none()
+                && shared.sync_requested.load(Ordering::Relaxed) > self.sync_seen)
             || (shared.closing.load(Ordering::Relaxed) != 0 && !self.sealed)
             || (room && self.consumers.iter_mut().any(|c| !c.is_empty()))
             || (room
@@ -918,7 +934,11 @@ impl<S: Store> Flusher<S> {
                     .iter()
                     .any(|s| s.state.load(Ordering::Relaxed) == SLOT_RETIRED));
         if !work_waiting {
-            thread::park_timeout(wait);
+            let mut woken = sync::lock(&shared.flusher_wake);
+            if !*woken {
+                woken = sync::wait_timeout(&shared.flusher_cv, woken, wait);
+            }
+            *woken = false;
         }
         shared.flusher_sleeping.store(false, Ordering::Relaxed);
     }
@@ -1017,6 +1037,9 @@ pub(crate) struct StopGuard(pub Arc<Shared>);
 
 impl Drop for StopGuard {
     fn drop(&mut self) {
+        if sync::unwinding_in_model() {
+            return;
+        }
         if !self.0.flusher_stopped.load(Ordering::Acquire) {
             {
                 let mut progress = sync::lock(&self.0.progress);

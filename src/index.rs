@@ -16,8 +16,6 @@
 //! all-zero entry is an empty slot), so the OS maps its pages as keys arrive;
 //! once populated it costs `256 bytes x keys_max`.
 
-use std::hash::{BuildHasher, Hasher};
-
 use crate::entry::{Entry, SLOT_CLAIMED, SLOT_EMPTY, SLOT_READY};
 use crate::error::Error;
 use crate::record::Version;
@@ -73,10 +71,17 @@ impl Index {
         // A random seed per index (std's RandomState draws it from the OS once
         // per thread), so a key set that probes badly in one process does not
         // do so everywhere.
-        let seed = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish()
-            | 1;
+        // Loom replays schedules and needs every run to take the same path.
+        #[cfg(loom)]
+        let seed = 0x5EED;
+        #[cfg(not(loom))]
+        let seed = {
+            use std::hash::{BuildHasher, Hasher};
+            std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish()
+                | 1
+        };
         Ok(Self {
             entries: Table::new(slots)?,
             claimed: zeroed_u32s(keys_max.max(1)),
@@ -288,6 +293,9 @@ impl Index {
 
 impl Drop for Index {
     fn drop(&mut self) {
+        if crate::sync::unwinding_in_model() {
+            return;
+        }
         let n = self.claimed_len.load(Ordering::Relaxed);
         for i in 0..n {
             let slot = self.claimed[i].load(Ordering::Relaxed) as usize;

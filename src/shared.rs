@@ -7,7 +7,7 @@ use crate::error::StoreError;
 use crate::index::{Index, Slot};
 use crate::record::Version;
 use crate::ring::Ring;
-use crate::sync::{self, thread, Arc, AtomicBool, AtomicU64, AtomicU8, Condvar, Mutex, Ordering};
+use crate::sync::{self, Arc, AtomicBool, AtomicU64, AtomicU8, Condvar, Mutex, Ordering};
 
 /// What a writer pushes for each applied update: which index slot changed,
 /// and to which version (16 bytes). The value itself stays in the index; the flusher reads the
@@ -95,7 +95,12 @@ pub(crate) struct Shared {
     pub closing: AtomicU8,
     /// The flusher is parked or about to park.
     pub flusher_sleeping: AtomicBool,
-    pub flusher_thread: Mutex<Option<thread::Thread>>,
+    /// Set by wakers, cleared by the flusher; the flusher waits on
+    /// `flusher_cv` for it. (A flag under a mutex rather than thread
+    /// park/unpark: a wake-up cannot be lost whatever else the flusher was
+    /// blocked on when it came.)
+    pub flusher_wake: Mutex<bool>,
+    pub flusher_cv: Condvar,
     /// `sync()` generations requested so far.
     pub sync_requested: AtomicU64,
     /// `compact()` generations requested so far.
@@ -134,7 +139,8 @@ impl Shared {
             slots,
             closing: AtomicU8::new(0),
             flusher_sleeping: AtomicBool::new(false),
-            flusher_thread: Mutex::new(None),
+            flusher_wake: Mutex::new(false),
+            flusher_cv: Condvar::new(),
             sync_requested: AtomicU64::new(0),
             compact_requested: AtomicU64::new(0),
             flusher_stopped: AtomicBool::new(false),
@@ -147,12 +153,10 @@ impl Shared {
         }
     }
 
-    /// Unparks the flusher (a no-op before it has registered itself; it checks
-    /// for work before its first park).
+    /// Wakes the flusher (or makes its next wait return at once).
     pub(crate) fn wake_flusher(&self) {
-        if let Some(t) = sync::lock(&self.flusher_thread).as_ref() {
-            t.unpark();
-        }
+        *sync::lock(&self.flusher_wake) = true;
+        self.flusher_cv.notify_one();
     }
 
     /// Wakes the flusher if it is asleep. The caller has published the reason

@@ -3,7 +3,8 @@
 //! Under `cfg(loom)` everything here comes from [loom], so the model checks in
 //! `loom-tests/` explore the very code that ships; otherwise it is `std`. Code in
 //! this crate never names `std::sync::atomic`, `std::cell::UnsafeCell`,
-//! `std::sync::{Arc, Mutex, Condvar}` or `std::thread::park` directly.
+//! `std::sync::{Mutex, Condvar}` or `std::thread` directly (`Arc` is std's
+//! on both sides, see below).
 //!
 //! [loom]: https://docs.rs/loom
 
@@ -12,7 +13,12 @@ pub(crate) use loom::sync::atomic::{
     fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize,
 };
 #[cfg(loom)]
-pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
+pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
+/// std's `Arc` even under loom: reference counts are not part of any protocol
+/// the models check, and loom's `Arc` touches the model runtime when dropped,
+/// which turns a failing model's unwinding into an abort of the test binary.
+#[cfg(loom)]
+pub(crate) use std::sync::Arc;
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{
@@ -35,7 +41,7 @@ pub(crate) enum Bug {
     RingTailRelaxed,
     ParkWithoutRecheck,
     SeqlockNoCas,
-    SeqlockRelaxedUnlock,
+    SeqlockReaderNoRecheck,
     SyncBeforeDurable,
     CloseWithoutHandshake,
 }
@@ -52,6 +58,15 @@ pub(crate) fn bug(bug: Bug) -> bool {
         let _ = bug;
         false
     }
+}
+
+/// True when a `Drop` must not touch synchronization objects: under loom,
+/// while a failing model unwinds (loom's runtime would panic again inside
+/// the destructor and abort the whole test binary). The memory is leaked;
+/// only a failing model pays. Always false outside loom.
+#[inline(always)]
+pub(crate) fn unwinding_in_model() -> bool {
+    cfg!(loom) && std::thread::panicking()
 }
 
 /// `Release`, or `Relaxed` when a model weakens it with `bug`.
@@ -95,9 +110,9 @@ impl<T> UnsafeCell<T> {
 /// Thread handles and parking, from loom under `cfg(loom)`.
 pub(crate) mod thread {
     #[cfg(loom)]
-    pub(crate) use loom::thread::{current, park, yield_now, JoinHandle, Thread};
+    pub(crate) use loom::thread::{yield_now, JoinHandle};
     #[cfg(not(loom))]
-    pub(crate) use std::thread::{current, yield_now, JoinHandle, Thread};
+    pub(crate) use std::thread::{yield_now, JoinHandle};
 
     /// Spawns a named thread (loom threads have no names).
     pub(crate) fn spawn_named<F, T>(name: &str, f: F) -> std::io::Result<JoinHandle<T>>
@@ -112,20 +127,6 @@ pub(crate) mod thread {
         }
         #[cfg(not(loom))]
         std::thread::Builder::new().name(name.into()).spawn(f)
-    }
-
-    /// Parks the current thread for at most `timeout`. loom has no clock, so
-    /// under loom this is a plain park: a model must not rely on timeouts for
-    /// progress, which is exactly what we want it to prove.
-    #[inline]
-    pub(crate) fn park_timeout(timeout: std::time::Duration) {
-        #[cfg(loom)]
-        {
-            let _ = timeout;
-            park();
-        }
-        #[cfg(not(loom))]
-        std::thread::park_timeout(timeout);
     }
 }
 
@@ -163,9 +164,17 @@ pub(crate) struct Backoff {
 
 impl Backoff {
     /// Spin steps double up to `2^SPIN_LIMIT` pause instructions.
+    #[cfg(not(loom))]
     const SPIN_LIMIT: u32 = 6;
     /// After this many steps (spins, then yields) the caller should block.
+    #[cfg(not(loom))]
     const YIELD_LIMIT: u32 = 10;
+    /// Under loom every spin is a yield (a branch to explore): keep it short;
+    /// what matters is the blocking path after it.
+    #[cfg(loom)]
+    const SPIN_LIMIT: u32 = 0;
+    #[cfg(loom)]
+    const YIELD_LIMIT: u32 = 1;
 
     pub(crate) fn new() -> Self {
         Self { step: 0 }
@@ -221,8 +230,8 @@ pub mod weaken {
         ParkWithoutRecheck,
         /// A writer bumps the sequence word with load+store instead of CAS.
         SeqlockNoCas,
-        /// A writer unlocks the entry with a Relaxed store.
-        SeqlockRelaxedUnlock,
+        /// A reader returns its copy without re-checking the sequence word.
+        SeqlockReaderNoRecheck,
         /// The flusher serves a `sync()` when its barrier batch is cut, not
         /// when it is durable.
         SyncBeforeDurable,

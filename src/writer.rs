@@ -239,6 +239,9 @@ impl Writer {
 
 impl Drop for Writer {
     fn drop(&mut self) {
+        if sync::unwinding_in_model() {
+            return;
+        }
         // An operation that panicked midway left `op_active` set; close()
         // would wait on it for close_timeout.
         self.shared.slots[self.slot]

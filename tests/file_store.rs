@@ -515,3 +515,56 @@ fn compaction_runs_by_itself_while_a_writer_keeps_going() {
         assert_eq!(wb.get(k).as_deref(), Some(&v[..]));
     }
 }
+
+/// Zeros where a frame header should be, with durable frames after them, are
+/// damage (every later frame was acknowledged durable), not the end of data.
+#[test]
+fn zeros_in_the_middle_of_a_segment_are_an_error_not_an_end() {
+    let src = small_batches_store(IoBackend::Auto, 1_000);
+    let seg = newest_segment(src.path());
+    let (start, _) = frames(&seg)[3];
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[start as usize..start as usize + FRAME_HEADER_BYTES].fill(0);
+    std::fs::write(&seg, &bytes).unwrap();
+    match WriteBehind::open(src.path(), config(IoBackend::Auto)) {
+        Err(Error::Corrupt { offset, .. }) => assert_eq!(offset, start),
+        other => panic!("expected a corruption error, got {other:?}"),
+    }
+}
+
+/// A torn last frame whose *value* happens to contain the bytes of a valid
+/// sync-point frame header is still a torn tail: the search for a later sync
+/// point starts after the torn frame's own extent.
+#[test]
+fn user_data_that_looks_like_a_frame_does_not_turn_a_torn_tail_into_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FrameHeader {
+        flags: writebehind::file::format::FRAME_FLAG_SYNC,
+        len: 4,
+    }
+    .encode();
+    let mut value = vec![1u8; 40];
+    value.extend_from_slice(&fake);
+    value.extend_from_slice(&[0u8; 4]);
+    {
+        let wb = WriteBehind::open(dir.path(), config(IoBackend::Auto)).unwrap();
+        let mut w = wb.writer().unwrap();
+        w.put(b"first", b"v").unwrap();
+        wb.sync().unwrap();
+        w.put(b"last", &value).unwrap();
+        drop(w);
+        wb.close().unwrap();
+    }
+    let seg = newest_segment(dir.path());
+    let (_, end) = *frames(&seg).last().unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(end - 3)
+        .unwrap();
+    let wb = WriteBehind::open(dir.path(), config(IoBackend::Auto)).unwrap();
+    assert_eq!(wb.stats().torn_tails, 1);
+    assert_eq!(wb.get(b"first").as_deref(), Some(&b"v"[..]));
+    assert!(wb.get(b"last").is_none());
+}

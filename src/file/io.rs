@@ -157,6 +157,8 @@ fn run_blocking(chain: &mut Chain) {
 #[derive(Debug)]
 pub(crate) struct Pwrite {
     to_worker: Option<mpsc::SyncSender<Chain>>,
+    /// A chain the worker could not take (it died), failed, to return.
+    orphan: Option<Chain>,
     from_worker: mpsc::Receiver<Chain>,
     worker: Option<std::thread::JoinHandle<()>>,
 }
@@ -177,6 +179,7 @@ impl Pwrite {
             })?;
         Ok(Self {
             to_worker: Some(to_worker),
+            orphan: None,
             from_worker,
             worker: Some(worker),
         })
@@ -188,23 +191,28 @@ impl Engine for Pwrite {
         "pwrite"
     }
 
-    fn submit(&mut self, mut chain: Chain) {
-        let Some(tx) = &self.to_worker else { return };
-        if let Err(mpsc::SendError(c)) = tx.send(chain) {
-            // The worker died (a panic): fail the chain rather than lose it.
-            chain = c;
+    fn submit(&mut self, chain: Chain) {
+        let sent = match &self.to_worker {
+            Some(tx) => tx.send(chain).map_err(|mpsc::SendError(c)| c),
+            None => Err(chain),
+        };
+        if let Err(mut chain) = sent {
+            // The worker died (a panic): fail the chain and hand it back from
+            // `wait`, so its batches are retried rather than lost.
             for op in chain.iter_mut() {
                 op.result = Err(StoreError::new(
                     StoreErrorKind::Other,
                     "the pwrite worker thread is gone",
                 ));
             }
-            // Nothing to hand back through the channel; run it here instead.
-            run_blocking(&mut chain);
+            self.orphan = Some(chain);
         }
     }
 
     fn wait(&mut self, timeout: Duration) -> Option<Chain> {
+        if let Some(chain) = self.orphan.take() {
+            return Some(chain);
+        }
         if timeout.is_zero() {
             self.from_worker.try_recv().ok()
         } else {
@@ -432,6 +440,13 @@ mod uring {
                 let _ = self.ring.submit_and_wait(1);
                 self.collect();
                 spins += 1;
+            }
+            if self.pending > 0 {
+                // Still not done: leak the buffers rather than free memory
+                // the kernel may yet read.
+                if let Some(chain) = self.chain.take() {
+                    std::mem::forget(chain);
+                }
             }
         }
     }

@@ -57,8 +57,11 @@ struct Active {
     /// Where the next frame goes.
     write_pos: u64,
     /// End of the last frame confirmed written (and, under `Batch`,
-    /// durable); the seal point if this segment fails.
+    /// durable).
     confirmed_end: u64,
+    /// End of the data covered by the last successful fdatasync: the seal
+    /// point if this segment fails (under `Batch` it equals `confirmed_end`).
+    synced_end: u64,
 }
 
 /// The embedded file store. Open it with [`FileStore::open`], or let
@@ -167,6 +170,9 @@ impl FileStore {
             .create_new(true)
             .open(&path)
             .map_err(|e| fail(StoreErrorKind::Write, "open", e))?;
+        // The id is taken once the file exists, even if the rest fails and the
+        // file cannot be removed: a retry must not collide with it.
+        self.next_id += 1;
         let result = (|| {
             preallocate(&file, self.segment_bytes_max)
                 .map_err(|e| fail(StoreErrorKind::NoSpace, "preallocate", e))?;
@@ -193,7 +199,6 @@ impl FileStore {
             let _ = std::fs::remove_file(&path);
             return Err(e);
         }
-        self.next_id += 1;
         self.pending_seal = None;
         self.segment_bytes.insert(id, 0);
         Ok(Active {
@@ -201,6 +206,7 @@ impl FileStore {
             file: Arc::new(file),
             write_pos: SEGMENT_HEADER_BYTES as u64,
             confirmed_end: SEGMENT_HEADER_BYTES as u64,
+            synced_end: SEGMENT_HEADER_BYTES as u64,
         })
     }
 
@@ -213,7 +219,8 @@ impl FileStore {
         };
         if self.durability == Durability::None {
             if let Err(e) = active.file.sync_data() {
-                self.pending_seal = Some((active.id, SEGMENT_HEADER_BYTES as u64));
+                // Trust only what an earlier fdatasync covered.
+                self.pending_seal = Some((active.id, active.synced_end));
                 return Err(StoreError::new(
                     StoreErrorKind::Sync,
                     format!("fdatasync of {} at rotation: {e}", active.id.file_name()),
@@ -272,6 +279,24 @@ impl FileStore {
             let Some(batch) = self.queue.pop_front() else {
                 break;
             };
+            if u32::try_from(batch.bytes.len()).is_err() {
+                // A frame's length is a u32. Only a retry re-encoded from
+                // grown values can get here; fail it loudly rather than
+                // truncate (it stays un-durable and visible in stats).
+                let e = StoreError::new(
+                    StoreErrorKind::Other,
+                    format!(
+                        "batch {} of {} bytes exceeds a frame's 4 GiB limit",
+                        batch.seq.0,
+                        batch.bytes.len()
+                    ),
+                );
+                self.done.push(Completion {
+                    batch,
+                    result: Err(e),
+                });
+                continue;
+            }
             let Some(active) = self.active.as_mut() else {
                 break;
             };
@@ -325,6 +350,7 @@ impl FileStore {
                 result,
                 batch,
                 write,
+                sync,
                 ..
             } = *op;
             let result = match (failure.as_ref(), result) {
@@ -339,6 +365,9 @@ impl FileStore {
                             *self.segment_bytes.entry(a.id).or_insert(0) +=
                                 batch.bytes.len() as u64;
                         }
+                        if sync {
+                            a.synced_end = a.confirmed_end;
+                        }
                     }
                     Ok(())
                 }
@@ -352,8 +381,11 @@ impl FileStore {
         if let Some(e) = failure {
             tracing::warn!("segment write failed, sealing it: {e}");
             if let Some(a) = self.active.take() {
-                // Never touch this file again: seal at what was confirmed.
-                self.pending_seal = Some((a.id, a.confirmed_end));
+                // Never touch this file again: seal at what an fdatasync
+                // confirmed. (Under `Durability::None`, frames written after
+                // the last good fdatasync were reported complete and are lost
+                // with the seal: see the README's limits.)
+                self.pending_seal = Some((a.id, a.synced_end));
             }
         }
     }
@@ -471,6 +503,12 @@ impl Store for FileStore {
                 )
             })?;
             self.segment_bytes.remove(&id);
+            // One at a time, oldest first, each unlink durable before the
+            // next: a crash never leaves a segment whose seal (in a later,
+            // deleted header) is gone while the segment itself remains.
+            self.sync_dir().map_err(|e| {
+                StoreError::new(StoreErrorKind::Sync, format!("fsync of the directory: {e}"))
+            })?;
         }
         self.sync_dir().map_err(|e| {
             StoreError::new(StoreErrorKind::Sync, format!("fsync of the directory: {e}"))

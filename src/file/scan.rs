@@ -71,6 +71,16 @@ impl ScanReport {
     }
 }
 
+/// The first `n` bytes of a file (fewer if it is shorter).
+fn read_prefix(path: &Path, n: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut buf = Vec::with_capacity(n);
+    std::fs::File::open(path)?
+        .take(n as u64)
+        .read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
 /// Segment files in `dir`, in id order. Other files are ignored, except that
 /// a `.wb` file whose name is not a segment number is refused.
 pub fn list_segments(dir: &Path) -> Result<Vec<SegmentId>, Error> {
@@ -100,13 +110,19 @@ pub fn scan_dir(
 ) -> Result<ScanReport, Error> {
     let ids = list_segments(dir)?;
     let mut report = ScanReport::default();
-    // Seals come from later headers, so read all headers first.
+    // Seals come from later headers, so read all headers first (64 bytes
+    // each: memory stays at one segment, whatever the store's size; only the
+    // newest file is read whole here, to tell a torn creation).
     let mut files = Vec::with_capacity(ids.len());
     let mut seals: HashMap<SegmentId, u64> = HashMap::new();
     for (i, &id) in ids.iter().enumerate() {
         let path = id.path(dir);
-        let bytes = std::fs::read(&path)?;
         let newest = i + 1 == ids.len();
+        let bytes = if newest {
+            std::fs::read(&path)?
+        } else {
+            read_prefix(&path, SEGMENT_HEADER_BYTES)?
+        };
         let header = match SegmentHeader::decode(&bytes) {
             Ok(h) if h.id == id => Some(h),
             Ok(h) => {
@@ -151,8 +167,14 @@ pub fn scan_dir(
     // The newest segment is the last one with a readable header (a torn
     // header can only be on the very last file, see above).
     let newest_valid = files.iter().rposition(|(_, _, h)| h.is_some());
-    for (i, (id, bytes, header)) in files.into_iter().enumerate() {
+    let last = files.len().saturating_sub(1);
+    for (i, (id, prefix, header)) in files.into_iter().enumerate() {
         let newest = Some(i) == newest_valid;
+        let bytes = if i == last || header.is_none() {
+            prefix
+        } else {
+            std::fs::read(id.path(dir))?
+        };
         let mut seg = SegmentReport {
             id,
             header,
@@ -219,9 +241,11 @@ fn scan_segment(
             break Some((pos, pos, "truncated frame header".into()));
         }
         if avail[..FRAME_HEADER_BYTES].iter().all(|&b| b == 0) {
-            // End of the written data; the rest is preallocated zeros.
-            if sealed_end.is_some() {
-                break Some((pos, pos, "zeros before the sealed end".into()));
+            // End of the written data (the rest is preallocated zeros), unless
+            // a trusted end says there is more, or a valid frame follows:
+            // zeros there are damage, not the end.
+            if sealed_end.is_some() || sync_frame_after(bytes, pos + 1, limit) {
+                break Some((pos, pos, "zeros where a frame should be".into()));
             }
             break None;
         }
@@ -281,7 +305,14 @@ fn scan_segment(
         .header
         .is_some_and(|h| h.flags & SEGMENT_FLAG_NO_SYNC != 0);
     let crash_zone = (newest && sealed_end.is_none()) || no_sync;
-    if crash_zone && !sync_frame_after(bytes, frame_start + 1) {
+    // Look for a later sync point after the bad frame's declared extent when
+    // its header is intact (a torn frame's own contents, user data included,
+    // prove nothing), and never past the trusted limit.
+    let search_from = FrameHeader::decode(&bytes[frame_start..limit])
+        .map_or(frame_start + 1, |f| {
+            frame_start + FRAME_HEADER_BYTES + f.len as usize
+        });
+    if crash_zone && !sync_frame_after(bytes, search_from, limit) {
         seg.torn = Some((frame_start as u64, why));
         return Ok(());
     }
@@ -292,9 +323,10 @@ fn scan_segment(
     })
 }
 
-/// True if a valid frame header with the sync flag starts anywhere at or
-/// after `from`.
-fn sync_frame_after(bytes: &[u8], from: usize) -> bool {
+/// True if a valid frame header with the sync flag starts anywhere in
+/// `from .. limit`.
+fn sync_frame_after(bytes: &[u8], from: usize, limit: usize) -> bool {
+    let bytes = &bytes[..limit.min(bytes.len())];
     let mut i = from;
     while i + FRAME_HEADER_BYTES <= bytes.len() {
         match bytes[i..].windows(4).position(|w| w == b"wbfr") {

@@ -25,7 +25,11 @@ pub enum Durability {
     /// a crash loses at most the writes younger than the current batch.
     #[default]
     Batch,
-    /// Batches are written but not forced to the device; the OS writes back.
+    /// No fdatasync per batch: the OS writes back, and the store issues one
+    /// fdatasync per `batches_in_flight_max` batches (and when it goes
+    /// idle). A batch counts as persisted only once an fdatasync covers it,
+    /// so a failed one is rewritten from memory like any failure (G8); a
+    /// crash loses at most the batches written since the last one.
     None,
 }
 

@@ -340,6 +340,49 @@ fn durability_none_still_makes_sync_durable() {
     }
 }
 
+/// Under `Durability::None` batches are only reported durable once an
+/// fdatasync covers them; when one fails, the segment is sealed and the
+/// batches it would have covered are rewritten from memory (G8).
+#[test]
+fn durability_none_survives_a_failed_fdatasync() {
+    for (backend, name) in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = FaultPlan::new();
+        let config = Config {
+            durability: Durability::None,
+            compact_segments_min: 1_000,
+            ..config(backend)
+        };
+        let mut acked = HashMap::new();
+        {
+            let store = FileStore::open(dir.path(), &config).unwrap();
+            let wb =
+                WriteBehind::with_store(Faulty::new(store, plan.clone()), config.clone()).unwrap();
+            let mut w = wb.writer().unwrap();
+            for round in 0..3u64 {
+                if round == 1 {
+                    plan.fail_next_syncs(2);
+                }
+                for i in 0..3_000u64 {
+                    let v = value(i, round);
+                    acked.insert(key(i), (w.put(&key(i), &v).unwrap(), v));
+                }
+                wb.sync().unwrap();
+            }
+            assert_eq!(plan.injected(), 2, "{name}");
+            assert!(wb.stats().store_errors >= 1, "{name}");
+            drop(w);
+            wb.close().unwrap();
+        }
+        let wb = WriteBehind::open(dir.path(), config).unwrap();
+        for (k, (version, v)) in &acked {
+            let got = wb.get(k).unwrap_or_else(|| panic!("{name}: {k:?} lost"));
+            assert_eq!((got.version(), &got[..]), (*version, &v[..]), "{name}");
+        }
+        assert_eq!(wb.stats().torn_tails, 0, "{name}");
+    }
+}
+
 #[test]
 fn deleted_keys_stay_deleted_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -567,4 +610,43 @@ fn user_data_that_looks_like_a_frame_does_not_turn_a_torn_tail_into_an_error() {
     assert_eq!(wb.stats().torn_tails, 1);
     assert_eq!(wb.get(b"first").as_deref(), Some(&b"v"[..]));
     assert!(wb.get(b"last").is_none());
+}
+
+/// Under `Durability::None` frames may reach the disk out of order, so only a
+/// commit marker (written after an fdatasync returned) proves that a bad
+/// frame before it is damage: a flipped bit there is still an error.
+#[test]
+fn durability_none_still_reports_damage_before_a_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        durability: Durability::None,
+        batch_ops_max: 50,
+        ..config(IoBackend::Auto)
+    };
+    {
+        let wb = WriteBehind::open(dir.path(), config.clone()).unwrap();
+        let mut w = wb.writer().unwrap();
+        for i in 0..1_000u64 {
+            w.put(&key(i), &value(i, 0)).unwrap();
+            if i % 50 == 49 {
+                wb.sync().unwrap();
+            }
+        }
+        drop(w);
+        wb.close().unwrap();
+    }
+    let seg = newest_segment(dir.path());
+    let fr = frames(&seg);
+    let data = fr
+        .iter()
+        .find(|&&(s, e)| e - s > FRAME_HEADER_BYTES as u64)
+        .copied()
+        .unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[data.0 as usize + FRAME_HEADER_BYTES + 25] ^= 0x10;
+    std::fs::write(&seg, &bytes).unwrap();
+    assert!(matches!(
+        WriteBehind::open(dir.path(), config),
+        Err(Error::Corrupt { .. })
+    ));
 }

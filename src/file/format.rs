@@ -22,7 +22,9 @@
 //!
 //! frame (one write; records back to back, see `record`):
 //!   0   4  magic "wbfr"
-//!   4   2  flags: bit 0 = a sync point (fdatasync followed this frame)
+//!   4   2  flags: bit 0 = a sync point (fdatasync followed this frame),
+//!          bit 1 = a commit marker (empty; written after an fdatasync
+//!          returned: what precedes it is durable)
 //!   6   2  reserved, 0
 //!   8   4  length of the records that follow, u32 LE
 //!  12   4  crc32c of bytes 0..12
@@ -45,8 +47,13 @@ const SEGMENT_MAGIC: [u8; 8] = *b"wbseg\0\0\x01";
 const FRAME_MAGIC: [u8; 4] = *b"wbfr";
 /// Header flag: the segment was written with `Durability::None`.
 pub const SEGMENT_FLAG_NO_SYNC: u32 = 1;
-/// Frame flag: an fdatasync followed this frame.
+/// Frame flag: an fdatasync followed this frame (under `Durability::Batch`
+/// the next frame is written only after it returned).
 pub const FRAME_FLAG_SYNC: u16 = 1;
+/// Frame flag (an empty frame): written after an fdatasync returned, so
+/// everything before it in the segment is durable. Used under
+/// `Durability::None`, where frames are written ahead of their fdatasync.
+pub const FRAME_FLAG_COMMIT: u16 = 2;
 
 /// A segment's number (file `NNNNNN.wb`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -37,6 +37,9 @@ pub(crate) struct FrameOp {
     pub sync: bool,
     /// Fault injection: report the fdatasync as failed after running it.
     pub fail_sync: bool,
+    /// The store's own op (a commit marker, an fdatasync of held batches):
+    /// no batch of the flusher's completes with it.
+    pub internal: bool,
     /// Filled in by the engine.
     pub result: Result<(), StoreError>,
     /// iovecs for io_uring (stable: the op is boxed while in flight).
@@ -66,6 +69,7 @@ impl FrameOp {
             batch,
             sync,
             fail_sync: false,
+            internal: false,
             result: Ok(()),
             #[cfg(target_os = "linux")]
             iov: [libc::iovec {

@@ -38,7 +38,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use format::{
-    FrameHeader, SegmentHeader, SegmentId, FRAME_FLAG_SYNC, FRAME_HEADER_BYTES,
+    FrameHeader, SegmentHeader, SegmentId, FRAME_FLAG_COMMIT, FRAME_FLAG_SYNC, FRAME_HEADER_BYTES,
     SEGMENT_FLAG_NO_SYNC, SEGMENT_HEADER_BYTES,
 };
 use io::{Chain, Engine, FrameOp};
@@ -91,6 +91,12 @@ pub struct FileStore {
     rotate_requested: bool,
     /// Fault injection: fdatasyncs still to report as failed.
     sync_failures_to_inject: u32,
+    /// `Durability::None`: batches written since the last good fdatasync,
+    /// held back until one covers them (or fails with them).
+    unsynced: Vec<Completion>,
+    /// `Durability::None`: an fdatasync succeeded; write a commit marker at
+    /// the head of the next chain.
+    commit_due: bool,
 }
 
 impl FileStore {
@@ -139,6 +145,8 @@ impl FileStore {
             segment_bytes: std::collections::BTreeMap::new(),
             rotate_requested: false,
             sync_failures_to_inject: 0,
+            unsynced: Vec::new(),
+            commit_due: false,
         })
     }
 
@@ -221,19 +229,40 @@ impl FileStore {
             if let Err(e) = active.file.sync_data() {
                 // Trust only what an earlier fdatasync covered.
                 self.pending_seal = Some((active.id, active.synced_end));
-                return Err(StoreError::new(
+                let e = StoreError::new(
                     StoreErrorKind::Sync,
                     format!("fdatasync of {} at rotation: {e}", active.id.file_name()),
-                ));
+                );
+                self.fail_unsynced(&e);
+                return Err(e);
             }
+            self.done.append(&mut self.unsynced);
         }
+        self.commit_due = false;
         self.pending_seal = Some((active.id, active.confirmed_end));
         Ok(())
     }
 
     /// Starts the next chain if none is in flight.
     fn pump(&mut self) {
-        if self.in_chain > 0 || self.queue.is_empty() {
+        if self.in_chain > 0 {
+            return;
+        }
+        if self.queue.is_empty() {
+            // Nothing to write, but batches wait for an fdatasync: do one.
+            if let (Some(a), false) = (self.active.as_ref(), self.unsynced.is_empty()) {
+                let mut op = FrameOp::new(
+                    Arc::clone(&a.file),
+                    a.write_pos,
+                    false,
+                    [0; FRAME_HEADER_BYTES],
+                    Batch::default(),
+                    true,
+                );
+                op.internal = true;
+                self.in_chain = 1;
+                self.engine.submit(vec![op]);
+            }
             return;
         }
         if self.rotate_requested {
@@ -300,7 +329,34 @@ impl FileStore {
             let Some(active) = self.active.as_mut() else {
                 break;
             };
-            let sync = self.durability == Durability::Batch || batch.sync;
+            if chain.is_empty() && self.commit_due {
+                // The last fdatasync succeeded: say so on disk, before
+                // anything newer (recovery's proof that what precedes is
+                // durable, see `scan`).
+                self.commit_due = false;
+                let header = FrameHeader {
+                    flags: FRAME_FLAG_COMMIT,
+                    len: 0,
+                }
+                .encode();
+                let mut op = FrameOp::new(
+                    Arc::clone(&active.file),
+                    active.write_pos,
+                    true,
+                    header,
+                    Batch::default(),
+                    false,
+                );
+                op.internal = true;
+                active.write_pos += FRAME_HEADER_BYTES as u64;
+                chain.push(op);
+            }
+            // Under `Durability::None` a batch completes only when an
+            // fdatasync covers it; force one before the held batches fill
+            // the flusher's in-flight budget.
+            let held = self.unsynced.len() + chain.iter().filter(|o| !o.internal).count();
+            let sync =
+                self.durability == Durability::Batch || batch.sync || held + 1 >= self.chain_max;
             let header = FrameHeader {
                 flags: if sync { FRAME_FLAG_SYNC } else { 0 },
                 len: batch.bytes.len() as u32,
@@ -343,6 +399,7 @@ impl FileStore {
     /// the segment.
     fn finish_chain(&mut self, chain: Chain) {
         self.in_chain = 0;
+        let none = self.durability == Durability::None;
         let mut failure: Option<StoreError> = None;
         for op in chain {
             let end = op.offset + op.write_len();
@@ -351,6 +408,7 @@ impl FileStore {
                 batch,
                 write,
                 sync,
+                internal,
                 ..
             } = *op;
             let result = match (failure.as_ref(), result) {
@@ -369,6 +427,12 @@ impl FileStore {
                             a.synced_end = a.confirmed_end;
                         }
                     }
+                    if none && sync {
+                        // Everything written before this fdatasync is durable
+                        // now; a commit marker will say so on disk.
+                        self.done.append(&mut self.unsynced);
+                        self.commit_due = true;
+                    }
                     Ok(())
                 }
                 (None, Err(e)) => {
@@ -376,17 +440,42 @@ impl FileStore {
                     Err(e)
                 }
             };
-            self.done.push(Completion { batch, result });
+            if internal {
+                continue;
+            }
+            if none && !sync && result.is_ok() {
+                // Written, not yet durable: completed only by a later
+                // fdatasync (or failed with it).
+                self.unsynced.push(Completion { batch, result });
+            } else {
+                self.done.push(Completion { batch, result });
+            }
         }
         if let Some(e) = failure {
             tracing::warn!("segment write failed, sealing it: {e}");
+            self.fail_unsynced(&e);
             if let Some(a) = self.active.take() {
                 // Never touch this file again: seal at what an fdatasync
-                // confirmed. (Under `Durability::None`, frames written after
-                // the last good fdatasync were reported complete and are lost
-                // with the seal: see the README's limits.)
+                // confirmed.
                 self.pending_seal = Some((a.id, a.synced_end));
             }
+            self.commit_due = false;
+        }
+    }
+
+    /// Fails the batches written since the last good fdatasync (under
+    /// `Durability::None`): their pages may be gone, so the flusher must
+    /// rewrite them from memory.
+    fn fail_unsynced(&mut self, cause: &StoreError) {
+        for mut c in self.unsynced.drain(..) {
+            c.result = Err(StoreError::new(
+                cause.kind,
+                format!(
+                    "written but never confirmed durable before: {}",
+                    cause.message
+                ),
+            ));
+            self.done.push(c);
         }
     }
 }
@@ -467,7 +556,7 @@ impl Store for FileStore {
     }
 
     fn in_flight(&self) -> usize {
-        self.queue.len() + self.in_chain + self.done.len()
+        self.queue.len() + self.in_chain + self.done.len() + self.unsynced.len()
     }
 
     fn inject_sync_failure(&mut self) -> bool {

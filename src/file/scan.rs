@@ -18,8 +18,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::format::{
-    FrameHeader, HeaderError, SegmentHeader, SegmentId, FRAME_FLAG_SYNC, FRAME_HEADER_BYTES,
-    SEGMENT_FLAG_NO_SYNC, SEGMENT_HEADER_BYTES,
+    FrameHeader, HeaderError, SegmentHeader, SegmentId, FRAME_FLAG_COMMIT, FRAME_FLAG_SYNC,
+    FRAME_HEADER_BYTES, SEGMENT_FLAG_NO_SYNC, SEGMENT_HEADER_BYTES,
 };
 use crate::error::Error;
 use crate::record::{self, RecordRef};
@@ -214,6 +214,19 @@ fn scan_segment(
     visit: &mut dyn FnMut(RecordRef<'_>),
 ) -> Result<(), Error> {
     let id = seg.id.0;
+    // What proves a bad frame is damage rather than a crash: a later frame
+    // that was durable before anything after the bad one was written. Under
+    // `Batch` every sync-point frame is (frames wait for the previous
+    // fdatasync); under `None` only commit markers are (written after one
+    // returned).
+    let no_sync = seg
+        .header
+        .is_some_and(|h| h.flags & SEGMENT_FLAG_NO_SYNC != 0);
+    let proof = if no_sync {
+        FRAME_FLAG_COMMIT
+    } else {
+        FRAME_FLAG_SYNC
+    };
     let limit = match sealed_end {
         Some(end) if end as usize > bytes.len() => {
             return Err(Error::Corrupt {
@@ -244,7 +257,7 @@ fn scan_segment(
             // End of the written data (the rest is preallocated zeros), unless
             // a trusted end says there is more, or a valid frame follows:
             // zeros there are damage, not the end.
-            if sealed_end.is_some() || sync_frame_after(bytes, pos + 1, limit) {
+            if sealed_end.is_some() || proof_after(bytes, pos + 1, limit, proof) {
                 break Some((pos, pos, "zeros where a frame should be".into()));
             }
             break None;
@@ -299,12 +312,11 @@ fn scan_segment(
         return Ok(());
     };
     // Where a crash may leave a bad tail: the newest segment (its last frame
-    // was being written), and any segment written without fdatasync (the OS
-    // writes its pages back in any order after the last sync point).
-    let no_sync = seg
-        .header
-        .is_some_and(|h| h.flags & SEGMENT_FLAG_NO_SYNC != 0);
-    let crash_zone = (newest && sealed_end.is_none()) || no_sync;
+    // was being written), and a segment written without fdatasync (the OS
+    // writes its pages back in any order after the last commit). A sealed
+    // segment is trusted up to its seal, which only ever covers data an
+    // fdatasync made durable.
+    let crash_zone = sealed_end.is_none() && (newest || no_sync);
     // Look for a later sync point after the bad frame's declared extent when
     // its header is intact (a torn frame's own contents, user data included,
     // prove nothing), and never past the trusted limit.
@@ -312,7 +324,7 @@ fn scan_segment(
         .map_or(frame_start + 1, |f| {
             frame_start + FRAME_HEADER_BYTES + f.len as usize
         });
-    if crash_zone && !sync_frame_after(bytes, search_from, limit) {
+    if crash_zone && !proof_after(bytes, search_from, limit, proof) {
         seg.torn = Some((frame_start as u64, why));
         return Ok(());
     }
@@ -323,9 +335,9 @@ fn scan_segment(
     })
 }
 
-/// True if a valid frame header with the sync flag starts anywhere in
+/// True if a valid frame header with `flag` starts anywhere in
 /// `from .. limit`.
-fn sync_frame_after(bytes: &[u8], from: usize, limit: usize) -> bool {
+fn proof_after(bytes: &[u8], from: usize, limit: usize, flag: u16) -> bool {
     let bytes = &bytes[..limit.min(bytes.len())];
     let mut i = from;
     while i + FRAME_HEADER_BYTES <= bytes.len() {
@@ -334,7 +346,7 @@ fn sync_frame_after(bytes: &[u8], from: usize, limit: usize) -> bool {
             Some(p) => {
                 let at = i + p;
                 if let Some(f) = FrameHeader::decode(&bytes[at..]) {
-                    if f.flags & FRAME_FLAG_SYNC != 0 {
+                    if f.flags & flag != 0 {
                         return true;
                     }
                 }

@@ -444,6 +444,25 @@ impl<S: Store> Flusher<S> {
         }
     }
 
+    /// Numbers `batch`, records it in flight with the keys it holds, and
+    /// submits it; returns its seq.
+    fn submit_new(&mut self, mut batch: Batch, entries: Vec<Slot>, oldest_ns: u64) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        batch.seq = BatchSeq(seq);
+        self.in_flight.push_back(InFlight {
+            seq,
+            entries,
+            records: batch.records,
+            bytes: batch.bytes.len(),
+            oldest_ns,
+            state: State::Submitted,
+            batch: None,
+        });
+        self.store.submit(batch);
+        seq
+    }
+
     /// Submits an empty batch that only asks the store to make everything
     /// before it durable; returns its seq.
     fn submit_sync_point(&mut self) -> u64 {
@@ -451,21 +470,9 @@ impl<S: Store> Flusher<S> {
         batch.bytes.clear();
         batch.records = 0;
         batch.sync = true;
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        batch.seq = BatchSeq(seq);
+        let entries = self.free_lists.pop().unwrap_or_default();
         let now = self.now_ns();
-        self.in_flight.push_back(InFlight {
-            seq,
-            entries: self.free_lists.pop().unwrap_or_default(),
-            records: 0,
-            bytes: 0,
-            oldest_ns: now,
-            state: State::Submitted,
-            batch: None,
-        });
-        self.store.submit(batch);
-        seq
+        self.submit_new(batch, entries, now)
     }
 
     fn publish_synced(&self, gen: u64) {
@@ -570,19 +577,7 @@ impl<S: Store> Flusher<S> {
             return false;
         }
         self.encoded += batch.records as u64;
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        batch.seq = BatchSeq(seq);
-        self.in_flight.push_back(InFlight {
-            seq,
-            entries,
-            records: batch.records,
-            bytes: batch.bytes.len(),
-            oldest_ns,
-            state: State::Submitted,
-            batch: None,
-        });
-        self.store.submit(batch);
+        self.submit_new(batch, entries, oldest_ns);
         true
     }
 
@@ -714,19 +709,7 @@ impl<S: Store> Flusher<S> {
             // Old segments are deleted once this is "durable": under
             // `Durability::None` that needs a real fdatasync.
             batch.sync = config.durability == Durability::None && c.cursor >= c.end;
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            batch.seq = BatchSeq(seq);
-            self.in_flight.push_back(InFlight {
-                seq,
-                entries,
-                records: batch.records,
-                bytes: batch.bytes.len(),
-                oldest_ns: now,
-                state: State::Submitted,
-                batch: None,
-            });
-            self.store.submit(batch);
+            self.submit_new(batch, entries, now);
             return true;
         }
         let last = *c.last_seq.get_or_insert(self.next_seq - 1);

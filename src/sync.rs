@@ -29,20 +29,26 @@ pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 pub(crate) use std::sync::atomic::Ordering;
 
-/// Names of the deliberate bugs (see `weaken`); without loom there are none
-/// and every check below is a constant.
-#[cfg(loom)]
-pub(crate) use weaken::Bug;
-
-/// Without loom: a stand-in so call sites compile to nothing.
-#[cfg(not(loom))]
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Bug {
+/// A deliberate bug a loom model can switch on (see `weaken`); outside loom
+/// none is ever on and every check compiles to `false`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(loom), allow(dead_code))]
+pub enum Bug {
+    /// The real protocol.
+    None,
+    /// The ring producer publishes `tail` with Relaxed instead of Release.
     RingTailRelaxed,
+    /// A blocked writer parks without re-checking for room after raising
+    /// its `waiting` flag (a lost wake-up).
     ParkWithoutRecheck,
+    /// A writer bumps the sequence word with load+store instead of CAS.
     SeqlockNoCas,
+    /// A reader returns its copy without re-checking the sequence word.
     SeqlockReaderNoRecheck,
+    /// The flusher serves a `sync()` when its barrier batch is cut, not
+    /// when it is durable.
     SyncBeforeDurable,
+    /// `close()` does not wait for writers' in-progress operations.
     CloseWithoutHandshake,
 }
 
@@ -218,26 +224,7 @@ fn spin_hint() {
 pub mod weaken {
     use std::cell::Cell;
 
-    /// A deliberate bug.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum Bug {
-        /// The real protocol.
-        None,
-        /// The ring producer publishes `tail` with Relaxed instead of Release.
-        RingTailRelaxed,
-        /// A blocked writer parks without re-checking for room after raising
-        /// its `waiting` flag (a lost wake-up).
-        ParkWithoutRecheck,
-        /// A writer bumps the sequence word with load+store instead of CAS.
-        SeqlockNoCas,
-        /// A reader returns its copy without re-checking the sequence word.
-        SeqlockReaderNoRecheck,
-        /// The flusher serves a `sync()` when its barrier batch is cut, not
-        /// when it is durable.
-        SyncBeforeDurable,
-        /// `close()` does not wait for writers' in-progress operations.
-        CloseWithoutHandshake,
-    }
+    pub use super::Bug;
 
     thread_local! {
         static BUG: Cell<Bug> = const { Cell::new(Bug::None) };

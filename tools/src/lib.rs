@@ -1,4 +1,7 @@
 //! Library part of the `wb` tool: workloads and helpers shared with the
 //! criterion benches.
 
+pub mod baselines;
+pub mod bench;
+pub mod clock;
 pub mod workload;

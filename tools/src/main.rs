@@ -5,13 +5,9 @@
 //! the file store, baselines and the game scenario arrive with later issues.)
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use writebehind::{Config, FileStore, MemStore, Store, WriteBehind};
-use writebehind_tools::workload::{Distribution, NullStore, Workload};
+use writebehind_tools::workload::Distribution;
 
 mod inspect;
 
@@ -48,27 +44,32 @@ struct DirArgs {
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
-enum StoreKind {
-    /// The embedded file store (io_uring or pwrite), in `--dir` or a
-    /// temporary directory.
-    File,
-    /// In-memory store (keeps every record; decodes each batch).
-    Mem,
-    /// A store that discards batches: measures the cache and flusher alone.
-    Null,
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy)]
 enum Dist {
     Zipf,
     Uniform,
 }
 
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    /// The standard workload (DESIGN.md section 6).
+    Standard,
+    /// Game-score updates (counter adds) offered at 50,000/s times --scale
+    /// against a store that takes 1,000 batches/s (slow:1000).
+    Game,
+}
+
 #[derive(clap::Args, Debug)]
 struct BenchArgs {
-    /// Store behind the cache.
-    #[arg(long, value_enum, default_value = "file")]
-    store: StoreKind,
+    /// Workload preset.
+    #[arg(long, value_enum, default_value = "standard")]
+    scenario: Scenario,
+    /// Game scenario: offered rate multiplier.
+    #[arg(long, default_value_t = 1)]
+    scale: u32,
+    /// Store behind the cache: file, mem, null, or slow:N (the file store
+    /// throttled to N batches per second).
+    #[arg(long)]
+    store: Option<String>,
     /// Directory of the file store (default: a fresh temporary directory).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
@@ -76,8 +77,8 @@ struct BenchArgs {
     #[arg(long)]
     writers: Option<usize>,
     /// Distinct keys.
-    #[arg(long, default_value_t = 100_000)]
-    keys: u64,
+    #[arg(long)]
+    keys: Option<u64>,
     /// Key popularity.
     #[arg(long, value_enum, default_value = "zipf")]
     dist: Dist,
@@ -90,15 +91,34 @@ struct BenchArgs {
     /// Value size in bytes.
     #[arg(long, default_value_t = 64)]
     value_bytes: usize,
+    /// Operation mix, e.g. put=80,add=15,delete=5.
+    #[arg(long)]
+    mix: Option<String>,
     /// Seconds of load.
-    #[arg(long, default_value_t = 5.0)]
-    seconds: f64,
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Open loop: operations per second per writer (latency is measured from
+    /// each operation's intended start). Without it: closed loop.
+    #[arg(long)]
+    rate: Option<u64>,
     /// Pin writers to cores 0.. and the flusher to the last core.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pin: bool,
+    /// Short run: 2 s of load, 1 s per baseline.
+    #[arg(long)]
+    quick: bool,
+    /// Skip the baselines.
+    #[arg(long)]
+    no_baselines: bool,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// Write the latency percentile distribution (HdrHistogram text format).
+    #[arg(long)]
+    hgrm: Option<std::path::PathBuf>,
+    /// Write an SVG latency-percentile plot of this run and the baselines.
+    #[arg(long)]
+    plot: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -122,161 +142,72 @@ fn main() -> ExitCode {
     }
 }
 
-fn bench(args: &BenchArgs) -> Result<(), String> {
+fn bench(a: &BenchArgs) -> Result<(), String> {
+    use writebehind_tools::bench::{self, Mix, Params, StoreSpec};
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let writers = args.writers.unwrap_or(cores.saturating_sub(1).max(1));
-    let dist = match args.dist {
-        Dist::Zipf => Distribution::Zipf(args.theta),
-        Dist::Uniform => Distribution::Uniform,
+    let writers = a.writers.unwrap_or(cores.saturating_sub(1).max(1));
+    let game = a.scenario == Scenario::Game;
+    let default_seconds = match (a.quick, game) {
+        (true, _) => 2.0,
+        (false, true) => 10.0,
+        (false, false) => 5.0,
     };
-    let workload = Arc::new(Workload::new(
-        args.keys,
-        args.key_bytes,
-        args.value_bytes,
-        dist,
-        1 << 20,
-        0x5EED,
-    ));
-    let config = Config {
-        writers_max: writers.max(1),
-        keys_max: (args.keys as usize * 2).max(1024),
-        dirty_keys_max: (args.keys as usize).max(1024),
-        value_bytes_max: args.value_bytes.max(64),
-        flusher_core: args.pin.then_some(cores - 1),
-        ..Config::default()
+    let store: StoreSpec = a
+        .store
+        .as_deref()
+        .unwrap_or(if game { "slow:1000" } else { "file" })
+        .parse()?;
+    let mix: Mix = a
+        .mix
+        .as_deref()
+        .unwrap_or(if game { "add=100" } else { "put=100" })
+        .parse()?;
+    let rate = if game {
+        Some((50_000 * u64::from(a.scale.max(1))).div_ceil(writers as u64))
+    } else {
+        a.rate
     };
-    let temp = match (&args.store, &args.dir) {
-        (StoreKind::File, None) => Some(tempfile::tempdir().map_err(|e| e.to_string())?),
-        _ => None,
+    let params = Params {
+        store,
+        dir: a.dir.clone(),
+        writers,
+        keys: a.keys.unwrap_or(if game { 10_000 } else { 100_000 }),
+        dist: match a.dist {
+            Dist::Zipf => Distribution::Zipf(a.theta),
+            Dist::Uniform => Distribution::Uniform,
+        },
+        key_bytes: a.key_bytes,
+        value_bytes: a.value_bytes,
+        mix,
+        seconds: a.seconds.unwrap_or(default_seconds),
+        rate,
+        pin: a.pin,
+        baselines: !a.no_baselines,
+        baseline_seconds: if a.quick { 1.0 } else { 2.0 },
+        progress: true,
+        label: if game { "game" } else { "standard" },
     };
-    let dir = args
-        .dir
-        .clone()
-        .or_else(|| temp.as_ref().map(|t| t.path().to_path_buf()));
-    let store: Box<dyn Store> = match (args.store, &dir) {
-        (StoreKind::File, Some(dir)) => {
-            Box::new(FileStore::open(dir, &config).map_err(|e| e.to_string())?)
-        }
-        (StoreKind::File, None) => return Err("no directory for the file store".into()),
-        (StoreKind::Mem, _) => Box::new(MemStore::new()),
-        (StoreKind::Null, _) => Box::new(NullStore::default()),
-    };
-    let wb = Arc::new(WriteBehind::with_store(store, config.clone()).map_err(|e| e.to_string())?);
-    let stop = Arc::new(AtomicBool::new(false));
-    let start = Instant::now();
-    let threads: Vec<_> = (0..writers)
-        .map(|t| {
-            let (wb, stop, workload) = (Arc::clone(&wb), Arc::clone(&stop), Arc::clone(&workload));
-            let pin = args.pin.then_some(t % cores);
-            std::thread::spawn(move || -> Result<(usize, usize), String> {
-                let mut w = wb.writer().map_err(|e| e.to_string())?;
-                if let Some(core) = pin {
-                    w.pin(core).map_err(|e| e.to_string())?;
-                }
-                let start = t * 7919;
-                let mut pos = start;
-                while !stop.load(Ordering::Relaxed) {
-                    for _ in 0..1024 {
-                        w.put(workload.key(pos), &workload.value)
-                            .map_err(|e| e.to_string())?;
-                        pos += 1;
-                    }
-                }
-                Ok((start, pos))
-            })
-        })
-        .collect();
-    std::thread::sleep(Duration::from_secs_f64(args.seconds));
-    stop.store(true, Ordering::Relaxed);
-    let mut ops = 0u64;
-    let mut ranges = Vec::new();
-    for t in threads {
-        let (start, end) = t
-            .join()
-            .map_err(|_| "writer thread panicked".to_string())??;
-        ops += (end - start) as u64;
-        ranges.push((start, end));
+    let report = bench::run(&params)?;
+    if let (Some(path), Some(h)) = (&a.hgrm, &report.histogram) {
+        bench::write_hgrm(path, h)?;
     }
-    let elapsed = start.elapsed().as_secs_f64();
-    let sync_start = Instant::now();
-    wb.sync().map_err(|e| e.to_string())?;
-    let sync_s = sync_start.elapsed().as_secs_f64();
-    let stats = wb.stats();
-    let wb = Arc::into_inner(wb).ok_or("cache still shared")?;
-    wb.close().map_err(|e| e.to_string())?;
-    // Every acknowledged put must be in the store: reopen and check each key
-    // the run wrote (file store only; the others do not outlive the run).
-    let verified = match (&args.store, &dir) {
-        (StoreKind::File, Some(dir)) => {
-            let wb = WriteBehind::open(dir, config.clone()).map_err(|e| e.to_string())?;
-            let mut missing = 0u64;
-            let mut seen = std::collections::HashSet::new();
-            for &(start, end) in &ranges {
-                for pos in start..end.min(start + (1 << 20)) {
-                    let key = workload.key(pos);
-                    if seen.insert(key.to_vec())
-                        && wb.get(key).as_deref() != Some(&workload.value[..])
-                    {
-                        missing += 1;
-                    }
-                }
-            }
-            let ok = missing == 0 && wb.stats().keys == seen.len();
-            wb.close().map_err(|e| e.to_string())?;
-            if !ok {
-                return Err(format!(
-                    "VERIFY FAILED: {missing} of {} keys missing or wrong after reopen",
-                    seen.len()
-                ));
-            }
-            Some(true)
-        }
-        _ => None,
-    };
-    let coalescing = stats.drained_ops as f64 / stats.persisted_records.max(1) as f64;
-    if args.json {
+    if let (Some(path), Some(h)) = (&a.plot, &report.histogram) {
+        let mut runs = vec![("writebehind".to_string(), h)];
+        runs.extend(
+            report
+                .baseline_histograms
+                .iter()
+                .map(|(n, h)| (n.clone(), h)),
+        );
+        bench::write_plot(path, &runs)?;
+    }
+    if a.json {
         println!(
-            "{{\"writers\":{writers},\"backend\":\"{}\",\"put_ops_per_s\":{:.0},\"persisted_records_per_s\":{:.0},\"persisted_bytes_per_s\":{:.0},\"coalescing_ratio\":{coalescing:.3},\"ring_full_events\":{},\"batches\":{},\"final_sync_s\":{sync_s:.4},\"verified\":{}}}",
-            stats.backend,
-            ops as f64 / elapsed,
-            stats.persisted_records as f64 / elapsed,
-            stats.persisted_bytes as f64 / elapsed,
-            stats.ring_full_events,
-            stats.batches,
-            verified.map_or("null".to_string(), |v| v.to_string()),
+            "{}",
+            serde_json::to_string(&report).map_err(|e| e.to_string())?
         );
     } else {
-        println!("wb bench: {writers} writer thread(s) + 1 flusher on {cores} cores, store {}, {:?} over {} keys, {}-byte keys, {}-byte values, {:.1} s closed loop",
-            stats.backend, dist, args.keys, args.key_bytes, args.value_bytes, elapsed);
-        println!("  acked puts/s         {:>14.0}", ops as f64 / elapsed);
-        println!(
-            "  persisted records/s  {:>14.0}",
-            stats.persisted_records as f64 / elapsed
-        );
-        println!(
-            "  persisted MB/s       {:>14.1}",
-            stats.persisted_bytes as f64 / elapsed / 1e6
-        );
-        println!(
-            "  coalescing ratio     {:>14.2}  (updates drained per record written)",
-            coalescing
-        );
-        println!(
-            "  batches              {:>14}  (mean {:.0} records)",
-            stats.batches,
-            stats.persisted_records as f64 / stats.batches.max(1) as f64
-        );
-        println!("  ring-full events     {:>14}", stats.ring_full_events);
-        println!("  final sync           {:>14.4} s", sync_s);
-        match verified {
-            Some(true) => {
-                println!("  verified             every acknowledged put read back after reopen")
-            }
-            _ => println!(
-                "  verified             n/a (the {:?} store does not outlive the run)",
-                args.store
-            ),
-        }
+        bench::print_table(&report);
     }
     Ok(())
 }

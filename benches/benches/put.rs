@@ -20,14 +20,20 @@ use writebehind_tools::workload::{Distribution, NullStore, Workload};
 const OPS: u64 = 1 << 18;
 
 fn config() -> Config {
-    Config { ring_slots: 1 << 14, ..Config::default() }
+    Config {
+        ring_slots: 1 << 14,
+        ..Config::default()
+    }
 }
 
 fn bench_put(c: &mut Criterion) {
     let mut g = c.benchmark_group("put_1_writer");
     g.throughput(Throughput::Elements(OPS));
     g.sample_size(20);
-    for (name, dist) in [("zipf", Distribution::Zipf(0.99)), ("uniform", Distribution::Uniform)] {
+    for (name, dist) in [
+        ("zipf", Distribution::Zipf(0.99)),
+        ("uniform", Distribution::Uniform),
+    ] {
         let workload = Workload::standard(dist);
 
         let wb = WriteBehind::with_store(NullStore::default(), config()).expect("open");
@@ -70,7 +76,8 @@ fn bench_put(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let start = Instant::now();
                 for _ in 0..iters * OPS {
-                    part.insert(workload.key(pos), &workload.value[..]).expect("insert");
+                    part.insert(workload.key(pos), &workload.value[..])
+                        .expect("insert");
                     pos += 1;
                 }
                 start.elapsed()
@@ -93,7 +100,8 @@ fn bench_put(c: &mut Criterion) {
                     std::thread::spawn(move || {
                         let mut w = wb.writer().expect("writer");
                         for i in 0..iters * OPS {
-                            w.put(workload.key(t * 7919 + i as usize), &workload.value).expect("put");
+                            w.put(workload.key(t * 7919 + i as usize), &workload.value)
+                                .expect("put");
                         }
                     })
                 })
@@ -179,8 +187,15 @@ fn bench_flusher(c: &mut Criterion) {
             for _ in 0..iters {
                 let plan = FaultPlan::new();
                 plan.stall_for(Duration::from_secs(3600));
-                let config = Config { dirty_keys_max: 1 << 18, ..config() };
-                let wb = WriteBehind::with_store(Faulty::new(NullStore::default(), plan.clone()), config).expect("open");
+                let config = Config {
+                    dirty_keys_max: 1 << 18,
+                    ..config()
+                };
+                let wb = WriteBehind::with_store(
+                    Faulty::new(NullStore::default(), plan.clone()),
+                    config,
+                )
+                .expect("open");
                 let mut w = wb.writer().expect("writer");
                 for k in &workload.keys {
                     w.put(k, &workload.value).expect("put");

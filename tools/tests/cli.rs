@@ -99,3 +99,80 @@ fn inspect_and_compact_report_what_is_there() {
     let out = wb(&["verify", dir.path().to_str().unwrap()]);
     assert!(out.status.success());
 }
+
+/// `wb bench --quick --json` prints one JSON object with the fields the
+/// issue names, and verifies every acknowledged write after reopening.
+#[test]
+fn bench_json_has_the_promised_fields_and_verifies() {
+    let out = wb(&[
+        "bench",
+        "--quick",
+        "--seconds",
+        "0.3",
+        "--keys",
+        "20000",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for field in [
+        "put_ops_per_s",
+        "persisted_records_per_s",
+        "persisted_bytes_per_s",
+        "disk_seq_bytes_per_s",
+        "coalescing_ratio",
+        "writers",
+        "backend",
+    ] {
+        assert!(!v[field].is_null(), "missing {field}");
+    }
+    for p in ["p50", "p99", "p999", "p9999", "max"] {
+        assert!(
+            v["put_latency_ns"][p].as_u64().is_some(),
+            "missing put_latency_ns.{p}"
+        );
+    }
+    assert!(
+        v["baselines"]["write_through"]["ops_per_s"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert!(
+        v["baselines"]["mutex_channel"]["ops_per_s"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert!(v["ratios"]["vs_write_through"].as_f64().is_some());
+    assert!(v["ratios"]["vs_mutex_channel"].as_f64().is_some());
+    assert_eq!(v["verified"], true);
+}
+
+/// The game scenario runs open-loop on the throttled file store and verifies.
+#[test]
+fn game_scenario_runs_and_verifies() {
+    let out = wb(&[
+        "bench",
+        "--scenario",
+        "game",
+        "--quick",
+        "--seconds",
+        "0.5",
+        "--no-baselines",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["mode"], "open-loop");
+    assert_eq!(v["verified"], true);
+    assert!(v["dirty_keys_max_seen"].as_u64().unwrap() <= 10_000);
+}

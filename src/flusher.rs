@@ -444,6 +444,17 @@ impl<S: Store> Flusher<S> {
         }
     }
 
+    /// An empty batch and key list, from the free lists when possible.
+    fn fresh_batch(&mut self) -> (Batch, Vec<Slot>) {
+        let mut batch = self.free_batches.pop().unwrap_or_default();
+        batch.bytes.clear();
+        batch.records = 0;
+        batch.sync = false;
+        let mut entries = self.free_lists.pop().unwrap_or_default();
+        entries.clear();
+        (batch, entries)
+    }
+
     /// Numbers `batch`, records it in flight with the keys it holds, and
     /// submits it; returns its seq.
     fn submit_new(&mut self, mut batch: Batch, entries: Vec<Slot>, oldest_ns: u64) -> u64 {
@@ -521,13 +532,9 @@ impl<S: Store> Flusher<S> {
 
     /// Encodes one batch from the front of the dirty list and submits it.
     fn cut_one(&mut self) -> bool {
+        let (mut batch, mut entries) = self.fresh_batch();
         let shared = &*self.shared;
         let config = &shared.config;
-        let mut batch = self.free_batches.pop().unwrap_or_default();
-        batch.bytes.clear();
-        batch.records = 0;
-        batch.sync = false;
-        let mut entries = self.free_lists.pop().unwrap_or_default();
         let mut oldest_ns = u64::MAX;
         while let Some(&d) = self.dirty.front() {
             if batch.records >= config.batch_ops_max {
@@ -678,11 +685,13 @@ impl<S: Store> Flusher<S> {
                 return false;
             }
             let config = &shared.config;
-            let mut batch = self.free_batches.pop().unwrap_or_default();
+            let (mut batch, mut entries) = (
+                self.free_batches.pop().unwrap_or_default(),
+                self.free_lists.pop().unwrap_or_default(),
+            );
             batch.bytes.clear();
             batch.records = 0;
-            batch.sync = false;
-            let mut entries = self.free_lists.pop().unwrap_or_default();
+            entries.clear();
             while c.cursor < c.end && batch.records < config.batch_ops_max {
                 if let Some(slot) = shared.index.claimed_slot(c.cursor) {
                     if batch.records > 0

@@ -238,6 +238,24 @@ fn op_at(mix: &Mix, pos: usize) -> u8 {
     }
 }
 
+/// The start time of operation `ops`: in open loop (`interval` ticks
+/// apart from `t0`) wait for it, bounded by the schedule, and return the
+/// intended time even if the writer is late (so lateness counts as latency);
+/// in closed loop, now.
+#[inline]
+fn turn(clock: &Clock, t0: u64, interval: Option<u64>, ops: u64) -> u64 {
+    match interval {
+        Some(iv) => {
+            let due = t0 + ops * iv;
+            while clock.now() < due {
+                std::hint::spin_loop();
+            }
+            due
+        }
+        None => clock.now(),
+    }
+}
+
 /// Runs the cache part of the bench and the baselines; returns the report.
 pub fn run(p: &Params) -> Result<Report, String> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -348,18 +366,7 @@ pub fn run(p: &Params) -> Result<Report, String> {
                     let mut ops = 0u64;
                     while !stop.load(Ordering::Relaxed) {
                         for _ in 0..256 {
-                            let intended = match interval {
-                                Some(iv) => {
-                                    let due = t0 + ops * iv;
-                                    // Wait (bounded by the schedule) for this
-                                    // op's turn; behind schedule, go at once.
-                                    while clock.now() < due {
-                                        std::hint::spin_loop();
-                                    }
-                                    due
-                                }
-                                None => clock.now(),
-                            };
+                            let intended = turn(&clock, t0, interval, ops);
                             let key = workload.key(pos);
                             match op_at(&mix, pos) {
                                 0 => w.put(key, &workload.value).map(|_| ()),
@@ -636,16 +643,7 @@ fn mutex_channel(
                 let mut ops = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     for _ in 0..256 {
-                        let intended = match interval {
-                            Some(iv) => {
-                                let due = t0 + ops * iv;
-                                while clock.now() < due {
-                                    std::hint::spin_loop();
-                                }
-                                due
-                            }
-                            None => clock.now(),
-                        };
+                        let intended = turn(&clock, t0, interval, ops);
                         base.put(workload.key(pos), &workload.value);
                         let _ = hist.record(clock.ns(clock.now().saturating_sub(intended)).max(1));
                         pos += 1;

@@ -147,6 +147,30 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let writers = a.writers.unwrap_or(cores.saturating_sub(1).max(1));
     let game = a.scenario == Scenario::Game;
+    if writers == 0 {
+        return Err("--writers must be at least 1".into());
+    }
+    if a.rate.is_some_and(|r| r == 0 || r > 100_000_000) {
+        return Err("--rate must be in 1..=100000000 operations per second per writer".into());
+    }
+    if !(a.theta > 0.0 && a.theta < 1.0) {
+        return Err("--theta must be in (0, 1)".into());
+    }
+    if a.keys == Some(0) {
+        return Err("--keys must be at least 1".into());
+    }
+    let keys_needed = a.keys.unwrap_or(100_000);
+    let digits = keys_needed.saturating_sub(1).max(1).ilog10() as usize + 1;
+    if a.key_bytes < digits + 1 {
+        return Err(format!(
+            "--key-bytes {} cannot name {keys_needed} distinct keys (need {})",
+            a.key_bytes,
+            digits + 1
+        ));
+    }
+    if a.seconds.is_some_and(|s| !(s > 0.0 && s.is_finite())) {
+        return Err("--seconds must be positive".into());
+    }
     let default_seconds = match (a.quick, game) {
         (true, _) => 2.0,
         (false, true) => 10.0,

@@ -803,7 +803,7 @@ pub fn print_table(r: &Report) {
         ns((r.final_sync_s * 1e9) as u64)
     );
     if r.verified {
-        println!("  verified               all {} keys the run touched read back identical after close + reopen", r.verified_keys);
+        println!("  verified               all {} keys of the workload read back identical after close + reopen", r.verified_keys);
     } else {
         println!("  verified               n/a (the store does not outlive the run)");
     }

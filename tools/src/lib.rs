@@ -4,4 +4,5 @@
 pub mod baselines;
 pub mod bench;
 pub mod clock;
+pub mod crash;
 pub mod workload;

@@ -32,6 +32,35 @@ enum Command {
     Verify(DirArgs),
     /// Compact a store directory (rewrite the live set, drop old segments).
     Compact(DirArgs),
+    /// Kill -9 a writing child process at random moments, reopen, check
+    /// what was recovered; exit 1 on any violation.
+    CrashTest(CrashArgs),
+    /// The writing child of crash-test (runs until killed).
+    #[command(hide = true)]
+    CrashChild {
+        dir: std::path::PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct CrashArgs {
+    /// Kill/reopen/check cycles.
+    #[arg(long, default_value_t = 20)]
+    cycles: u64,
+    /// Store directory (default: a fresh temporary directory).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+    /// Random seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Longest wait before each kill, milliseconds (plus 20).
+    #[arg(long, default_value_t = 400)]
+    kill_ms_max: u64,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -132,6 +161,29 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Compact(a) => inspect::compact(&a.dir, a.json),
+        Command::CrashChild { dir, seed } => writebehind_tools::crash::child(&dir, seed),
+        Command::CrashTest(a) => {
+            match writebehind_tools::crash::run(a.cycles, a.dir.clone(), a.seed, a.kill_ms_max) {
+                Ok(r) => {
+                    if a.json {
+                        println!("{}", serde_json::to_string(&r).unwrap_or_default());
+                    } else {
+                        println!(
+                        "crash-test: {} cycles, {} keys checked, {} torn tails cut, {} sync points recorded, max version {}, {} violations, {:.1} s",
+                        r.cycles, r.keys_checked, r.torn_tails, r.syncs_recorded, r.max_version_seen, r.violations, r.seconds
+                    );
+                        for v in &r.first_violations {
+                            println!("  VIOLATION {v}");
+                        }
+                    }
+                    if r.violations > 0 {
+                        return ExitCode::FAILURE;
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,359 @@
+//! `wb crash-test`: kill -9 a writing process at random moments and check
+//! what the store recovers (G4, G5).
+//!
+//! Each cycle starts a child (`wb crash-child`) on the same store directory.
+//! Its writers each own a set of keys (so a writer knows every version it
+//! produces): puts carry values that encode key, version and a checksum;
+//! counters only ever receive adds whose delta is a function of key and
+//! version, so a counter's value at version v is known; deletes leave
+//! tombstones. A sync thread snapshots every key's acknowledged version,
+//! calls `sync()`, and then records the snapshot durably in a side file. The
+//! parent kills the child with SIGKILL after a random delay (during writes,
+//! flushes, rotations, compactions), reopens the store and checks:
+//! no corruption error; every key's version is at least the one of the last
+//! completed sync; every value is one that was written for that key and
+//! version; every counter equals the sum of its deltas up to its version.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use writebehind::{Config, WriteBehind};
+
+use crate::workload::Rng;
+
+const WRITERS: usize = 2;
+const KEYS_PER_WRITER: usize = 1_500;
+const COUNTERS_PER_WRITER: usize = 100;
+const SIDE_FILE: &str = "crash-test-synced.txt";
+
+/// The store configuration of the child: small segments and eager
+/// compaction, so kills land in rotations and compactions too.
+fn config() -> Config {
+    Config {
+        writers_max: WRITERS + 1,
+        keys_max: 1 << 14,
+        dirty_keys_max: 1 << 13,
+        batch_ops_max: 256,
+        key_bytes_max: 64,
+        value_bytes_max: 256,
+        batch_bytes_max: 1 << 16,
+        segment_bytes_max: 1 << 18,
+        compact_segments_min: 4,
+        compact_dead_ratio: 0.5,
+        flush_interval: Duration::from_millis(2),
+        ..Config::default()
+    }
+}
+
+/// Every key of the test, in a fixed order: (key, is_counter, writer).
+fn universe() -> Vec<(Vec<u8>, bool)> {
+    let mut keys = Vec::new();
+    for w in 0..WRITERS {
+        for i in 0..KEYS_PER_WRITER {
+            keys.push((format!("w{w}-k{i:05}").into_bytes(), false));
+        }
+        for i in 0..COUNTERS_PER_WRITER {
+            keys.push((format!("w{w}-c{i:05}").into_bytes(), true));
+        }
+    }
+    keys
+}
+
+/// The value a put of `key` at `version` writes: key, version, a length
+/// that varies with the version, and a crc32c over all of it.
+fn make_value(key: &[u8], version: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(64);
+    v.extend_from_slice(&version.to_le_bytes());
+    v.extend_from_slice(key);
+    v.resize(
+        8 + key.len() + (version % 23) as usize,
+        (version % 251) as u8,
+    );
+    let crc = crc32c(&v);
+    v.extend_from_slice(&crc.to_le_bytes());
+    v
+}
+
+fn crc32c(bytes: &[u8]) -> u32 {
+    crc32c::crc32c(bytes)
+}
+
+/// True if `value` is what a put of `key` at `version` wrote.
+fn value_is_valid(key: &[u8], version: u64, value: &[u8]) -> bool {
+    value == make_value(key, version).as_slice()
+}
+
+/// The delta of the add that gives `key` its version `version`.
+fn delta(key: &[u8], version: u64) -> i64 {
+    let h = key
+        .iter()
+        .fold(version.wrapping_mul(0x9E37_79B9_7F4A_7C15), |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3)
+        });
+    (h % 100) as i64 + 1
+}
+
+/// A counter's value at `version`: the sum of its deltas.
+fn counter_at(key: &[u8], version: u64) -> i64 {
+    (1..=version).map(|v| delta(key, v)).sum()
+}
+
+/// The child: writes until killed. Never returns normally.
+pub fn child(dir: &Path, seed: u64) -> Result<(), String> {
+    let wb = Arc::new(WriteBehind::open(dir, config()).map_err(|e| e.to_string())?);
+    let keys = universe();
+    // Acknowledged version of every key, published by its writer after the
+    // operation returned.
+    let acked: Arc<Vec<AtomicU64>> = Arc::new(
+        keys.iter()
+            .map(|(k, _)| AtomicU64::new(wb.version(k).map_or(0, |v| v.0)))
+            .collect(),
+    );
+    let keys = Arc::new(keys);
+    let per_writer = KEYS_PER_WRITER + COUNTERS_PER_WRITER;
+    for t in 0..WRITERS {
+        let (wb, keys, acked) = (Arc::clone(&wb), Arc::clone(&keys), Arc::clone(&acked));
+        std::thread::spawn(move || -> Result<(), String> {
+            let mut w = wb.writer().map_err(|e| e.to_string())?;
+            let mut rng = Rng::new(seed ^ (t as u64 + 1).wrapping_mul(0x5851_F42D_4C95_7F2D));
+            loop {
+                let i = t * per_writer + (rng.next_u64() % per_writer as u64) as usize;
+                let (key, counter) = &keys[i];
+                let before = acked[i].load(Ordering::Relaxed);
+                let after = if *counter {
+                    let v = w
+                        .add(key, delta(key, before + 1))
+                        .map_err(|e| e.to_string())?;
+                    assert_eq!(v, counter_at(key, before + 1), "counter diverged");
+                    w.last_version().0
+                } else if rng.next_u64().is_multiple_of(8) {
+                    if w.delete(key).map_err(|e| e.to_string())? {
+                        before + 1
+                    } else {
+                        before
+                    }
+                } else {
+                    w.put(key, &make_value(key, before + 1))
+                        .map_err(|e| e.to_string())?
+                        .0
+                };
+                assert!(
+                    after == before || after == before + 1,
+                    "versions must step by one"
+                );
+                acked[i].store(after, Ordering::Release);
+            }
+        });
+    }
+    // The sync thread: snapshot, sync, record.
+    let side = dir.join(SIDE_FILE);
+    let mut rng = Rng::new(seed ^ 0xABCD);
+    loop {
+        std::thread::sleep(Duration::from_millis(1 + rng.next_u64() % 20));
+        let snapshot: Vec<u64> = acked.iter().map(|a| a.load(Ordering::Acquire)).collect();
+        wb.sync().map_err(|e| e.to_string())?;
+        write_side(&side, &snapshot).map_err(|e| e.to_string())?;
+    }
+}
+
+/// Writes the synced versions durably: temp file, fsync, rename, fsync dir.
+fn write_side(path: &Path, versions: &[u64]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    let text: Vec<String> = versions.iter().map(u64::to_string).collect();
+    f.write_all(text.join(" ").as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn read_side(path: &Path) -> Option<Vec<u64>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.split_whitespace().map(|t| t.parse().ok()).collect()
+}
+
+/// What the crash test found.
+#[derive(Debug, Serialize)]
+pub struct CrashReport {
+    pub cycles: u64,
+    pub keys_checked: u64,
+    pub torn_tails: u64,
+    pub violations: u64,
+    pub first_violations: Vec<String>,
+    pub syncs_recorded: u64,
+    pub max_version_seen: u64,
+    pub seconds: f64,
+}
+
+/// Runs `cycles` kill -9 cycles on `dir` (a temporary directory if none).
+pub fn run(
+    cycles: u64,
+    dir: Option<PathBuf>,
+    seed: u64,
+    kill_ms_max: u64,
+) -> Result<CrashReport, String> {
+    let start = Instant::now();
+    let temp = match &dir {
+        None => Some(tempfile::tempdir().map_err(|e| e.to_string())?),
+        Some(_) => None,
+    };
+    let dir = dir.unwrap_or_else(|| {
+        temp.as_ref()
+            .map(|t| t.path().to_path_buf())
+            .unwrap_or_default()
+    });
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let keys = universe();
+    let mut rng = Rng::new(seed);
+    let mut report = CrashReport {
+        cycles: 0,
+        keys_checked: 0,
+        torn_tails: 0,
+        violations: 0,
+        first_violations: Vec::new(),
+        syncs_recorded: 0,
+        max_version_seen: 0,
+        seconds: 0.0,
+    };
+    let mut last_synced: Option<Vec<u64>> = None;
+    for cycle in 0..cycles {
+        let mut child = Command::new(&exe)
+            .arg("crash-child")
+            .arg(&dir)
+            .arg("--seed")
+            .arg((seed ^ cycle.wrapping_mul(0x9E37_79B9)).to_string())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("spawning the child: {e}"))?;
+        std::thread::sleep(Duration::from_millis(
+            20 + rng.next_u64() % kill_ms_max.max(1),
+        ));
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!(
+                "cycle {cycle}: the child exited on its own ({status}) before the kill"
+            ));
+        }
+        child.kill().map_err(|e| e.to_string())?; // SIGKILL on Unix
+        let _ = child.wait();
+        report.cycles += 1;
+
+        let synced = read_side(&dir.join(SIDE_FILE));
+        if let (Some(new), Some(old)) = (&synced, &last_synced) {
+            if new != old {
+                report.syncs_recorded += 1;
+            }
+        } else if synced.is_some() {
+            report.syncs_recorded += 1;
+        }
+        let wb = WriteBehind::open(&dir, config())
+            .map_err(|e| format!("cycle {cycle}: reopen failed: {e}"))?;
+        report.torn_tails += wb.stats().torn_tails;
+        for msg in check(&wb, &keys, synced.as_deref(), &mut report.max_version_seen) {
+            report.violations += 1;
+            if report.first_violations.len() < 10 {
+                report
+                    .first_violations
+                    .push(format!("cycle {cycle}: {msg}"));
+            }
+        }
+        report.keys_checked += keys.len() as u64;
+        wb.close()
+            .map_err(|e| format!("cycle {cycle}: close after check: {e}"))?;
+        last_synced = synced;
+    }
+    report.seconds = start.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Checks every key of the universe in a recovered cache; returns the
+/// violations.
+fn check(
+    wb: &WriteBehind,
+    keys: &[(Vec<u8>, bool)],
+    synced: Option<&[u64]>,
+    max_version: &mut u64,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, (key, counter)) in keys.iter().enumerate() {
+        let version = wb.version(key).map_or(0, |v| v.0);
+        let value = wb.get(key);
+        let name = String::from_utf8_lossy(key).into_owned();
+        if let Some(s) = synced.and_then(|s| s.get(i)) {
+            if version < *s {
+                out.push(format!("{name}: recovered version {version} < synced {s}"));
+            }
+        }
+        match (value, counter) {
+            (Some(v), true) if v.as_counter() != Some(counter_at(key, version)) => {
+                out.push(format!(
+                    "{name}: counter {:?} at version {version}, expected {}",
+                    v.as_counter(),
+                    counter_at(key, version)
+                ))
+            }
+            (Some(v), false) if !value_is_valid(key, version, &v) => out.push(format!(
+                "{name}: value at version {version} was never written"
+            )),
+            (None, true) if version > 0 => {
+                out.push(format!("{name}: counter deleted at version {version}"))
+            }
+            _ => {}
+        }
+        *max_version = (*max_version).max(version);
+    }
+    out
+}
+
+/// The counter and value checks agree with what a writer produces.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The checker finds each kind of violation (so a clean crash-test run
+    /// means something).
+    #[test]
+    fn the_checker_finds_planted_violations() {
+        let wb = WriteBehind::with_store(writebehind::MemStore::new(), config()).expect("cache");
+        let mut w = wb.writer().expect("writer");
+        let keys = vec![
+            (b"w0-k00000".to_vec(), false),
+            (b"w0-k00001".to_vec(), false),
+            (b"w0-c00000".to_vec(), true),
+        ];
+        w.put(&keys[0].0, &make_value(&keys[0].0, 1)).expect("put");
+        let mut max = 0;
+        assert!(
+            check(&wb, &keys, Some(&[1, 0, 0]), &mut max).is_empty(),
+            "a clean state passes"
+        );
+        assert_eq!(
+            check(&wb, &keys, Some(&[2, 0, 0]), &mut max).len(),
+            1,
+            "behind the last sync"
+        );
+        w.put(&keys[1].0, &make_value(&keys[1].0, 5)).expect("put"); // wrong version inside
+        w.add(&keys[2].0, delta(&keys[2].0, 1) + 1).expect("add"); // wrong delta
+        let found = check(&wb, &keys, None, &mut max);
+        assert_eq!(found.len(), 2, "{found:?}");
+        drop(w);
+        wb.close().expect("close");
+    }
+
+    #[test]
+    fn values_and_counters_validate() {
+        let k = b"w0-k00001";
+        assert!(value_is_valid(k, 7, &make_value(k, 7)));
+        assert!(!value_is_valid(k, 8, &make_value(k, 7)));
+        assert!(!value_is_valid(b"w0-k00002", 7, &make_value(k, 7)));
+        assert_eq!(counter_at(k, 3), delta(k, 1) + delta(k, 2) + delta(k, 3));
+    }
+}

@@ -1,0 +1,108 @@
+//! Faults around the file store: a store that stalls for seconds, files from
+//! a future format version, an unreadable directory (G6, G8, G9).
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::time::{Duration, Instant};
+
+use writebehind::file::format::{SegmentHeader, SegmentId};
+use writebehind::{Config, Error, FaultPlan, Faulty, FileStore, WriteBehind};
+
+/// The store stalls for 1.5 s: writers keep going (into the rings and the
+/// dirty set), stats show the durable lag growing, and once the stall ends
+/// sync() returns with everything durable.
+#[test]
+fn a_store_that_stalls_for_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        dirty_keys_max: 1 << 16,
+        ..Config::default()
+    };
+    let plan = FaultPlan::new();
+    let store = FileStore::open(dir.path(), &config).unwrap();
+    let wb = WriteBehind::with_store(Faulty::new(store, plan.clone()), config.clone()).unwrap();
+    let mut w = wb.writer().unwrap();
+    let persisted_before = wb.stats().persisted_records;
+    plan.stall_for(Duration::from_millis(1500));
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < Duration::from_millis(1000) {
+        w.put(format!("k{}", n % 10_000).as_bytes(), &n.to_le_bytes())
+            .unwrap();
+        n += 1;
+        if n % 1000 == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    // While stalled: writes were acknowledged, nothing became durable, and
+    // the stats say so.
+    let stalled = wb.stats();
+    assert_eq!(stalled.persisted_records, persisted_before, "{stalled:?}");
+    assert!(stalled.acked_ops >= n);
+    assert!(
+        stalled.batches_in_flight > 0 && stalled.durable_lag > Duration::ZERO,
+        "{stalled:?}"
+    );
+    wb.sync_timeout(Duration::from_secs(20)).unwrap();
+    assert!(wb.stats().persisted_records > persisted_before);
+    drop(w);
+    wb.close().unwrap();
+    let wb = WriteBehind::open(dir.path(), config).unwrap();
+    assert_eq!(wb.stats().keys, 10_000.min(n as usize));
+}
+
+/// A segment written by a future format version is refused by name, and
+/// nothing on disk changes.
+#[test]
+fn a_segment_from_a_future_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut header = SegmentHeader {
+        id: SegmentId(1),
+        flags: 0,
+        sealed: None,
+        frame_bytes_max: 1 << 20,
+    }
+    .encode();
+    header[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let crc = crc32c_of(&header[..60]);
+    header[60..64].copy_from_slice(&crc.to_le_bytes());
+    let path = SegmentId(1).path(dir.path());
+    std::fs::write(&path, header).unwrap();
+    match WriteBehind::open(dir.path(), Config::default()) {
+        Err(Error::Format { reason, .. }) => assert!(reason.contains("version 2"), "{reason}"),
+        other => panic!("expected a format error, got {other:?}"),
+    }
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        header,
+        "nothing changed on disk"
+    );
+}
+
+/// Castagnoli CRC, bitwise: an independent reference for the header's
+/// checksum (slow and simple; tests only).
+fn crc32c_of(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// An unreadable store directory is an I/O error at open, not a panic.
+#[test]
+fn an_unreadable_directory_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    assert!(matches!(
+        WriteBehind::open(&file, Config::default()),
+        Err(Error::Io(_))
+    ));
+}

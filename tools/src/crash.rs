@@ -17,7 +17,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -106,50 +106,7 @@ fn counter_at(key: &[u8], version: u64) -> i64 {
 /// The child: writes until killed. Never returns normally.
 pub fn child(dir: &Path, seed: u64) -> Result<(), String> {
     let wb = Arc::new(WriteBehind::open(dir, config()).map_err(|e| e.to_string())?);
-    let keys = universe();
-    // Acknowledged version of every key, published by its writer after the
-    // operation returned.
-    let acked: Arc<Vec<AtomicU64>> = Arc::new(
-        keys.iter()
-            .map(|(k, _)| AtomicU64::new(wb.version(k).map_or(0, |v| v.0)))
-            .collect(),
-    );
-    let keys = Arc::new(keys);
-    let per_writer = KEYS_PER_WRITER + COUNTERS_PER_WRITER;
-    for t in 0..WRITERS {
-        let (wb, keys, acked) = (Arc::clone(&wb), Arc::clone(&keys), Arc::clone(&acked));
-        std::thread::spawn(move || -> Result<(), String> {
-            let mut w = wb.writer().map_err(|e| e.to_string())?;
-            let mut rng = Rng::new(seed ^ (t as u64 + 1).wrapping_mul(0x5851_F42D_4C95_7F2D));
-            loop {
-                let i = t * per_writer + (rng.next_u64() % per_writer as u64) as usize;
-                let (key, counter) = &keys[i];
-                let before = acked[i].load(Ordering::Relaxed);
-                let after = if *counter {
-                    let v = w
-                        .add(key, delta(key, before + 1))
-                        .map_err(|e| e.to_string())?;
-                    assert_eq!(v, counter_at(key, before + 1), "counter diverged");
-                    w.last_version().0
-                } else if rng.next_u64().is_multiple_of(8) {
-                    if w.delete(key).map_err(|e| e.to_string())? {
-                        before + 1
-                    } else {
-                        before
-                    }
-                } else {
-                    w.put(key, &make_value(key, before + 1))
-                        .map_err(|e| e.to_string())?
-                        .0
-                };
-                assert!(
-                    after == before || after == before + 1,
-                    "versions must step by one"
-                );
-                acked[i].store(after, Ordering::Release);
-            }
-        });
-    }
+    let (acked, _writers) = start_writers(&wb, seed, None);
     // The sync thread: snapshot, sync, record.
     let side = dir.join(SIDE_FILE);
     let mut rng = Rng::new(seed ^ 0xABCD);
@@ -159,6 +116,172 @@ pub fn child(dir: &Path, seed: u64) -> Result<(), String> {
         wb.sync().map_err(|e| e.to_string())?;
         write_side(&side, &snapshot).map_err(|e| e.to_string())?;
     }
+}
+
+type WriterThreads = Vec<std::thread::JoinHandle<Result<u64, String>>>;
+
+/// Starts the writer threads (each owns its keys); returns every key's
+/// acknowledged version, published by its writer after the operation
+/// returned. They stop when `stop` is set (or never, without one).
+fn start_writers(
+    wb: &Arc<WriteBehind>,
+    seed: u64,
+    stop: Option<Arc<AtomicBool>>,
+) -> (Arc<Vec<AtomicU64>>, WriterThreads) {
+    let keys = universe();
+    let acked: Arc<Vec<AtomicU64>> = Arc::new(
+        keys.iter()
+            .map(|(k, _)| AtomicU64::new(wb.version(k).map_or(0, |v| v.0)))
+            .collect(),
+    );
+    let keys = Arc::new(keys);
+    let per_writer = KEYS_PER_WRITER + COUNTERS_PER_WRITER;
+    let threads = (0..WRITERS)
+        .map(|t| {
+            let (wb, keys, acked, stop) = (
+                Arc::clone(wb),
+                Arc::clone(&keys),
+                Arc::clone(&acked),
+                stop.clone(),
+            );
+            std::thread::spawn(move || -> Result<u64, String> {
+                let mut w = wb.writer().map_err(|e| e.to_string())?;
+                let mut rng = Rng::new(seed ^ (t as u64 + 1).wrapping_mul(0x5851_F42D_4C95_7F2D));
+                let mut ops = 0u64;
+                while !stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
+                    let i = t * per_writer + (rng.next_u64() % per_writer as u64) as usize;
+                    let (key, counter) = &keys[i];
+                    let before = acked[i].load(Ordering::Relaxed);
+                    let after = if *counter {
+                        let v = w
+                            .add(key, delta(key, before + 1))
+                            .map_err(|e| e.to_string())?;
+                        if v != counter_at(key, before + 1) {
+                            return Err(format!(
+                                "counter {} diverged",
+                                String::from_utf8_lossy(key)
+                            ));
+                        }
+                        w.last_version().0
+                    } else if rng.next_u64().is_multiple_of(8) {
+                        before + u64::from(w.delete(key).map_err(|e| e.to_string())?)
+                    } else {
+                        w.put(key, &make_value(key, before + 1))
+                            .map_err(|e| e.to_string())?
+                            .0
+                    };
+                    if after != before && after != before + 1 {
+                        return Err("versions must step by one".into());
+                    }
+                    acked[i].store(after, Ordering::Release);
+                    ops += 1;
+                }
+                Ok(ops)
+            })
+        })
+        .collect();
+    (acked, threads)
+}
+
+/// What the soak found.
+#[derive(Debug, Serialize)]
+pub struct SoakReport {
+    pub seconds: f64,
+    pub writes: u64,
+    pub reads: u64,
+    pub syncs: u64,
+    pub compactions: u64,
+    pub keys_checked: u64,
+    pub violations: u64,
+    pub first_violations: Vec<String>,
+}
+
+/// `wb soak`: writers, a reader validating every value it sees, periodic
+/// syncs and compactions, for `seconds`; then close, reopen, and check that
+/// every key is exactly at the version last acknowledged.
+pub fn soak(seconds: f64, dir: Option<PathBuf>, seed: u64) -> Result<SoakReport, String> {
+    let temp = match &dir {
+        None => Some(tempfile::tempdir().map_err(|e| e.to_string())?),
+        Some(_) => None,
+    };
+    let dir = dir.unwrap_or_else(|| {
+        temp.as_ref()
+            .map(|t| t.path().to_path_buf())
+            .unwrap_or_default()
+    });
+    let wb = Arc::new(WriteBehind::open(&dir, config()).map_err(|e| e.to_string())?);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (acked, writers) = start_writers(&wb, seed, Some(Arc::clone(&stop)));
+    let keys = universe();
+    let reader = {
+        let (wb, stop, keys) = (Arc::clone(&wb), Arc::clone(&stop), keys.clone());
+        std::thread::spawn(move || {
+            let (mut reads, mut bad) = (0u64, Vec::new());
+            let mut rng = Rng::new(seed ^ 0x5EAD);
+            while !stop.load(Ordering::Relaxed) {
+                let (key, counter) = &keys[(rng.next_u64() % keys.len() as u64) as usize];
+                if let Some(v) = wb.get(key) {
+                    let ok = if *counter {
+                        v.as_counter() == Some(counter_at(key, v.version().0))
+                    } else {
+                        value_is_valid(key, v.version().0, &v)
+                    };
+                    if !ok && bad.len() < 10 {
+                        bad.push(format!(
+                            "read {}: value does not match its version",
+                            String::from_utf8_lossy(key)
+                        ));
+                    }
+                }
+                reads += 1;
+            }
+            (reads, bad)
+        })
+    };
+    let start = Instant::now();
+    let (mut syncs, mut compactions) = (0u64, 0u64);
+    while start.elapsed().as_secs_f64() < seconds {
+        std::thread::sleep(Duration::from_millis(50));
+        wb.sync().map_err(|e| e.to_string())?;
+        syncs += 1;
+        if syncs.is_multiple_of(10) {
+            wb.compact().map_err(|e| e.to_string())?;
+            compactions += 1;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut writes = 0;
+    for w in writers {
+        writes += w.join().map_err(|_| "writer panicked".to_string())??;
+    }
+    let (reads, mut violations) = reader.join().map_err(|_| "reader panicked".to_string())?;
+    let final_versions: Vec<u64> = acked.iter().map(|a| a.load(Ordering::Acquire)).collect();
+    let wb = Arc::into_inner(wb).ok_or("cache still shared")?;
+    wb.close().map_err(|e| e.to_string())?;
+    let wb = WriteBehind::open(&dir, config()).map_err(|e| format!("reopen: {e}"))?;
+    let mut max = 0;
+    violations.extend(check(&wb, &keys, Some(&final_versions), &mut max));
+    for (i, (key, _)) in keys.iter().enumerate() {
+        let v = wb.version(key).map_or(0, |v| v.0);
+        if v != final_versions[i] {
+            violations.push(format!(
+                "{}: version {v} after reopen, {} acknowledged",
+                String::from_utf8_lossy(key),
+                final_versions[i]
+            ));
+        }
+    }
+    wb.close().map_err(|e| e.to_string())?;
+    Ok(SoakReport {
+        seconds: start.elapsed().as_secs_f64(),
+        writes,
+        reads,
+        syncs,
+        compactions,
+        keys_checked: keys.len() as u64,
+        violations: violations.len() as u64,
+        first_violations: violations.into_iter().take(10).collect(),
+    })
 }
 
 /// Writes the synced versions durably: temp file, fsync, rename, fsync dir.

@@ -35,6 +35,22 @@ enum Command {
     /// Kill -9 a writing child process at random moments, reopen, check
     /// what was recovered; exit 1 on any violation.
     CrashTest(CrashArgs),
+    /// Writes, reads, syncs and compactions together, then reopen and a full
+    /// check; exit 1 on any violation.
+    Soak {
+        /// Seconds of load.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Store directory (default: a fresh temporary directory).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// Random seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// The writing child of crash-test (runs until killed).
     #[command(hide = true)]
     CrashChild {
@@ -162,6 +178,31 @@ fn main() -> ExitCode {
         },
         Command::Compact(a) => inspect::compact(&a.dir, a.json),
         Command::CrashChild { dir, seed } => writebehind_tools::crash::child(&dir, seed),
+        Command::Soak {
+            seconds,
+            dir,
+            seed,
+            json,
+        } => match writebehind_tools::crash::soak(seconds, dir, seed) {
+            Ok(r) => {
+                if json {
+                    println!("{}", serde_json::to_string(&r).unwrap_or_default());
+                } else {
+                    println!(
+                        "soak: {:.1} s, {} writes, {} reads, {} syncs, {} compactions, {} keys checked after reopen, {} violations",
+                        r.seconds, r.writes, r.reads, r.syncs, r.compactions, r.keys_checked, r.violations
+                    );
+                    for v in &r.first_violations {
+                        println!("  VIOLATION {v}");
+                    }
+                }
+                if r.violations > 0 {
+                    return ExitCode::FAILURE;
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
         Command::CrashTest(a) => {
             match writebehind_tools::crash::run(a.cycles, a.dir.clone(), a.seed, a.kill_ms_max) {
                 Ok(r) => {

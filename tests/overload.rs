@@ -13,6 +13,18 @@ use std::time::{Duration, Instant};
 use common::{assert_no_regressions, store_state};
 use writebehind::{Backpressure, Config, Error, MemStore, Throttled, WriteBehind};
 
+/// Peak resident set size of this process, bytes (0 if unknown).
+fn peak_rss_bytes() -> u64 {
+    // SAFETY: getrusage fills the struct we pass and touches nothing else.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0 {
+        usage.ru_maxrss as u64 * 1024
+    } else {
+        0
+    }
+}
+
 #[test]
 fn a_throttled_store_under_overload_holds_its_bounds_and_loses_nothing() {
     for policy in [Backpressure::Block, Backpressure::Fail] {
@@ -72,7 +84,9 @@ fn a_throttled_store_under_overload_holds_its_bounds_and_loses_nothing() {
             Backpressure::Block => assert_eq!(refused, 0, "Block writers wait, never fail"),
         }
         assert_eq!(stats.acked_ops, acked);
+        let drain = Instant::now();
         wb.sync().unwrap();
+        let drain = drain.elapsed();
         // Everything acknowledged is durable: the store equals the cache.
         let state = store_state(&data);
         for t in 0..2u64 {
@@ -89,9 +103,11 @@ fn a_throttled_store_under_overload_holds_its_bounds_and_loses_nothing() {
         let wb = Arc::into_inner(wb).unwrap();
         wb.close().unwrap();
         eprintln!(
-            "overload {policy:?}: {acked} acked in 1.5 s ({:.0}/s), {refused} refused, {} store batches, max dirty {dirty_max}",
+            "overload {policy:?}: offered {:.0}/s, acked {acked} in 1.5 s ({:.0}/s), {refused} refused, {} store batches, max dirty {dirty_max}, drained by sync() in {drain:?}, peak RSS {:.1} MB",
+            (acked + refused) as f64 / 1.5,
             acked as f64 / 1.5,
-            stats.batches
+            stats.batches,
+            peak_rss_bytes() as f64 / 1e6
         );
     }
 }

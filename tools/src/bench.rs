@@ -575,17 +575,22 @@ fn progress_bar(on: bool, seconds: f64, label: &str) -> Option<indicatif::Progre
     Some(bar)
 }
 
-/// The disk's sequential write bandwidth: 1 MiB pwrite + fdatasync.
-pub fn disk_seq_bytes_per_s(dir: &Path, total: usize) -> Result<f64, String> {
-    use std::os::unix::fs::FileExt;
-    let path = dir.join("seq.bin");
-    let file = std::fs::OpenOptions::new()
+/// A new, empty file for a baseline to write into.
+fn scratch_file(path: &Path) -> Result<std::fs::File, String> {
+    std::fs::OpenOptions::new()
         .create(true)
         .truncate(true)
         .read(true)
         .write(true)
-        .open(&path)
-        .map_err(|e| e.to_string())?;
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The disk's sequential write bandwidth: 1 MiB pwrite + fdatasync.
+pub fn disk_seq_bytes_per_s(dir: &Path, total: usize) -> Result<f64, String> {
+    use std::os::unix::fs::FileExt;
+    let path = dir.join("seq.bin");
+    let file = scratch_file(&path)?;
     // Preallocated the way the file store preallocates its segments, so both
     // write into allocated, unwritten extents.
     #[cfg(target_os = "linux")]
@@ -622,13 +627,7 @@ fn write_through(
 ) -> Result<(BaselineResult, Histogram<u64>), String> {
     use std::os::unix::fs::FileExt;
     let path = dir.join("write-through.log");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| e.to_string())?;
+    let file = scratch_file(&path)?;
     let mut hist = new_histogram();
     let mut buf = Vec::new();
     let start = Instant::now();

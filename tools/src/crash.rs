@@ -200,15 +200,7 @@ pub struct SoakReport {
 /// syncs and compactions, for `seconds`; then close, reopen, and check that
 /// every key is exactly at the version last acknowledged.
 pub fn soak(seconds: f64, dir: Option<PathBuf>, seed: u64) -> Result<SoakReport, String> {
-    let temp = match &dir {
-        None => Some(tempfile::tempdir().map_err(|e| e.to_string())?),
-        Some(_) => None,
-    };
-    let dir = dir.unwrap_or_else(|| {
-        temp.as_ref()
-            .map(|t| t.path().to_path_buf())
-            .unwrap_or_default()
-    });
+    let (dir, _temp) = dir_or_temp(dir)?;
     let wb = Arc::new(WriteBehind::open(&dir, config()).map_err(|e| e.to_string())?);
     let stop = Arc::new(AtomicBool::new(false));
     let (acked, writers) = start_writers(&wb, seed, Some(Arc::clone(&stop)));
@@ -284,6 +276,17 @@ pub fn soak(seconds: f64, dir: Option<PathBuf>, seed: u64) -> Result<SoakReport,
     })
 }
 
+/// `dir`, or a fresh temporary directory (kept alive by the returned guard).
+fn dir_or_temp(dir: Option<PathBuf>) -> Result<(PathBuf, Option<tempfile::TempDir>), String> {
+    match dir {
+        Some(d) => Ok((d, None)),
+        None => {
+            let t = tempfile::tempdir().map_err(|e| e.to_string())?;
+            Ok((t.path().to_path_buf(), Some(t)))
+        }
+    }
+}
+
 /// Writes the synced versions durably: temp file, fsync, rename, fsync dir.
 fn write_side(path: &Path, versions: &[u64]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
@@ -324,15 +327,7 @@ pub fn run(
     kill_ms_max: u64,
 ) -> Result<CrashReport, String> {
     let start = Instant::now();
-    let temp = match &dir {
-        None => Some(tempfile::tempdir().map_err(|e| e.to_string())?),
-        Some(_) => None,
-    };
-    let dir = dir.unwrap_or_else(|| {
-        temp.as_ref()
-            .map(|t| t.path().to_path_buf())
-            .unwrap_or_default()
-    });
+    let (dir, _temp) = dir_or_temp(dir)?;
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let keys = universe();

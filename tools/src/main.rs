@@ -185,42 +185,22 @@ fn main() -> ExitCode {
             json,
         } => match writebehind_tools::crash::soak(seconds, dir, seed) {
             Ok(r) => {
-                if json {
-                    println!("{}", serde_json::to_string(&r).unwrap_or_default());
-                } else {
-                    println!(
-                        "soak: {:.1} s, {} writes, {} reads, {} syncs, {} compactions, {} keys checked after reopen, {} violations",
-                        r.seconds, r.writes, r.reads, r.syncs, r.compactions, r.keys_checked, r.violations
-                    );
-                    for v in &r.first_violations {
-                        println!("  VIOLATION {v}");
-                    }
-                }
-                if r.violations > 0 {
-                    return ExitCode::FAILURE;
-                }
-                Ok(())
+                let text = format!(
+                    "soak: {:.1} s, {} writes, {} reads, {} syncs, {} compactions, {} keys checked after reopen, {} violations",
+                    r.seconds, r.writes, r.reads, r.syncs, r.compactions, r.keys_checked, r.violations
+                );
+                return report(&r, json, &text, &r.first_violations);
             }
             Err(e) => Err(e),
         },
         Command::CrashTest(a) => {
             match writebehind_tools::crash::run(a.cycles, a.dir.clone(), a.seed, a.kill_ms_max) {
                 Ok(r) => {
-                    if a.json {
-                        println!("{}", serde_json::to_string(&r).unwrap_or_default());
-                    } else {
-                        println!(
+                    let text = format!(
                         "crash-test: {} cycles, {} keys checked, {} torn tails cut, {} sync points recorded, max version {}, {} violations, {:.1} s",
                         r.cycles, r.keys_checked, r.torn_tails, r.syncs_recorded, r.max_version_seen, r.violations, r.seconds
                     );
-                        for v in &r.first_violations {
-                            println!("  VIOLATION {v}");
-                        }
-                    }
-                    if r.violations > 0 {
-                        return ExitCode::FAILURE;
-                    }
-                    Ok(())
+                    return report(&r, a.json, &text, &r.first_violations);
                 }
                 Err(e) => Err(e),
             }
@@ -232,6 +212,23 @@ fn main() -> ExitCode {
             eprintln!("wb: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Prints a check's report (JSON or text) and fails if it found violations.
+fn report(r: &impl serde::Serialize, json: bool, text: &str, violations: &[String]) -> ExitCode {
+    if json {
+        println!("{}", serde_json::to_string(r).unwrap_or_default());
+    } else {
+        println!("{text}");
+        for v in violations {
+            println!("  VIOLATION {v}");
+        }
+    }
+    if violations.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

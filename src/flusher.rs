@@ -677,23 +677,17 @@ impl<S: Store> Flusher<S> {
                 }
             }
         }
-        let Some(c) = self.compaction.as_mut() else {
+        let Some((mut cursor, end)) = self.compaction.as_ref().map(|c| (c.cursor, c.end)) else {
             return false;
         };
-        if c.cursor < c.end {
+        if cursor < end {
             if self.in_flight.len() >= shared.config.batches_in_flight_max {
                 return false;
             }
             let config = &shared.config;
-            let (mut batch, mut entries) = (
-                self.free_batches.pop().unwrap_or_default(),
-                self.free_lists.pop().unwrap_or_default(),
-            );
-            batch.bytes.clear();
-            batch.records = 0;
-            entries.clear();
-            while c.cursor < c.end && batch.records < config.batch_ops_max {
-                if let Some(slot) = shared.index.claimed_slot(c.cursor) {
+            let (mut batch, mut entries) = self.fresh_batch();
+            while cursor < end && batch.records < config.batch_ops_max {
+                if let Some(slot) = shared.index.claimed_slot(cursor) {
                     if batch.records > 0
                         && batch.bytes.len()
                             + record::HEADER_BYTES
@@ -708,7 +702,10 @@ impl<S: Store> Flusher<S> {
                     entries.push(slot);
                     batch.records += 1;
                 }
-                c.cursor += 1;
+                cursor += 1;
+            }
+            if let Some(c) = self.compaction.as_mut() {
+                c.cursor = cursor;
             }
             if batch.records == 0 {
                 self.free_batches.push(batch);
@@ -717,10 +714,13 @@ impl<S: Store> Flusher<S> {
             }
             // Old segments are deleted once this is "durable": under
             // `Durability::None` that needs a real fdatasync.
-            batch.sync = config.durability == Durability::None && c.cursor >= c.end;
+            batch.sync = config.durability == Durability::None && cursor >= end;
             self.submit_new(batch, entries, now);
             return true;
         }
+        let Some(c) = self.compaction.as_mut() else {
+            return false;
+        };
         let last = *c.last_seq.get_or_insert(self.next_seq - 1);
         if self.durable_seq < last {
             return false;
@@ -846,22 +846,13 @@ impl<S: Store> Flusher<S> {
     /// is durable; blocked writers and waiters are released.
     fn finish(&self, result: &Result<(), Error>) {
         let shared = &*self.shared;
-        {
-            let mut progress = sync::lock(&shared.progress);
-            if result.is_ok() {
-                // Everything acknowledged is durable, so every sync requested
-                // so far is served.
-                let requested = shared.sync_requested.load(Ordering::Acquire);
-                progress.synced_gen = progress.synced_gen.max(requested);
-            }
-            progress.stopped = Some(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
-        }
-        shared.flusher_stopped.store(true, Ordering::Release);
-        shared.progress_cv.notify_all();
-        for slot in shared.slots.iter() {
-            let _guard = sync::lock(&slot.park);
-            slot.room.notify_all();
-        }
+        // On success everything acknowledged is durable, so every sync
+        // requested so far is served.
+        let synced = result
+            .is_ok()
+            .then(|| shared.sync_requested.load(Ordering::Acquire));
+        let outcome = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
+        shared.announce_stopped(outcome, synced);
     }
 
     /// Nothing to do right now: wait for the store or park.
@@ -1033,16 +1024,8 @@ impl Drop for StopGuard {
             return;
         }
         if !self.0.flusher_stopped.load(Ordering::Acquire) {
-            {
-                let mut progress = sync::lock(&self.0.progress);
-                progress.stopped = Some(Err("the flusher thread panicked".into()));
-            }
-            self.0.flusher_stopped.store(true, Ordering::Release);
-            self.0.progress_cv.notify_all();
-            for slot in self.0.slots.iter() {
-                let _guard = sync::lock(&slot.park);
-                slot.room.notify_all();
-            }
+            self.0
+                .announce_stopped(Err("the flusher thread panicked".into()), None);
         }
     }
 }

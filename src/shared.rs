@@ -172,6 +172,26 @@ impl Shared {
         }
     }
 
+    /// Publishes that the flusher has exited (`outcome`; with every sync up to
+    /// `synced_gen` served, if given) and releases everyone waiting on it:
+    /// `sync()`/`compact()` callers and writers parked on a full ring.
+    pub(crate) fn announce_stopped(&self, outcome: Result<(), String>, synced_gen: Option<u64>) {
+        {
+            let mut progress = sync::lock(&self.progress);
+            if let Some(gen) = synced_gen {
+                progress.synced_gen = progress.synced_gen.max(gen);
+            }
+            progress.stopped = Some(outcome);
+        }
+        // Release: pairs with the Acquire loads of parked writers.
+        self.flusher_stopped.store(true, Ordering::Release);
+        self.progress_cv.notify_all();
+        for slot in self.slots.iter() {
+            let _guard = sync::lock(&slot.park);
+            slot.room.notify_all();
+        }
+    }
+
     /// True once `close()` has begun.
     #[inline]
     pub(crate) fn is_closing(&self) -> bool {

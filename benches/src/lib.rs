@@ -23,6 +23,19 @@ pub fn pin(core: usize) {
     core_affinity::set_for_current(core_affinity::CoreId { id: core });
 }
 
+/// The producer side of every ring driver: values `0..items`, one push at
+/// a time, spinning while the ring is full.
+fn produce(items: u64, mut push: impl FnMut(u64) -> bool) {
+    let mut i = 0;
+    while i < items {
+        if push(i) {
+            i += 1;
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
 /// Ours: push one at a time, drain in batches. Producer on core 0 (the
 /// caller must pin itself), consumer on core 1.
 pub fn ring_ours(items: u64) -> Duration {
@@ -41,14 +54,7 @@ pub fn ring_ours(items: u64) -> Duration {
         }
         black_box(sum);
     });
-    let mut i = 0;
-    while i < items {
-        if tx.push(i).is_ok() {
-            i += 1;
-        } else {
-            std::hint::spin_loop();
-        }
-    }
+    produce(items, |i| tx.push(i).is_ok());
     consumer.join().expect("consumer");
     start.elapsed()
 }
@@ -77,14 +83,7 @@ pub fn ring_rtrb(items: u64) -> Duration {
         }
         black_box(sum);
     });
-    let mut i = 0;
-    while i < items {
-        if tx.push(i).is_ok() {
-            i += 1;
-        } else {
-            std::hint::spin_loop();
-        }
-    }
+    produce(items, |i| tx.push(i).is_ok());
     consumer.join().expect("consumer");
     start.elapsed()
 }
@@ -111,14 +110,7 @@ pub fn ring_array_queue(items: u64) -> Duration {
             black_box(sum);
         })
     };
-    let mut i = 0;
-    while i < items {
-        if q.push(i).is_ok() {
-            i += 1;
-        } else {
-            std::hint::spin_loop();
-        }
-    }
+    produce(items, |i| q.push(i).is_ok());
     consumer.join().expect("consumer");
     start.elapsed()
 }

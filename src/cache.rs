@@ -100,6 +100,17 @@ impl WriteBehind {
         Self::with_store(store, config)
     }
 
+    /// Opens a cache over the PostgreSQL table `config.postgres` names
+    /// (cargo feature `postgres`): connects, creates or checks the table,
+    /// loads its rows (live keys and tombstones, with their versions; at most
+    /// `config.postgres.recover_rows_max`), then starts the flusher. See
+    /// [`PgStore`](crate::PgStore).
+    #[cfg(feature = "postgres")]
+    pub fn open_postgres(config: Config) -> Result<Self, Error> {
+        let store = crate::store::PgStore::open(&config)?;
+        Self::with_store(store, config)
+    }
+
     /// Registers a writer. At most `Config::writers_max` exist at once; a
     /// dropped writer's slot is reused once the flusher has drained it.
     pub fn writer(&self) -> Result<Writer, Error> {

@@ -28,6 +28,11 @@ pub enum StoreErrorKind {
     /// retries it like any failure, so the batch stays un-durable and the
     /// error stays visible in `stats()` until the store accepts it.
     Corrupt,
+    /// The connection to a database was lost or refused: reconnected and
+    /// retried.
+    Connection,
+    /// The database cancelled the statement (a statement timeout): retried.
+    Timeout,
     /// Anything else: retried.
     Other,
 }
@@ -159,6 +164,20 @@ pub enum Error {
     Locked {
         /// The directory.
         dir: std::path::PathBuf,
+    },
+    /// A database store could not be opened: connecting failed, its table
+    /// does not have the expected shape, or a stored row is unusable.
+    /// Nothing was loaded.
+    #[error("database: {0}")]
+    Database(String),
+    /// Recovery found more rows than the configured bound
+    /// (`PgConfig::recover_rows_max`). Nothing was loaded.
+    #[error("the store holds {rows} rows, more than recover_rows_max = {max}; nothing was loaded")]
+    TooManyRows {
+        /// Rows in the store.
+        rows: u64,
+        /// The configured bound.
+        max: u64,
     },
     /// The flusher thread panicked: a bug. The cache refuses further work.
     #[error("the flusher thread stopped unexpectedly (panic): {0}")]

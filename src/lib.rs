@@ -66,14 +66,17 @@ mod value;
 mod writer;
 
 pub use cache::WriteBehind;
-pub use config::{Backpressure, Config, Durability, IoBackend};
+pub use config::{Backpressure, Config, Durability, IoBackend, PgConfig};
 pub use entry::INLINE_BYTES;
 pub use error::{Error, StoreError, StoreErrorKind};
 pub use file::FileStore;
 pub use record::Version;
 pub use stats::Stats;
+#[cfg(feature = "postgres")]
+pub use store::{PgStats, PgStatsHandle, PgStore};
 pub use store::{
-    Batch, BatchSeq, Completion, FaultPlan, Faulty, MemStore, RecoveryReport, Store, Throttled,
+    Batch, BatchSeq, Blocking, BlockingStore, Completion, FaultPlan, Faulty, MemStore,
+    RecoveryReport, Store, Throttled,
 };
 pub use value::Value;
 pub use writer::Writer;

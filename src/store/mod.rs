@@ -12,11 +12,17 @@
 //! the batch rate (a slow database); [`Faulty`] injects errors and delays from
 //! a script the test holds.
 
+mod blocking;
 mod faulty;
 mod mem;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod throttled;
 
+pub use blocking::{Blocking, BlockingStore};
 pub use faulty::{FaultPlan, Faulty};
+#[cfg(feature = "postgres")]
+pub use postgres::{PgStats, PgStatsHandle, PgStore};
 pub use mem::{MemStore, MemStoreData};
 pub use throttled::Throttled;
 

@@ -1,0 +1,211 @@
+//! `Blocking`: runs a store whose calls block (a database client) on a thread
+//! of its own, so the flusher never waits on the network.
+//!
+//! The flusher submits batches into a channel; the store thread writes them one
+//! at a time, in submission order, and sends each back with its outcome. Both
+//! channels are bounded by the flusher's own bound on batches in flight
+//! (`Config::batches_in_flight_max`): `submit` never finds the request channel
+//! full, because the flusher never has more than that many batches out.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::{Batch, Completion, RecoveryReport, Store};
+use crate::error::{Error, StoreError, StoreErrorKind};
+use crate::record::RecordRef;
+
+/// A store whose operations block: each call returns when the work is done.
+/// Wrap it in [`Blocking`] to use it as a [`Store`].
+pub trait BlockingStore: Send + 'static {
+    /// A short name of the backend, reported in `stats()`.
+    fn backend(&self) -> &'static str;
+
+    /// Calls `visit` for every stored record, as [`Store::recover`]. Runs on
+    /// the thread that opens the cache, before any write.
+    fn recover(&mut self, visit: &mut dyn FnMut(RecordRef<'_>)) -> Result<RecoveryReport, Error>;
+
+    /// Makes every record of `batch` durable, or fails. Must be idempotent by
+    /// version: a batch may be written again after a failure whose outcome
+    /// was unknown (a connection lost during the commit), and a record must
+    /// never replace a stored record of the same key with a higher version.
+    fn write(&mut self, batch: &Batch) -> Result<(), StoreError>;
+
+    /// Releases resources when the cache closes.
+    fn close(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// A [`Store`] over a [`BlockingStore`] that runs on its own thread
+/// (`wb-store`), started at the first submit.
+#[derive(Debug)]
+pub struct Blocking<B: BlockingStore> {
+    backend: &'static str,
+    capacity: usize,
+    /// The store until its thread starts.
+    idle: Option<B>,
+    worker: Option<Worker>,
+    /// Batches that could not be handed to the thread, failed; returned by
+    /// the next poll.
+    refused: Vec<Completion>,
+    in_flight: usize,
+}
+
+#[derive(Debug)]
+struct Worker {
+    requests: SyncSender<Batch>,
+    done: Receiver<Completion>,
+    thread: JoinHandle<Result<(), StoreError>>,
+}
+
+impl<B: BlockingStore + std::fmt::Debug> Blocking<B> {
+    /// Wraps `store`; `capacity` is the most batches the caller has in
+    /// flight at once (the cache passes `Config::batches_in_flight_max`).
+    pub fn new(store: B, capacity: usize) -> Self {
+        Self {
+            backend: store.backend(),
+            capacity: capacity.max(1),
+            idle: Some(store),
+            worker: None,
+            refused: Vec::new(),
+            in_flight: 0,
+        }
+    }
+
+    fn start(&mut self) -> Result<&Worker, StoreError> {
+        if self.worker.is_none() {
+            let Some(mut store) = self.idle.take() else {
+                return Err(StoreError::new(
+                    StoreErrorKind::Other,
+                    "the store thread could not be started earlier",
+                ));
+            };
+            let (requests, inbox) = mpsc::sync_channel::<Batch>(self.capacity);
+            let (outbox, done) = mpsc::sync_channel::<Completion>(self.capacity);
+            let thread = std::thread::Builder::new()
+                .name("wb-store".into())
+                .spawn(move || {
+                    while let Ok(batch) = inbox.recv() {
+                        // A panicking store must not take the batch with it:
+                        // the flusher would wait for it forever.
+                        let result = catch_unwind(AssertUnwindSafe(|| store.write(&batch)))
+                            .unwrap_or_else(|panic| {
+                                Err(StoreError::new(
+                                    StoreErrorKind::Other,
+                                    format!("the store panicked: {}", panic_message(&panic)),
+                                ))
+                            });
+                        if outbox.send(Completion { batch, result }).is_err() {
+                            break;
+                        }
+                    }
+                    store.close()
+                })
+                .map_err(|e| {
+                    StoreError::new(
+                        StoreErrorKind::Other,
+                        format!("spawning the store thread: {e}"),
+                    )
+                })?;
+            self.worker = Some(Worker {
+                requests,
+                done,
+                thread,
+            });
+        }
+        self.worker.as_ref().ok_or_else(|| {
+            StoreError::new(StoreErrorKind::Other, "the store thread is not running")
+        })
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".into()
+    }
+}
+
+impl<B: BlockingStore + std::fmt::Debug> Store for Blocking<B> {
+    fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    fn recover(&mut self, visit: &mut dyn FnMut(RecordRef<'_>)) -> Result<RecoveryReport, Error> {
+        match self.idle.as_mut() {
+            Some(store) => store.recover(visit),
+            None => Err(Error::Config(
+                "recover must be called before the first submit".into(),
+            )),
+        }
+    }
+
+    fn submit(&mut self, batch: Batch) {
+        self.in_flight += 1;
+        let refused = match self.start() {
+            // The flusher keeps at most `capacity` batches in flight, so the
+            // channel has room and this does not block.
+            Ok(worker) => match worker.requests.send(batch) {
+                Ok(()) => return,
+                Err(mpsc::SendError(batch)) => (
+                    batch,
+                    StoreError::new(StoreErrorKind::Other, "the store thread has stopped"),
+                ),
+            },
+            Err(e) => (batch, e),
+        };
+        // Report the failure through a completion, as the trait asks.
+        self.refused.push(Completion {
+            batch: refused.0,
+            result: Err(refused.1),
+        });
+    }
+
+    fn poll(&mut self, out: &mut Vec<Completion>, timeout: Duration) {
+        let before = out.len();
+        out.append(&mut self.refused);
+        if let Some(worker) = &self.worker {
+            loop {
+                match worker.done.try_recv() {
+                    Ok(c) => out.push(c),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => break,
+                }
+            }
+            if out.len() == before && self.in_flight > 0 && !timeout.is_zero() {
+                match worker.done.recv_timeout(timeout) {
+                    Ok(c) => out.push(c),
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
+                }
+            }
+        }
+        self.in_flight -= out.len() - before;
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    fn close(&mut self) -> Result<(), StoreError> {
+        let Some(worker) = self.worker.take() else {
+            return match self.idle.as_mut() {
+                Some(store) => store.close(),
+                None => Ok(()),
+            };
+        };
+        drop(worker.requests);
+        drop(worker.done);
+        match worker.thread.join() {
+            Ok(result) => result,
+            Err(panic) => Err(StoreError::new(
+                StoreErrorKind::Other,
+                format!("the store thread panicked: {}", panic_message(&panic)),
+            )),
+        }
+    }
+}

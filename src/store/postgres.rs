@@ -1,0 +1,510 @@
+//! `PgStore`: the cache in front of a PostgreSQL table (cargo feature
+//! `postgres`).
+//!
+//! # Table
+//!
+//! ```sql
+//! CREATE TABLE writebehind (key bytea PRIMARY KEY, version bigint NOT NULL, value bytea)
+//! ```
+//!
+//! One row per key: the newest version the database has and its value, or
+//! `NULL` for a deleted key (a tombstone: it keeps the version, so a delete is
+//! ordered against puts of the same key exactly like a put is). The table is
+//! created if missing; if present, its columns, their types and nullability
+//! and a unique index on `key` are checked, and anything else is refused with
+//! [`Error::Database`] naming what differs.
+//!
+//! # One batch, one statement
+//!
+//! A batch is one prepared statement, one round trip and one transaction:
+//!
+//! ```sql
+//! INSERT INTO t AS t (key, version, value)
+//! SELECT * FROM unnest($1::bytea[], $2::int8[], $3::bytea[])
+//! ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, value = EXCLUDED.value
+//! WHERE t.version < EXCLUDED.version
+//! ```
+//!
+//! The `WHERE` is the version guard: a row only ever moves to a higher
+//! version, so an older record arriving late (a retried batch, a batch whose
+//! commit outcome a dropped connection hid) changes nothing, and G2 holds in
+//! the database too. A batch that failed is retried by the flusher from memory
+//! with backoff; the store reconnects as needed.
+//!
+//! # Durability
+//!
+//! A batch completes when its transaction commits, so it is as durable as the
+//! server makes a commit (`synchronous_commit`, replication): the store does
+//! not weaken that under `Durability::None`.
+//!
+//! # Ownership
+//!
+//! The store's session holds a PostgreSQL advisory lock named after the table
+//! (re-taken after every reconnect): a second cache on the same table would
+//! version keys independently and the guard would drop its updates, so it is
+//! refused.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use postgres::error::SqlState;
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::ToSql;
+use postgres::{Client, IsolationLevel, NoTls, Statement};
+
+use super::{Batch, Blocking, BlockingStore, RecoveryReport};
+use crate::config::{Config, PgConfig};
+use crate::error::{Error, StoreError, StoreErrorKind};
+use crate::record::{self, Kind, RecordRef, Version};
+
+/// Counters of a [`PgStore`], readable while the cache runs
+/// ([`PgStore::stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PgStats {
+    /// Batch statements that committed.
+    pub statements: u64,
+    /// Rows sent in committed statements.
+    pub rows_sent: u64,
+    /// Rows the database inserted or updated (fewer than sent when the
+    /// version guard skipped rows it already had, e.g. after a retry).
+    pub rows_applied: u64,
+    /// Batch statements that failed.
+    pub failures: u64,
+    /// Connections opened after the first one.
+    pub reconnects: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    statements: AtomicU64,
+    rows_sent: AtomicU64,
+    rows_applied: AtomicU64,
+    failures: AtomicU64,
+    reconnects: AtomicU64,
+}
+
+/// A handle on a [`PgStore`]'s counters that stays valid after the store
+/// moved into the cache.
+#[derive(Debug, Clone)]
+pub struct PgStatsHandle(Arc<Counters>);
+
+impl PgStatsHandle {
+    /// The counters now.
+    pub fn get(&self) -> PgStats {
+        let c = &self.0;
+        PgStats {
+            statements: c.statements.load(Ordering::Relaxed),
+            rows_sent: c.rows_sent.load(Ordering::Relaxed),
+            rows_applied: c.rows_applied.load(Ordering::Relaxed),
+            failures: c.failures.load(Ordering::Relaxed),
+            reconnects: c.reconnects.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The PostgreSQL store. Open it with [`PgStore::open`], which wraps it in the
+/// [`Blocking`] adapter so its network calls run on a thread of their own.
+pub struct PgStore {
+    cfg: PgConfig,
+    pg: postgres::Config,
+    /// The table, quoted for SQL.
+    table: String,
+    upsert_sql: String,
+    conn: Option<Conn>,
+    counters: Arc<Counters>,
+}
+
+struct Conn {
+    client: Client,
+    upsert: Statement,
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStore")
+            .field("table", &self.table)
+            .field("connected", &self.conn.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The expected columns: name, type as `format_type` prints it, NOT NULL.
+const COLUMNS: [(&str, &str, bool); 3] = [
+    ("key", "bytea", true),
+    ("version", "bigint", true),
+    ("value", "bytea", false),
+];
+
+/// First half of the advisory lock key (the second is a hash of the table's
+/// name): "wb" in ASCII, so the locks are recognisable in `pg_locks`.
+const LOCK_CLASS: i32 = 0x7762;
+
+impl PgStore {
+    /// Connects to `config.postgres.url`, creates the table if missing or
+    /// checks it if present, takes the table's advisory lock, and returns the
+    /// store behind its thread adapter, ready for [`WriteBehind::with_store`](crate::WriteBehind::with_store).
+    pub fn open(config: &Config) -> Result<Blocking<PgStore>, Error> {
+        let store = Self::connect(&config.postgres)?;
+        Ok(Blocking::new(store, config.batches_in_flight_max))
+    }
+
+    /// The store itself, connected, its table created or checked and locked,
+    /// without the thread adapter (for tests and tools that call
+    /// [`BlockingStore::write`] directly).
+    pub fn connect(cfg: &PgConfig) -> Result<PgStore, Error> {
+        cfg.validate()?;
+        let mut pg: postgres::Config = cfg.url.parse().map_err(|e| {
+            Error::Config(format!(
+                "postgres.url is not a connection string libpq would take: {e}"
+            ))
+        })?;
+        pg.connect_timeout(cfg.connect_timeout);
+        if pg.get_application_name().is_none() {
+            pg.application_name("writebehind");
+        }
+        let table = cfg
+            .table
+            .split('.')
+            .map(|p| format!("\"{p}\""))
+            .collect::<Vec<_>>()
+            .join(".");
+        let upsert_sql = format!(
+            "INSERT INTO {table} AS t (key, version, value) \
+             SELECT * FROM unnest($1::bytea[], $2::int8[], $3::bytea[]) \
+             ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, value = EXCLUDED.value \
+             WHERE t.version < EXCLUDED.version"
+        );
+        let mut store = PgStore {
+            cfg: cfg.clone(),
+            pg,
+            table,
+            upsert_sql,
+            conn: None,
+            counters: Arc::default(),
+        };
+        store.ensure_table()?;
+        let conn = store
+            .open_conn()
+            .map_err(|e| Error::Database(e.message))?;
+        store.conn = Some(conn);
+        Ok(store)
+    }
+
+    /// A handle on the store's counters.
+    pub fn stats(&self) -> PgStatsHandle {
+        PgStatsHandle(Arc::clone(&self.counters))
+    }
+
+    fn db_err(&self, what: &str, e: postgres::Error) -> Error {
+        Error::Database(format!("{} ({what}): {}", self.cfg.table, describe(&e)))
+    }
+
+    /// Creates the table if missing, then checks its shape.
+    fn ensure_table(&mut self) -> Result<(), Error> {
+        let mut client = self
+            .pg
+            .connect(NoTls)
+            .map_err(|e| self.db_err("connecting", e))?;
+        let create = format!(
+            "CREATE TABLE IF NOT EXISTS {} (key bytea PRIMARY KEY, version bigint NOT NULL, value bytea)",
+            self.table
+        );
+        client
+            .batch_execute(&create)
+            .map_err(|e| self.db_err("creating the table", e))?;
+        let columns = client
+            .query(
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull \
+                 FROM pg_attribute a \
+                 WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped \
+                 ORDER BY a.attnum",
+                &[&self.table],
+            )
+            .map_err(|e| self.db_err("reading the table's columns", e))?;
+        let found: Vec<(String, String, bool)> = columns
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        let matches = found.len() == COLUMNS.len()
+            && found
+                .iter()
+                .zip(COLUMNS)
+                .all(|(f, (name, ty, not_null))| f.0 == name && f.1 == ty && f.2 == not_null);
+        if !matches {
+            let show = |cols: Vec<(String, String, bool)>| {
+                cols.iter()
+                    .map(|(n, t, nn)| format!("{n} {t}{}", if *nn { " NOT NULL" } else { "" }))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let expected = COLUMNS
+                .iter()
+                .map(|(n, t, nn)| (n.to_string(), t.to_string(), *nn))
+                .collect();
+            return Err(Error::Database(format!(
+                "table {} has columns ({}), expected exactly ({}); use another table or migrate this one",
+                self.cfg.table,
+                show(found),
+                show(expected)
+            )));
+        }
+        let unique: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_index i \
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+                 WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indnkeyatts = 1 \
+                   AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attname = 'key'",
+                &[&self.table],
+            )
+            .map_err(|e| self.db_err("reading the table's indexes", e))?
+            .get(0);
+        if unique == 0 {
+            return Err(Error::Database(format!(
+                "table {} has no unique index on (key) alone; the upsert needs one (PRIMARY KEY (key))",
+                self.cfg.table
+            )));
+        }
+        client
+            .close()
+            .map_err(|e| self.db_err("disconnecting", e))?;
+        Ok(())
+    }
+
+    /// Opens the session batches are written on: the advisory lock, the
+    /// statement timeout, the prepared upsert.
+    fn open_conn(&self) -> Result<Conn, StoreError> {
+        let fail = |what: &str, e: postgres::Error| {
+            StoreError::new(
+                classify(&e),
+                format!("{} ({what}): {}", self.cfg.table, describe(&e)),
+            )
+        };
+        let mut client = self.pg.connect(NoTls).map_err(|e| fail("connecting", e))?;
+        let locked: bool = client
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                &[&LOCK_CLASS, &self.table],
+            )
+            .map_err(|e| fail("taking the table's advisory lock", e))?
+            .get(0);
+        if !locked {
+            return Err(StoreError::new(
+                StoreErrorKind::Other,
+                format!(
+                    "table {} is in use by another writebehind session (advisory lock ({LOCK_CLASS}, hashtext('{}')) is held)",
+                    self.cfg.table, self.table
+                ),
+            ));
+        }
+        client
+            .batch_execute(&format!(
+                "SET statement_timeout = {}",
+                self.cfg.statement_timeout.as_millis()
+            ))
+            .map_err(|e| fail("setting statement_timeout", e))?;
+        let upsert = client
+            .prepare(&self.upsert_sql)
+            .map_err(|e| fail("preparing the upsert", e))?;
+        Ok(Conn { client, upsert })
+    }
+
+    fn conn(&mut self) -> Result<&mut Conn, StoreError> {
+        if self.conn.is_none() {
+            self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+            self.conn = Some(self.open_conn()?);
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| StoreError::new(StoreErrorKind::Connection, "not connected"))
+    }
+}
+
+/// The error's text with the server's detail, when there is one.
+fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {} (SQLSTATE {})", db.severity(), db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+/// Which kind of failure `e` is, for stats and for deciding to reconnect.
+fn classify(e: &postgres::Error) -> StoreErrorKind {
+    let Some(code) = e.code() else {
+        // No SQLSTATE: an I/O error or a closed connection.
+        return StoreErrorKind::Connection;
+    };
+    if *code == SqlState::QUERY_CANCELED || *code == SqlState::LOCK_NOT_AVAILABLE {
+        StoreErrorKind::Timeout
+    } else if *code == SqlState::DISK_FULL {
+        StoreErrorKind::NoSpace
+    } else if code.code().starts_with("08") || code.code().starts_with("57P") {
+        // Class 08: connection exceptions; 57P01-57P05: admin/crash
+        // shutdown, cannot connect now, idle session timeout.
+        StoreErrorKind::Connection
+    } else {
+        StoreErrorKind::Write
+    }
+}
+
+impl BlockingStore for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn recover(&mut self, visit: &mut dyn FnMut(RecordRef<'_>)) -> Result<RecoveryReport, Error> {
+        let max = self.cfg.recover_rows_max;
+        let name = self.cfg.table.clone();
+        let select = format!("SELECT key, version, value FROM {}", self.table);
+        let count = format!("SELECT count(*) FROM {}", self.table);
+        let conn = self.conn().map_err(|e| Error::Database(e.message))?;
+        let db = |what: &str, e: postgres::Error| {
+            Error::Database(format!("{name} ({what}): {}", describe(&e)))
+        };
+        // One snapshot for the count and the rows.
+        let mut tx = conn
+            .client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(|e| db("starting the recovery transaction", e))?;
+        tx.batch_execute("SET LOCAL statement_timeout = 0")
+            .map_err(|e| db("recovery", e))?;
+        let rows: i64 = tx
+            .query_one(&count, &[])
+            .map_err(|e| db("counting rows", e))?
+            .get(0);
+        let rows = u64::try_from(rows).unwrap_or(0);
+        if rows > max {
+            return Err(Error::TooManyRows { rows, max });
+        }
+        let mut it = tx
+            .query_raw(&select, std::iter::empty::<&dyn ToSql>())
+            .map_err(|e| db("reading rows", e))?;
+        let mut records = 0u64;
+        while let Some(row) = it.next().map_err(|e| db("reading rows", e))? {
+            let key: &[u8] = row.try_get(0).map_err(|e| db("reading rows", e))?;
+            let version: i64 = row.try_get(1).map_err(|e| db("reading rows", e))?;
+            let value: Option<&[u8]> = row.try_get(2).map_err(|e| db("reading rows", e))?;
+            if key.is_empty() || version < 1 {
+                return Err(Error::Database(format!(
+                    "{name}: a row has key {:?} and version {version}: keys are non-empty and versions start at 1",
+                    String::from_utf8_lossy(key)
+                )));
+            }
+            records += 1;
+            if records > max {
+                return Err(Error::TooManyRows { rows: records, max });
+            }
+            visit(RecordRef {
+                kind: if value.is_some() {
+                    Kind::Put
+                } else {
+                    Kind::Delete
+                },
+                version: Version(version as u64),
+                key,
+                value: value.unwrap_or_default(),
+            });
+        }
+        drop(it);
+        tx.commit().map_err(|e| db("ending the recovery transaction", e))?;
+        Ok(RecoveryReport {
+            records,
+            torn_tails: 0,
+        })
+    }
+
+    fn write(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        // Decode everything first: a malformed batch sends nothing.
+        let mut keys: Vec<&[u8]> = Vec::with_capacity(batch.records);
+        let mut versions: Vec<i64> = Vec::with_capacity(batch.records);
+        let mut values: Vec<Option<&[u8]>> = Vec::with_capacity(batch.records);
+        // One row per key per statement (ON CONFLICT cannot touch a row
+        // twice); the flusher coalesces, this only guards the contract.
+        let mut seen: HashMap<&[u8], usize> = HashMap::with_capacity(batch.records);
+        for r in record::iter(&batch.bytes) {
+            let r = r.map_err(|(offset, e)| {
+                StoreError::new(
+                    StoreErrorKind::Corrupt,
+                    format!("batch {} record at offset {offset}: {e}", batch.seq.0),
+                )
+            })?;
+            let version = i64::try_from(r.version.0).map_err(|_| {
+                StoreError::new(
+                    StoreErrorKind::Corrupt,
+                    format!("version {} does not fit a bigint", r.version.0),
+                )
+            })?;
+            let value = (r.kind == Kind::Put).then_some(r.value);
+            match seen.get(r.key) {
+                Some(&i) if versions[i] >= version => {}
+                Some(&i) => {
+                    versions[i] = version;
+                    values[i] = value;
+                }
+                None => {
+                    seen.insert(r.key, keys.len());
+                    keys.push(r.key);
+                    versions.push(version);
+                    values.push(value);
+                }
+            }
+        }
+        if keys.is_empty() {
+            // A sync-only batch: every earlier batch committed before this
+            // one was taken (one thread, in order), and a commit is durable.
+            return Ok(());
+        }
+        let counters = Arc::clone(&self.counters);
+        let table = self.cfg.table.clone();
+        let result = match self.conn() {
+            Ok(conn) => conn
+                .client
+                .execute(&conn.upsert, &[&keys, &versions, &values])
+                .map_err(|e| {
+                    StoreError::new(
+                        classify(&e),
+                        format!("{table}: batch {} of {} rows: {}", batch.seq.0, keys.len(), describe(&e)),
+                    )
+                }),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(applied) => {
+                counters.statements.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .rows_sent
+                    .fetch_add(keys.len() as u64, Ordering::Relaxed);
+                counters.rows_applied.fetch_add(applied, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                counters.failures.fetch_add(1, Ordering::Relaxed);
+                // Reconnect before the retry unless the session is known
+                // good (a statement timeout leaves it usable).
+                let keep = e.kind == StoreErrorKind::Timeout
+                    && self.conn.as_ref().is_some_and(|c| !c.client.is_closed());
+                if !keep {
+                    self.conn = None;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn close(&mut self) -> Result<(), StoreError> {
+        match self.conn.take() {
+            Some(conn) => conn.client.close().map_err(|e| {
+                StoreError::new(
+                    StoreErrorKind::Connection,
+                    format!("{}: closing the connection: {}", self.cfg.table, describe(&e)),
+                )
+            }),
+            None => Ok(()),
+        }
+    }
+}

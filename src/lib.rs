@@ -70,14 +70,18 @@ pub use config::{Backpressure, Config, Durability, IoBackend, PgConfig};
 pub use entry::INLINE_BYTES;
 pub use error::{Error, StoreError, StoreErrorKind};
 pub use file::FileStore;
+/// The PostgreSQL client crate [`PgStore`] uses (re-exported so callers get
+/// the same version).
+#[cfg(feature = "postgres")]
+pub use postgres;
 pub use record::Version;
 pub use stats::Stats;
-#[cfg(feature = "postgres")]
-pub use store::{PgStats, PgStatsHandle, PgStore};
 pub use store::{
     Batch, BatchSeq, Blocking, BlockingStore, Completion, FaultPlan, Faulty, MemStore,
     RecoveryReport, Store, Throttled,
 };
+#[cfg(feature = "postgres")]
+pub use store::{PgStats, PgStatsHandle, PgStore};
 pub use value::Value;
 pub use writer::Writer;
 

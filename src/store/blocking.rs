@@ -209,3 +209,124 @@ impl<B: BlockingStore + std::fmt::Debug> Store for Blocking<B> {
         }
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::record::{self, Kind, Version};
+    use crate::store::BatchSeq;
+    use std::sync::{Arc, Mutex};
+
+    /// Records the batches it is given; fails batch 2 once and panics on
+    /// batch 3 once.
+    #[derive(Debug, Default)]
+    struct Script {
+        seen: Arc<Mutex<Vec<u64>>>,
+        failed: bool,
+        panicked: bool,
+        closed: Arc<Mutex<bool>>,
+    }
+
+    impl BlockingStore for Script {
+        fn backend(&self) -> &'static str {
+            "script"
+        }
+        fn recover(
+            &mut self,
+            visit: &mut dyn FnMut(RecordRef<'_>),
+        ) -> Result<RecoveryReport, Error> {
+            visit(RecordRef {
+                kind: Kind::Put,
+                version: Version(7),
+                key: b"k",
+                value: b"v",
+            });
+            Ok(RecoveryReport {
+                records: 1,
+                torn_tails: 0,
+            })
+        }
+        fn write(&mut self, batch: &Batch) -> Result<(), StoreError> {
+            // Blocks, as a network call would.
+            std::thread::sleep(Duration::from_millis(2));
+            if batch.seq.0 == 2 && !self.failed {
+                self.failed = true;
+                return Err(StoreError::new(StoreErrorKind::Connection, "dropped"));
+            }
+            if batch.seq.0 == 3 && !self.panicked {
+                self.panicked = true;
+                panic!("boom");
+            }
+            self.seen.lock().expect("lock").push(batch.seq.0);
+            Ok(())
+        }
+        fn close(&mut self) -> Result<(), StoreError> {
+            *self.closed.lock().expect("lock") = true;
+            Err(StoreError::new(StoreErrorKind::Other, "close reported"))
+        }
+    }
+
+    fn batch(seq: u64) -> Batch {
+        let mut bytes = Vec::new();
+        record::encode(&mut bytes, Kind::Put, Version(seq), b"k", b"v");
+        Batch {
+            seq: BatchSeq(seq),
+            bytes,
+            records: 1,
+            sync: false,
+        }
+    }
+
+    fn drain(store: &mut Blocking<Script>, n: usize) -> Vec<(u64, bool)> {
+        let mut out = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while out.len() < n && std::time::Instant::now() < deadline {
+            store.poll(&mut out, Duration::from_millis(50));
+        }
+        out.iter()
+            .map(|c| (c.batch.seq.0, c.result.is_ok()))
+            .collect()
+    }
+
+    #[test]
+    fn batches_complete_in_order_off_the_callers_thread_and_failures_come_back() {
+        let script = Script::default();
+        let seen = Arc::clone(&script.seen);
+        let closed = Arc::clone(&script.closed);
+        let mut store = Blocking::new(script, 4);
+        let mut recovered = Vec::new();
+        store
+            .recover(&mut |r| recovered.push((r.key.to_vec(), r.version)))
+            .unwrap();
+        assert_eq!(recovered, vec![(b"k".to_vec(), Version(7))]);
+        let t = std::time::Instant::now();
+        for seq in 1..=4 {
+            store.submit(batch(seq));
+        }
+        // Four 2 ms writes were queued without waiting for any of them.
+        assert!(t.elapsed() < Duration::from_millis(8), "{:?}", t.elapsed());
+        assert_eq!(store.in_flight(), 4);
+        let done = drain(&mut store, 4);
+        assert_eq!(done, vec![(1, true), (2, false), (3, false), (4, true)]);
+        assert_eq!(store.in_flight(), 0);
+        // Retried, as the flusher would.
+        store.submit(batch(2));
+        store.submit(batch(3));
+        assert_eq!(drain(&mut store, 2), vec![(2, true), (3, true)]);
+        assert_eq!(*seen.lock().unwrap(), vec![1, 4, 2, 3]);
+        // recover is only for before the first submit.
+        assert!(store.recover(&mut |_| {}).is_err());
+        let err = store.close().unwrap_err();
+        assert_eq!(err.message, "close reported");
+        assert!(*closed.lock().unwrap());
+    }
+
+    #[test]
+    fn a_store_closed_before_any_submit_closes_inline() {
+        let script = Script::default();
+        let closed = Arc::clone(&script.closed);
+        let mut store = Blocking::new(script, 1);
+        assert!(store.close().is_err());
+        assert!(*closed.lock().unwrap());
+    }
+}

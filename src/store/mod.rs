@@ -21,9 +21,9 @@ mod throttled;
 
 pub use blocking::{Blocking, BlockingStore};
 pub use faulty::{FaultPlan, Faulty};
+pub use mem::{MemStore, MemStoreData};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgStats, PgStatsHandle, PgStore};
-pub use mem::{MemStore, MemStoreData};
 pub use throttled::Throttled;
 
 use std::time::Duration;

@@ -186,9 +186,7 @@ impl PgStore {
             counters: Arc::default(),
         };
         store.ensure_table()?;
-        let conn = store
-            .open_conn()
-            .map_err(|e| Error::Database(e.message))?;
+        let conn = store.open_conn().map_err(|e| Error::Database(e.message))?;
         store.conn = Some(conn);
         Ok(store)
     }
@@ -325,7 +323,12 @@ impl PgStore {
 /// The error's text with the server's detail, when there is one.
 fn describe(e: &postgres::Error) -> String {
     match e.as_db_error() {
-        Some(db) => format!("{}: {} (SQLSTATE {})", db.severity(), db.message(), db.code().code()),
+        Some(db) => format!(
+            "{}: {} (SQLSTATE {})",
+            db.severity(),
+            db.message(),
+            db.code().code()
+        ),
         None => e.to_string(),
     }
 }
@@ -411,7 +414,8 @@ impl BlockingStore for PgStore {
             });
         }
         drop(it);
-        tx.commit().map_err(|e| db("ending the recovery transaction", e))?;
+        tx.commit()
+            .map_err(|e| db("ending the recovery transaction", e))?;
         Ok(RecoveryReport {
             records,
             torn_tails: 0,
@@ -468,7 +472,12 @@ impl BlockingStore for PgStore {
                 .map_err(|e| {
                     StoreError::new(
                         classify(&e),
-                        format!("{table}: batch {} of {} rows: {}", batch.seq.0, keys.len(), describe(&e)),
+                        format!(
+                            "{table}: batch {} of {} rows: {}",
+                            batch.seq.0,
+                            keys.len(),
+                            describe(&e)
+                        ),
                     )
                 }),
             Err(e) => Err(e),
@@ -501,7 +510,11 @@ impl BlockingStore for PgStore {
             Some(conn) => conn.client.close().map_err(|e| {
                 StoreError::new(
                     StoreErrorKind::Connection,
-                    format!("{}: closing the connection: {}", self.cfg.table, describe(&e)),
+                    format!(
+                        "{}: closing the connection: {}",
+                        self.cfg.table,
+                        describe(&e)
+                    ),
                 )
             }),
             None => Ok(()),

@@ -1,0 +1,551 @@
+//! `PgStore` against a real PostgreSQL server (cargo feature `postgres`).
+//!
+//! `bash .ci/pg test` installs PostgreSQL if needed, starts a throwaway
+//! cluster on a Unix socket, runs these and stops it. By hand: set
+//! `WB_PG_URL` to a server you may create tables on, and for the restart test
+//! `WB_PG_CTL` and `WB_PG_DIR` (`$WB_PG_CTL restart|stop|start $WB_PG_DIR`).
+//! Each test uses its own table, dropped at its start.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use writebehind::postgres::{Client, NoTls};
+use writebehind::record::{self, Kind};
+use writebehind::{
+    Batch, BatchSeq, Blocking, BlockingStore, Config, Error, PgConfig, PgStore, StoreErrorKind,
+    Version, WriteBehind,
+};
+
+fn url() -> String {
+    std::env::var("WB_PG_URL").expect(
+        "WB_PG_URL is not set: run `bash .ci/pg test`, which starts a throwaway PostgreSQL and sets it",
+    )
+}
+
+/// `url()` with an application_name, so a test can find its own sessions.
+fn url_named(name: &str) -> String {
+    let u = url();
+    if u.starts_with("postgres://") || u.starts_with("postgresql://") {
+        let sep = if u.contains('?') { '&' } else { '?' };
+        format!("{u}{sep}application_name={name}")
+    } else {
+        format!("{u} application_name={name}")
+    }
+}
+
+fn client() -> Client {
+    Client::connect(&url(), NoTls).expect("connect to WB_PG_URL")
+}
+
+/// A fresh table name for one test (dropped if a previous run left it).
+fn fresh(table: &str) -> String {
+    let name = format!("wb_test_{table}");
+    client()
+        .batch_execute(&format!("DROP TABLE IF EXISTS {name}"))
+        .expect("drop table");
+    name
+}
+
+fn config(table: &str) -> Config {
+    Config {
+        flush_interval: Duration::from_millis(2),
+        retry_backoff_min: Duration::from_millis(5),
+        retry_backoff_max: Duration::from_millis(200),
+        keys_max: 1 << 16,
+        dirty_keys_max: 1 << 15,
+        postgres: PgConfig {
+            url: url(),
+            table: table.into(),
+            ..PgConfig::default()
+        },
+        ..Config::default()
+    }
+}
+
+type Rows = HashMap<Vec<u8>, (i64, Option<Vec<u8>>)>;
+
+fn rows(table: &str) -> Rows {
+    client()
+        .query(&format!("SELECT key, version, value FROM {table}"), &[])
+        .expect("select")
+        .into_iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect()
+}
+
+/// Every key the cache knows is in the table with the same version and value.
+fn assert_table_matches_cache(table: &str, wb: &WriteBehind, keys: &[Vec<u8>]) {
+    let rows = rows(table);
+    for k in keys {
+        let version = wb.version(k).expect("key known to the cache");
+        let value = wb.get(k).map(|v| v.to_vec());
+        let row = rows
+            .get(k)
+            .unwrap_or_else(|| panic!("{} missing from {table}", String::from_utf8_lossy(k)));
+        assert_eq!(
+            (row.0 as u64, &row.1),
+            (version.0, &value),
+            "row of {} differs from the cache",
+            String::from_utf8_lossy(k)
+        );
+    }
+}
+
+fn key(i: usize) -> Vec<u8> {
+    format!("key-{i:06}").into_bytes()
+}
+
+/// (key, version, value; `None` for a delete)
+type Rec<'a> = (&'a [u8], u64, Option<&'a [u8]>);
+
+fn batch(seq: u64, records: &[Rec<'_>]) -> Batch {
+    let mut bytes = Vec::new();
+    for (k, ver, v) in records {
+        match v {
+            Some(v) => record::encode(&mut bytes, Kind::Put, Version(*ver), k, v),
+            None => record::encode(&mut bytes, Kind::Delete, Version(*ver), k, b""),
+        }
+    }
+    Batch {
+        seq: BatchSeq(seq),
+        bytes,
+        records: records.len(),
+        sync: false,
+    }
+}
+
+fn pg_ctl(action: &str) {
+    let ctl = std::env::var("WB_PG_CTL").expect(
+        "WB_PG_CTL is not set: run `bash .ci/pg test` (the restart test restarts the server)",
+    );
+    let dir = std::env::var("WB_PG_DIR").expect("WB_PG_DIR is not set: run `bash .ci/pg test`");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{ctl} {action} {dir}"))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run WB_PG_CTL");
+    assert!(status.success(), "`{ctl} {action} {dir}` failed: {status}");
+}
+
+#[test]
+fn round_trip_puts_adds_and_deletes_land_in_the_table() {
+    let table = fresh("round_trip");
+    let wb = WriteBehind::open_postgres(config(&table)).unwrap();
+    assert_eq!(wb.stats().backend, "postgres");
+    let mut w = wb.writer().unwrap();
+    let keys: Vec<Vec<u8>> = (0..2_000).map(key).collect();
+    for round in 0..3 {
+        for (i, k) in keys.iter().enumerate() {
+            match i % 10 {
+                0 => {
+                    w.add(k, i as i64 + round).unwrap();
+                }
+                9 if round == 2 => {
+                    w.delete(k).unwrap();
+                }
+                _ => {
+                    w.put(k, format!("value {i} round {round}").as_bytes())
+                        .unwrap();
+                }
+            }
+        }
+    }
+    drop(w);
+    wb.sync().unwrap();
+    assert_table_matches_cache(&table, &wb, &keys);
+    let rows = rows(&table);
+    assert_eq!(rows.len(), keys.len());
+    assert_eq!(rows.values().filter(|r| r.1.is_none()).count(), 200);
+    let counter = rows[&key(10)].1.clone().unwrap();
+    assert_eq!(i64::from_le_bytes(counter.try_into().unwrap()), 3 * 10 + 3);
+    let stats = wb.stats();
+    assert_eq!(stats.store_errors, 0, "{stats:?}");
+    assert!(stats.persisted_records >= 2_000, "{stats:?}");
+    wb.close().unwrap();
+}
+
+#[test]
+fn the_version_guard_keeps_the_newest_row() {
+    let table = fresh("guard");
+    let mut store = PgStore::connect(&config(&table).postgres).unwrap();
+    let stats = store.stats();
+    store
+        .write(&batch(1, &[(b"k", 5, Some(b"new")), (b"d", 2, Some(b"x"))]))
+        .unwrap();
+    assert_eq!(stats.get().rows_applied, 2);
+    // Older versions of both kinds, and the same version again: no effect.
+    store.write(&batch(2, &[(b"k", 3, Some(b"old"))])).unwrap();
+    store.write(&batch(3, &[(b"k", 4, None)])).unwrap();
+    store
+        .write(&batch(4, &[(b"k", 5, Some(b"other"))]))
+        .unwrap();
+    assert_eq!(rows(&table)[&b"k".to_vec()], (5, Some(b"new".to_vec())));
+    assert_eq!(stats.get().rows_applied, 2, "{:?}", stats.get());
+    assert_eq!(stats.get().rows_sent, 5);
+    // A newer delete is a tombstone with its version; a newer put revives.
+    store.write(&batch(5, &[(b"k", 6, None)])).unwrap();
+    assert_eq!(rows(&table)[&b"k".to_vec()], (6, None));
+    store.write(&batch(6, &[(b"k", 5, Some(b"late"))])).unwrap();
+    assert_eq!(rows(&table)[&b"k".to_vec()], (6, None));
+    store
+        .write(&batch(7, &[(b"k", 7, Some(b"again"))]))
+        .unwrap();
+    assert_eq!(rows(&table)[&b"k".to_vec()], (7, Some(b"again".to_vec())));
+    // The same key twice in one batch: the higher version wins whatever the
+    // order (ON CONFLICT alone would refuse to touch a row twice).
+    store
+        .write(&batch(
+            8,
+            &[(b"d", 9, Some(b"nine")), (b"d", 8, Some(b"eight"))],
+        ))
+        .unwrap();
+    assert_eq!(rows(&table)[&b"d".to_vec()], (9, Some(b"nine".to_vec())));
+    // A malformed batch is refused before anything is sent.
+    let mut bad = batch(9, &[(b"k", 10, Some(b"ten"))]);
+    let len = bad.bytes.len();
+    bad.bytes[len - 1] ^= 0xff;
+    let err = store.write(&bad).unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::Corrupt);
+    assert_eq!(rows(&table)[&b"k".to_vec()], (7, Some(b"again".to_vec())));
+    store.close().unwrap();
+}
+
+#[test]
+fn deletes_keep_their_order_and_versions_continue_after_reopen() {
+    let table = fresh("deletes");
+    let wb = WriteBehind::open_postgres(config(&table)).unwrap();
+    let mut w = wb.writer().unwrap();
+    // Put, durable; then delete, durable: a tombstone with version 2.
+    w.put(b"a", b"1").unwrap();
+    wb.sync().unwrap();
+    w.delete(b"a").unwrap();
+    wb.sync().unwrap();
+    assert_eq!(rows(&table)[&b"a".to_vec()], (2, None));
+    // Put, delete, put with no barrier between: the last one wins.
+    w.put(b"b", b"1").unwrap();
+    w.delete(b"b").unwrap();
+    w.put(b"b", b"3").unwrap();
+    // Put then delete: the delete wins.
+    w.put(b"c", b"1").unwrap();
+    w.delete(b"c").unwrap();
+    wb.sync().unwrap();
+    let r = rows(&table);
+    assert_eq!(r[&b"b".to_vec()], (3, Some(b"3".to_vec())));
+    assert_eq!(r[&b"c".to_vec()], (2, None));
+    drop(w);
+    wb.close().unwrap();
+
+    // Reopen: the tombstones come back with their versions, so a new put of
+    // a deleted key gets a higher version and the guard lets it through.
+    let wb = WriteBehind::open_postgres(config(&table)).unwrap();
+    assert!(wb.get(b"a").is_none());
+    assert_eq!(wb.version(b"a"), Some(Version(2)));
+    assert_eq!(wb.get(b"b").as_deref(), Some(&b"3"[..]));
+    let mut w = wb.writer().unwrap();
+    assert_eq!(w.put(b"a", b"back").unwrap(), Version(3));
+    assert_eq!(w.put(b"c", b"back").unwrap(), Version(3));
+    wb.sync().unwrap();
+    let r = rows(&table);
+    assert_eq!(r[&b"a".to_vec()], (3, Some(b"back".to_vec())));
+    assert_eq!(r[&b"c".to_vec()], (3, Some(b"back".to_vec())));
+    drop(w);
+    wb.close().unwrap();
+}
+
+#[test]
+fn reopen_loads_every_row_up_to_the_bound() {
+    let table = fresh("reopen");
+    let keys: Vec<Vec<u8>> = (0..20_000).map(key).collect();
+    let wb = WriteBehind::open_postgres(config(&table)).unwrap();
+    let mut w = wb.writer().unwrap();
+    for (i, k) in keys.iter().enumerate() {
+        w.put(k, format!("v{i}").as_bytes()).unwrap();
+        if i % 3 == 0 {
+            w.put(k, format!("w{i}").as_bytes()).unwrap();
+        }
+        if i % 100 == 7 {
+            w.delete(k).unwrap();
+        }
+    }
+    drop(w);
+    // The table is taken while this cache has it open.
+    let second = WriteBehind::open_postgres(config(&table));
+    assert!(
+        matches!(&second, Err(Error::Database(m)) if m.contains("in use by another writebehind session")),
+        "{second:?}"
+    );
+    let expected: Vec<_> = keys
+        .iter()
+        .map(|k| (wb.version(k).unwrap(), wb.get(k).map(|v| v.to_vec())))
+        .collect();
+    wb.close().unwrap();
+
+    let wb = WriteBehind::open_postgres(config(&table)).unwrap();
+    for (k, (version, value)) in keys.iter().zip(&expected) {
+        assert_eq!(wb.version(k), Some(*version));
+        assert_eq!(wb.get(k).map(|v| v.to_vec()).as_ref(), value.as_ref());
+    }
+    assert_eq!(wb.stats().keys, keys.len());
+    wb.close().unwrap();
+
+    // One row over the bound: refused, nothing loaded, the table untouched.
+    let mut small = config(&table);
+    small.postgres.recover_rows_max = keys.len() as u64 - 1;
+    let err = WriteBehind::open_postgres(small).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::TooManyRows {
+                rows: 20_000,
+                max: 19_999
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(rows(&table).len(), keys.len());
+}
+
+#[test]
+fn a_mismatching_table_or_bad_settings_are_refused_and_change_nothing() {
+    let table = fresh("mismatch");
+    client()
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (key text PRIMARY KEY, version int NOT NULL, value bytea);
+             INSERT INTO {table} VALUES ('x', 1, 'y')"
+        ))
+        .unwrap();
+    let err = WriteBehind::open_postgres(config(&table)).unwrap_err();
+    let Error::Database(msg) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        msg.contains("key text NOT NULL") && msg.contains("expected exactly"),
+        "{msg}"
+    );
+    assert_eq!(
+        client()
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .unwrap()
+            .get::<_, i64>(0),
+        1
+    );
+
+    let table = fresh("no_unique");
+    client()
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (key bytea NOT NULL, version bigint NOT NULL, value bytea)"
+        ))
+        .unwrap();
+    let err = WriteBehind::open_postgres(config(&table)).unwrap_err();
+    assert!(
+        matches!(&err, Error::Database(m) if m.contains("no unique index")),
+        "{err:?}"
+    );
+
+    for bad in ["Wb", "wb-x", "a.b.c", "", "x; drop table y", "1abc"] {
+        let mut c = config("x");
+        c.postgres.table = bad.into();
+        let err = WriteBehind::open_postgres(c).unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{bad:?}: {err:?}");
+    }
+    let mut c = config("x");
+    c.postgres.url = "postgresql://wb@localhost/postgres?host=/nonexistent-wb-dir".into();
+    c.postgres.connect_timeout = Duration::from_secs(1);
+    let err = WriteBehind::open_postgres(c).unwrap_err();
+    assert!(matches!(err, Error::Database(_)), "{err:?}");
+    let mut c = config("x");
+    c.postgres.url = "postgresql://[broken".into();
+    let err = WriteBehind::open_postgres(c).unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err:?}");
+}
+
+/// Each key's last acknowledged (version, value).
+type Acked = HashMap<Vec<u8>, (Version, Vec<u8>)>;
+
+/// One writer thread: counter adds and puts over `keys` keys, cycling (or,
+/// with `once`, each key once, so a lost batch cannot be hidden by a later
+/// write of the same key), pausing every 64 updates, until `stop`.
+/// Returns each key's last acknowledged (version, value).
+fn spawn_writer(
+    wb: &Arc<WriteBehind>,
+    keys: usize,
+    once: bool,
+    pause: Duration,
+    stop: &Arc<AtomicBool>,
+    acked: &Arc<AtomicU64>,
+) -> thread::JoinHandle<Acked> {
+    let mut w = wb.writer().unwrap();
+    let stop = Arc::clone(stop);
+    let acked = Arc::clone(acked);
+    thread::spawn(move || {
+        let mut last = HashMap::new();
+        let mut i = 0usize;
+        while !(stop.load(Ordering::Relaxed) || once && i == keys) {
+            let k = key(i % keys);
+            if i % 2 == 0 {
+                let n = w.add(&k, 1).unwrap();
+                last.insert(k, (w.last_version(), n.to_le_bytes().to_vec()));
+            } else {
+                let v = format!("value {i}").into_bytes();
+                let ver = w.put(&k, &v).unwrap();
+                last.insert(k, (ver, v));
+            }
+            acked.fetch_add(1, Ordering::Relaxed);
+            i += 1;
+            if i % 64 == 0 {
+                // Keep the run long in time, not in records.
+                thread::sleep(pause);
+            }
+        }
+        last
+    })
+}
+
+fn assert_rows_are(table: &str, expected: &Acked) {
+    let rows = rows(table);
+    assert_eq!(rows.len(), expected.len());
+    for (k, (ver, v)) in expected {
+        assert_eq!(
+            rows.get(k),
+            Some(&(ver.0 as i64, Some(v.clone()))),
+            "{}",
+            String::from_utf8_lossy(k)
+        );
+    }
+}
+
+#[test]
+fn a_server_restart_and_a_crash_mid_run_lose_no_acknowledged_write() {
+    let table = fresh("restart");
+    let wb = Arc::new(WriteBehind::open_postgres(config(&table)).unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
+    let writer = spawn_writer(&wb, 500, false, Duration::from_micros(200), &stop, &acked);
+
+    thread::sleep(Duration::from_millis(400));
+    pg_ctl("restart"); // fast shutdown: sessions are terminated
+    thread::sleep(Duration::from_millis(400));
+    pg_ctl("stop"); // immediate: a crash; the server recovers from its WAL
+    let down_at = acked.load(Ordering::Relaxed);
+    let down = Instant::now();
+    let mut saw_unhealthy = false;
+    while down.elapsed() < Duration::from_millis(800) {
+        let s = wb.stats();
+        saw_unhealthy |= !s.healthy
+            && s.last_store_error
+                .as_ref()
+                .is_some_and(|e| e.kind == StoreErrorKind::Connection);
+        thread::sleep(Duration::from_millis(20));
+    }
+    let acked_while_down = acked.load(Ordering::Relaxed) - down_at;
+    pg_ctl("start");
+    thread::sleep(Duration::from_millis(400));
+    stop.store(true, Ordering::Relaxed);
+    let expected = writer.join().unwrap();
+
+    wb.sync_timeout(Duration::from_secs(60)).unwrap();
+    let stats = wb.stats();
+    assert!(saw_unhealthy, "stats never showed the outage: {stats:?}");
+    assert!(stats.store_errors > 0 && stats.retries > 0, "{stats:?}");
+    assert!(stats.healthy, "{stats:?}");
+    assert!(
+        acked_while_down > 100,
+        "writers should keep going while the database is down (acked {acked_while_down})"
+    );
+    assert_rows_are(&table, &expected);
+    Arc::into_inner(wb).unwrap().close().unwrap();
+
+    let wb = WriteBehind::open_postgres(config(&table)).unwrap();
+    for (k, (ver, v)) in &expected {
+        let got = wb.get(k).unwrap();
+        assert_eq!((got.version(), &got[..]), (*ver, &v[..]));
+    }
+    wb.close().unwrap();
+}
+
+#[test]
+fn dropped_connections_are_reopened_and_the_batch_retried() {
+    let table = fresh("dropped");
+    let mut cfg = config(&table);
+    cfg.postgres.url = url_named("wb_test_dropped");
+    let store = PgStore::connect(&cfg.postgres).unwrap();
+    let pg_stats = store.stats();
+    let wb = Arc::new(
+        WriteBehind::with_store(Blocking::new(store, cfg.batches_in_flight_max), cfg).unwrap(),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
+    // Each key once, over about a second: a batch lost to a dropped
+    // connection would leave its keys missing.
+    let writer = spawn_writer(&wb, 20_000, true, Duration::from_millis(3), &stop, &acked);
+    let mut admin = client();
+    let mut killed = 0;
+    for _ in 0..5 {
+        thread::sleep(Duration::from_millis(150));
+        killed += admin
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'wb_test_dropped'",
+                &[],
+            )
+            .unwrap()
+            .len();
+    }
+    let expected = writer.join().unwrap();
+    assert_eq!(expected.len(), 20_000);
+    wb.sync_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(killed, 5, "each round should find the store's one session");
+    assert!(
+        pg_stats.get().reconnects >= 1,
+        "{:?} {:?}",
+        pg_stats.get(),
+        wb.stats()
+    );
+    assert_rows_are(&table, &expected);
+    Arc::into_inner(wb).unwrap().close().unwrap();
+}
+
+#[test]
+fn a_statement_timeout_is_retried_until_the_table_is_free() {
+    let table = fresh("timeout");
+    let mut cfg = config(&table);
+    cfg.postgres.statement_timeout = Duration::from_millis(100);
+    let wb = WriteBehind::open_postgres(cfg).unwrap();
+    let mut w = wb.writer().unwrap();
+    w.put(b"first", b"1").unwrap();
+    wb.sync().unwrap();
+
+    // Another session holds the table: the upsert waits, times out, retries.
+    let mut locker = client();
+    let mut tx = locker.transaction().unwrap();
+    tx.batch_execute(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+        .unwrap();
+    for i in 0..1_000 {
+        w.put(&key(i), b"during the lock").unwrap();
+    }
+    let start = Instant::now();
+    let mut saw_timeout = false;
+    while start.elapsed() < Duration::from_secs(3) && !saw_timeout {
+        saw_timeout = wb
+            .stats()
+            .last_store_error
+            .is_some_and(|e| e.kind == StoreErrorKind::Timeout);
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(saw_timeout, "{:?}", wb.stats());
+    assert!(
+        wb.sync_timeout(Duration::from_millis(200)).is_err(),
+        "sync cannot succeed while the table is locked"
+    );
+    tx.rollback().unwrap();
+    wb.sync_timeout(Duration::from_secs(30)).unwrap();
+    let keys: Vec<Vec<u8>> = (0..1_000).map(key).collect();
+    assert_table_matches_cache(&table, &wb, &keys);
+    drop(w);
+    wb.close().unwrap();
+}

@@ -30,6 +30,18 @@ pub enum StoreSpec {
     Mem,
     /// Discards batches.
     Null,
+    /// A PostgreSQL table (`PgStore`), by connection URL.
+    Postgres(String),
+}
+
+impl StoreSpec {
+    /// How the report names the store (no password).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Postgres(url) => format!("Postgres({})", crate::pg::redact(url)),
+            other => format!("{other:?}"),
+        }
+    }
 }
 
 impl std::str::FromStr for StoreSpec {
@@ -39,9 +51,14 @@ impl std::str::FromStr for StoreSpec {
             "file" => Ok(Self::File),
             "mem" => Ok(Self::Mem),
             "null" => Ok(Self::Null),
+            _ if s.starts_with("postgres://") || s.starts_with("postgresql://") => {
+                Ok(Self::Postgres(s.to_string()))
+            }
             _ => match s.strip_prefix("slow:").map(str::parse::<u32>) {
                 Some(Ok(n)) if n > 0 => Ok(Self::Slow(n)),
-                _ => Err(format!("unknown store {s:?}: file, mem, null or slow:N")),
+                _ => Err(format!(
+                    "unknown store {s:?}: file, mem, null, slow:N or postgres://..."
+                )),
             },
         }
     }
@@ -110,6 +127,9 @@ pub struct Params {
     pub baseline_seconds: f64,
     pub progress: bool,
     pub label: &'static str,
+    /// PostgreSQL store: the cache's table (emptied at the start; the
+    /// per-update baseline uses `<table>_per_update`).
+    pub pg_table: String,
 }
 
 /// Latency summary, nanoseconds.
@@ -125,7 +145,7 @@ pub struct Latency {
 }
 
 impl Latency {
-    fn of(h: &Histogram<u64>) -> Self {
+    pub(crate) fn of(h: &Histogram<u64>) -> Self {
         Self {
             p50: h.value_at_quantile(0.5),
             p90: h.value_at_quantile(0.9),
@@ -151,6 +171,8 @@ pub struct BaselineResult {
 pub struct Baselines {
     pub write_through: Option<BaselineResult>,
     pub mutex_channel: Option<BaselineResult>,
+    /// PostgreSQL store: one autocommit INSERT ... ON CONFLICT per update.
+    pub pg_per_update: Option<BaselineResult>,
 }
 
 /// Ratios of the cache's put rate to each baseline's.
@@ -158,6 +180,10 @@ pub struct Baselines {
 pub struct Ratios {
     pub vs_write_through: Option<f64>,
     pub vs_mutex_channel: Option<f64>,
+    /// Acknowledged updates per second over the per-update baseline's
+    /// (which runs flat out): in open loop the cache runs at the offered
+    /// rate, so this is how many times the baseline's capacity it carried.
+    pub vs_pg_per_update: Option<f64>,
 }
 
 /// The run's report (`--json` prints it).
@@ -192,6 +218,8 @@ pub struct Report {
     pub verified_keys: u64,
     pub baselines: Baselines,
     pub ratios: Ratios,
+    /// PostgreSQL store: what the database saw.
+    pub db: Option<crate::pg::DbReport>,
     #[serde(skip)]
     pub histogram: Option<Histogram<u64>>,
     #[serde(skip)]
@@ -201,7 +229,7 @@ pub struct Report {
 /// A key's value and version as the cache showed it.
 type Snapshot = (Version, Vec<u8>);
 
-fn new_histogram() -> Histogram<u64> {
+pub(crate) fn new_histogram() -> Histogram<u64> {
     // 1 ns .. 100 s at 3 significant digits.
     match Histogram::new_with_bounds(1, 100_000_000_000, 3) {
         Ok(h) => h,
@@ -223,7 +251,7 @@ pub fn peak_rss_bytes() -> u64 {
 
 /// The key an `add` uses for workload key `k` (its own key space, so a put's
 /// 64-byte value never meets a counter).
-fn counter_key(k: &[u8]) -> Vec<u8> {
+pub(crate) fn counter_key(k: &[u8]) -> Vec<u8> {
     let mut c = k.to_vec();
     c[0] = b'#';
     c
@@ -231,7 +259,7 @@ fn counter_key(k: &[u8]) -> Vec<u8> {
 
 /// The op at trace position `pos` (deterministic from the position).
 #[inline]
-fn op_at(mix: &Mix, pos: usize) -> u8 {
+pub(crate) fn op_at(mix: &Mix, pos: usize) -> u8 {
     let r = ((pos as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % 100;
     if r < u64::from(mix.put) {
         0
@@ -294,7 +322,7 @@ pub fn run(p: &Params) -> Result<Report, String> {
         1 << 20,
         0x5EED,
     ));
-    let config = Config {
+    let mut config = Config {
         writers_max: p.writers.max(1),
         // 2^16 slots (1 MiB per writer): at 1M ops/s a writer rides out a
         // 65 ms flusher stall (on 2 cores the kernel's I/O threads preempt it)
@@ -317,6 +345,7 @@ pub fn run(p: &Params) -> Result<Report, String> {
         .dir
         .clone()
         .or_else(|| temp.as_ref().map(|t| t.path().to_path_buf()));
+    let mut pg_stats = None;
     let store: Box<dyn Store> = match (&p.store, &dir) {
         (StoreSpec::File, Some(d)) => {
             Box::new(FileStore::open(d, &config).map_err(|e| e.to_string())?)
@@ -327,6 +356,12 @@ pub fn run(p: &Params) -> Result<Report, String> {
         )),
         (StoreSpec::Mem, _) => Box::new(MemStore::new()),
         (StoreSpec::Null, _) => Box::new(NullStore::default()),
+        (StoreSpec::Postgres(url), _) => {
+            crate::pg::reset(url, &p.pg_table)?;
+            let (store, handle) = crate::pg::open(url, &p.pg_table, &mut config)?;
+            pg_stats = Some(handle);
+            store
+        }
         _ => return Err("no directory for the file store".into()),
     };
     let wb = Arc::new(WriteBehind::with_store(store, config.clone()).map_err(|e| e.to_string())?);
@@ -420,6 +455,7 @@ pub fn run(p: &Params) -> Result<Report, String> {
     wb.sync().map_err(|e| e.to_string())?;
     let bar = progress_bar(p.progress, p.seconds, p.label);
     let before = wb.stats();
+    let db_before = pg_stats.as_ref().map(crate::pg::counters);
     let start = Instant::now();
     go.wait();
     while start.elapsed().as_secs_f64() < p.seconds {
@@ -431,6 +467,7 @@ pub fn run(p: &Params) -> Result<Report, String> {
     stop.store(true, Ordering::Relaxed);
     // The store's counters over the same window as the load.
     let after = wb.stats();
+    let db_after = pg_stats.as_ref().map(crate::pg::counters);
     let window = start.elapsed().as_secs_f64();
     let mut ops = 0u64;
     let mut hist = new_histogram();
@@ -484,6 +521,23 @@ pub fn run(p: &Params) -> Result<Report, String> {
             }
             true
         }
+        (StoreSpec::Postgres(url), _) => {
+            let wb = crate::pg::reopen(&config)?;
+            let bad = expected
+                .iter()
+                .filter(|(k, v)| wb.get(k).map(|g| (g.version(), g.to_vec())) != *v)
+                .count();
+            wb.close().map_err(|e| e.to_string())?;
+            // Every key the run wrote is one row (deleted keys as tombstones).
+            let rows = crate::pg::count_rows(url, &p.pg_table)?;
+            if bad > 0 || rows != expected.len() as u64 {
+                return Err(format!(
+                    "VERIFY FAILED: {bad} of {} keys differ after reopen; the table has {rows} rows",
+                    expected.len()
+                ));
+            }
+            true
+        }
         _ => false,
     };
 
@@ -498,7 +552,7 @@ pub fn run(p: &Params) -> Result<Report, String> {
         },
         writers: p.writers,
         backend: after.backend,
-        store: format!("{:?}", p.store),
+        store: p.store.describe(),
         distribution: format!("{:?}", p.dist),
         keys: p.keys,
         key_bytes: p.key_bytes,
@@ -523,10 +577,37 @@ pub fn run(p: &Params) -> Result<Report, String> {
         verified_keys: if verified { expected.len() as u64 } else { 0 },
         baselines: Baselines::default(),
         ratios: Ratios::default(),
+        db: match (db_before, db_after, pg_stats.as_ref()) {
+            (Some(b), Some(a), Some(h)) => {
+                let total = crate::pg::counters(h);
+                Some(crate::pg::DbReport {
+                    table: p.pg_table.clone(),
+                    statements_per_s: (a.statements - b.statements) as f64 / window,
+                    rows_per_s: (a.rows_sent - b.rows_sent) as f64 / window,
+                    rows_applied_per_s: (a.rows_applied - b.rows_applied) as f64 / window,
+                    failures: total.failures,
+                    reconnects: total.reconnects,
+                })
+            }
+            _ => None,
+        },
         histogram: Some(hist),
         baseline_histograms: Vec::new(),
     };
-    if p.baselines {
+    if let (true, StoreSpec::Postgres(url)) = (p.baselines, &p.store) {
+        let (pu, pu_hist) = crate::pg::per_update(url, &p.pg_table, &workload, p, &clock)?;
+        let (mc, mc_hist) = mutex_channel(&workload, p, &clock)?;
+        report.ratios.vs_pg_per_update = Some(report.put_ops_per_s / pu.ops_per_s.max(1e-9));
+        let comparable = p.rate.is_none() && p.mix.put == 100;
+        report.ratios.vs_mutex_channel =
+            comparable.then(|| report.put_ops_per_s / mc.ops_per_s.max(1e-9));
+        report.baselines.pg_per_update = Some(pu);
+        report.baselines.mutex_channel = Some(mc);
+        report.baseline_histograms = vec![
+            ("per-update INSERT".into(), pu_hist),
+            ("mutex+channel".into(), mc_hist),
+        ];
+    } else if p.baselines {
         let bdir = match &dir {
             Some(d) => d.clone(),
             None => std::env::temp_dir(),
@@ -806,6 +887,17 @@ pub fn print_table(r: &Report) {
     } else {
         println!("  verified               n/a (the store does not outlive the run)");
     }
+    if let Some(db) = &r.db {
+        println!(
+            "  database               {:>14.0} rows/s in {:.1} statements/s ({:.0} rows/s applied; {} failures, {} reconnects), table {}",
+            db.rows_per_s,
+            db.statements_per_s,
+            db.rows_applied_per_s,
+            db.failures,
+            db.reconnects,
+            db.table
+        );
+    }
     if let Some(d) = r.disk_seq_bytes_per_s {
         println!(
             "  disk sequential        {:>11.0} MB/s  (1 MiB pwrite + fdatasync)",
@@ -822,6 +914,11 @@ pub fn print_table(r: &Report) {
             "mutex+channel",
             &r.baselines.mutex_channel,
             r.ratios.vs_mutex_channel,
+        ),
+        (
+            "per-update SQL",
+            &r.baselines.pg_per_update,
+            r.ratios.vs_pg_per_update,
         ),
     ] {
         if let Some(b) = b {

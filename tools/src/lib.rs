@@ -5,4 +5,5 @@ pub mod baselines;
 pub mod bench;
 pub mod clock;
 pub mod crash;
+pub mod pg;
 pub mod workload;

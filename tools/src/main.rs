@@ -111,10 +111,16 @@ struct BenchArgs {
     /// Game scenario: offered rate multiplier.
     #[arg(long, default_value_t = 1)]
     scale: u32,
-    /// Store behind the cache: file, mem, null, or slow:N (the file store
-    /// throttled to N batches per second).
+    /// Store behind the cache: file, mem, null, slow:N (the file store
+    /// throttled to N batches per second), or a PostgreSQL connection URL
+    /// (postgres://..., needs the `postgres` feature; the table is emptied
+    /// first, see --pg-table).
     #[arg(long)]
     store: Option<String>,
+    /// PostgreSQL store: the cache's table (dropped and recreated at the
+    /// start); the per-update baseline uses <TABLE>_per_update.
+    #[arg(long, default_value = "wb_bench")]
+    pg_table: String,
     /// Directory of the file store (default: a fresh temporary directory).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
@@ -300,6 +306,7 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
         baseline_seconds: if a.quick { 1.0 } else { 2.0 },
         progress: true,
         label: if game { "game" } else { "standard" },
+        pg_table: a.pg_table.clone(),
     };
     let report = bench::run(&params)?;
     if let (Some(path), Some(h)) = (&a.hgrm, &report.histogram) {

@@ -1,0 +1,294 @@
+//! `wb bench --store postgres://...`: the cache on a PostgreSQL table, and the
+//! baseline a service would write without it: one autocommit
+//! `INSERT ... ON CONFLICT` per update, against the same database in the same
+//! run. Built with the tools' `postgres` feature; without it, asking for a
+//! PostgreSQL store is a clear error.
+
+use serde::Serialize;
+
+/// What the database saw while the load ran.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct DbReport {
+    /// The cache's table.
+    pub table: String,
+    /// Batch statements (one transaction each) committed over the window.
+    pub statements_per_s: f64,
+    /// Rows sent in them per second.
+    pub rows_per_s: f64,
+    /// Of those, rows the database inserted or updated (the version guard
+    /// skips rows it already has).
+    pub rows_applied_per_s: f64,
+    /// Failed statements and reconnects over the whole run.
+    pub failures: u64,
+    /// Reconnects over the whole run.
+    pub reconnects: u64,
+}
+
+/// The store's counters at one moment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DbCounters {
+    pub statements: u64,
+    pub rows_sent: u64,
+    pub rows_applied: u64,
+    pub failures: u64,
+    pub reconnects: u64,
+}
+
+/// The table of the per-update baseline, next to the cache's.
+pub fn baseline_table(table: &str) -> String {
+    format!("{table}_per_update")
+}
+
+#[cfg(feature = "postgres")]
+mod imp {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use hdrhistogram::Histogram;
+    use writebehind::postgres::{Client, NoTls};
+    use writebehind::{Blocking, Config, PgConfig, PgStatsHandle, PgStore, Store};
+
+    use crate::bench::{counter_key, new_histogram, op_at, BaselineResult, Latency, Params};
+    use crate::clock::Clock;
+    use crate::workload::Workload;
+
+    fn connect(url: &str) -> Result<Client, String> {
+        Client::connect(url, NoTls).map_err(|e| format!("connecting to {}: {e}", redact(url)))
+    }
+
+    /// `url` without a password.
+    pub fn redact(url: &str) -> String {
+        match (url.find("://"), url.find('@')) {
+            (Some(s), Some(at)) if at > s => {
+                let userinfo = &url[s + 3..at];
+                match userinfo.split_once(':') {
+                    Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                    None => url.to_string(),
+                }
+            }
+            _ => url.to_string(),
+        }
+    }
+
+    /// The handle `open` returns.
+    pub type Handle = PgStatsHandle;
+
+    /// The counters behind `h` now.
+    pub fn counters(h: &Handle) -> super::DbCounters {
+        let s = h.get();
+        super::DbCounters {
+            statements: s.statements,
+            rows_sent: s.rows_sent,
+            rows_applied: s.rows_applied,
+            failures: s.failures,
+            reconnects: s.reconnects,
+        }
+    }
+
+    /// Drops the bench's tables, so each run starts empty.
+    pub fn reset(url: &str, table: &str) -> Result<(), String> {
+        // The name goes into SQL below: only names PgStore would take.
+        PgConfig {
+            url: url.to_string(),
+            table: table.to_string(),
+            ..PgConfig::default()
+        }
+        .validate()
+        .map_err(|e| e.to_string())?;
+        let mut c = connect(url)?;
+        c.batch_execute(&format!(
+            "DROP TABLE IF EXISTS {table}; DROP TABLE IF EXISTS {}",
+            super::baseline_table(table)
+        ))
+        .map_err(|e| format!("dropping the bench tables: {e}"))
+    }
+
+    /// The cache's store on `table`, and a handle on its counters.
+    pub fn open(
+        url: &str,
+        table: &str,
+        config: &mut Config,
+    ) -> Result<(Box<dyn Store>, PgStatsHandle), String> {
+        config.postgres = PgConfig {
+            url: url.to_string(),
+            table: table.to_string(),
+            recover_rows_max: config.keys_max as u64,
+            ..PgConfig::default()
+        };
+        let store = PgStore::connect(&config.postgres).map_err(|e| e.to_string())?;
+        let stats = store.stats();
+        Ok((
+            Box::new(Blocking::new(store, config.batches_in_flight_max)),
+            stats,
+        ))
+    }
+
+    /// Baseline: each writer thread has its own connection and sends every
+    /// update as one autocommit `INSERT ... ON CONFLICT` (the same row shape
+    /// and version guard as the cache's batches), as fast as the database
+    /// answers (closed loop), same keys, values and op mix.
+    pub fn per_update(
+        url: &str,
+        table: &str,
+        workload: &Arc<Workload>,
+        p: &Params,
+        clock: &Clock,
+    ) -> Result<(BaselineResult, Histogram<u64>), String> {
+        let table = super::baseline_table(table);
+        connect(url)?
+            .batch_execute(&format!(
+                "CREATE TABLE {table} (key bytea PRIMARY KEY, version bigint NOT NULL, value bytea)"
+            ))
+            .map_err(|e| format!("creating {table}: {e}"))?;
+        let sql = format!(
+            "INSERT INTO {table} AS t (key, version, value) VALUES ($1, $2, $3) \
+             ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, value = EXCLUDED.value \
+             WHERE t.version < EXCLUDED.version"
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let version = Arc::new(AtomicU64::new(0));
+        let start = Instant::now();
+        let threads: Vec<_> = (0..p.writers)
+            .map(|t| {
+                let (stop, version, workload, clock) = (
+                    Arc::clone(&stop),
+                    Arc::clone(&version),
+                    Arc::clone(workload),
+                    *clock,
+                );
+                let (url, sql, mix) = (url.to_string(), sql.clone(), p.mix);
+                std::thread::spawn(move || -> Result<(u64, Histogram<u64>), String> {
+                    let mut client = connect(&url)?;
+                    let stmt = client.prepare(&sql).map_err(|e| e.to_string())?;
+                    let mut counters = std::collections::HashMap::<Vec<u8>, i64>::new();
+                    let mut hist = new_histogram();
+                    let mut pos = t * 7919;
+                    let mut ops = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let began = clock.now();
+                        let key = workload.key(pos);
+                        let v = version.fetch_add(1, Ordering::Relaxed) as i64 + 1;
+                        let result = match op_at(&mix, pos) {
+                            0 => client.execute(&stmt, &[&key, &v, &Some(&workload.value[..])]),
+                            1 => {
+                                let k = counter_key(key);
+                                let n = counters.entry(k.clone()).or_insert(0);
+                                *n += 1;
+                                let bytes = n.to_le_bytes();
+                                client.execute(&stmt, &[&k, &v, &Some(&bytes[..])])
+                            }
+                            _ => client.execute(&stmt, &[&key, &v, &None::<&[u8]>]),
+                        };
+                        result.map_err(|e| format!("per-update baseline: {e}"))?;
+                        let _ = hist.record(clock.ns(clock.now().saturating_sub(began)).max(1));
+                        pos += 1;
+                        ops += 1;
+                    }
+                    Ok((ops, hist))
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs_f64(p.baseline_seconds));
+        stop.store(true, Ordering::Relaxed);
+        let mut ops = 0;
+        let mut hist = new_histogram();
+        for t in threads {
+            let (n, h) = t
+                .join()
+                .map_err(|_| "baseline thread panicked".to_string())??;
+            ops += n;
+            hist.add(&h).map_err(|e| e.to_string())?;
+        }
+        let rate = ops as f64 / start.elapsed().as_secs_f64();
+        Ok((
+            BaselineResult {
+                ops_per_s: rate,
+                latency_ns: Some(Latency::of(&hist)),
+                note: format!(
+                    "one autocommit INSERT ... ON CONFLICT per update, {} connection(s), closed loop, table {table}",
+                    p.writers
+                ),
+            },
+            hist,
+        ))
+    }
+
+    /// A new cache over the table `config.postgres` names (verification).
+    pub fn reopen(config: &Config) -> Result<writebehind::WriteBehind, String> {
+        writebehind::WriteBehind::open_postgres(config.clone()).map_err(|e| e.to_string())
+    }
+
+    /// Rows the cache's table holds.
+    pub fn count_rows(url: &str, table: &str) -> Result<u64, String> {
+        let n: i64 = connect(url)?
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .map_err(|e| e.to_string())?
+            .get(0);
+        Ok(n as u64)
+    }
+}
+
+#[cfg(feature = "postgres")]
+pub use imp::*;
+
+#[cfg(not(feature = "postgres"))]
+mod imp {
+    use std::sync::Arc;
+
+    use hdrhistogram::Histogram;
+    use writebehind::{Config, Store};
+
+    use crate::bench::{BaselineResult, Params};
+    use crate::clock::Clock;
+    use crate::workload::Workload;
+
+    /// The stand-in for the counters handle of a build without PostgreSQL.
+    #[derive(Debug, Clone)]
+    pub struct Handle;
+
+    pub fn counters(_h: &Handle) -> super::DbCounters {
+        super::DbCounters::default()
+    }
+
+    const MISSING: &str = "this wb was built without PostgreSQL support; rebuild with the `postgres` feature: \
+         cargo run --release -p writebehind-tools --features postgres --bin wb -- bench --store postgres://...";
+
+    /// `url` without a password.
+    pub fn redact(url: &str) -> String {
+        url.split('@').next_back().unwrap_or(url).to_string()
+    }
+
+    pub fn reset(_url: &str, _table: &str) -> Result<(), String> {
+        Err(MISSING.into())
+    }
+
+    pub fn open(
+        _url: &str,
+        _table: &str,
+        _config: &mut Config,
+    ) -> Result<(Box<dyn Store>, Handle), String> {
+        Err(MISSING.into())
+    }
+
+    pub fn per_update(
+        _url: &str,
+        _table: &str,
+        _workload: &Arc<Workload>,
+        _p: &Params,
+        _clock: &Clock,
+    ) -> Result<(BaselineResult, Histogram<u64>), String> {
+        Err(MISSING.into())
+    }
+
+    pub fn count_rows(_url: &str, _table: &str) -> Result<u64, String> {
+        Err(MISSING.into())
+    }
+
+    pub fn reopen(_config: &Config) -> Result<writebehind::WriteBehind, String> {
+        Err(MISSING.into())
+    }
+}
+
+#[cfg(not(feature = "postgres"))]
+pub use imp::*;

@@ -128,7 +128,7 @@ pub struct Params {
     pub progress: bool,
     pub label: &'static str,
     /// PostgreSQL store: the cache's table (emptied at the start; the
-    /// per-update baseline uses `<table>_per_update`).
+    /// per-update baseline uses `TABLE_per_update`).
     pub pg_table: String,
 }
 

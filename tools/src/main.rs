@@ -118,7 +118,7 @@ struct BenchArgs {
     #[arg(long)]
     store: Option<String>,
     /// PostgreSQL store: the cache's table (dropped and recreated at the
-    /// start); the per-update baseline uses <TABLE>_per_update.
+    /// start); the per-update baseline uses TABLE_per_update.
     #[arg(long, default_value = "wb_bench")]
     pg_table: String,
     /// Directory of the file store (default: a fresh temporary directory).

@@ -505,14 +505,18 @@ pub fn run(p: &Params) -> Result<Report, String> {
     let _ = &ranges;
     let wb = Arc::into_inner(wb).ok_or("cache still shared")?;
     wb.close().map_err(|e| e.to_string())?;
+    // Keys whose value or version differ in a reopened cache (closed after).
+    let differing = |wb: WriteBehind| -> Result<usize, String> {
+        let bad = expected
+            .iter()
+            .filter(|(k, v)| wb.get(k).map(|g| (g.version(), g.to_vec())) != *v)
+            .count();
+        wb.close().map_err(|e| e.to_string())?;
+        Ok(bad)
+    };
     let verified = match (&p.store, &dir) {
         (StoreSpec::File | StoreSpec::Slow(_), Some(d)) => {
-            let wb = WriteBehind::open(d, config.clone()).map_err(|e| e.to_string())?;
-            let bad = expected
-                .iter()
-                .filter(|(k, v)| wb.get(k).map(|g| (g.version(), g.to_vec())) != *v)
-                .count();
-            wb.close().map_err(|e| e.to_string())?;
+            let bad = differing(WriteBehind::open(d, config.clone()).map_err(|e| e.to_string())?)?;
             if bad > 0 {
                 return Err(format!(
                     "VERIFY FAILED: {bad} of {} keys differ after reopen",
@@ -522,12 +526,7 @@ pub fn run(p: &Params) -> Result<Report, String> {
             true
         }
         (StoreSpec::Postgres(url), _) => {
-            let wb = crate::pg::reopen(&config)?;
-            let bad = expected
-                .iter()
-                .filter(|(k, v)| wb.get(k).map(|g| (g.version(), g.to_vec())) != *v)
-                .count();
-            wb.close().map_err(|e| e.to_string())?;
+            let bad = differing(crate::pg::reopen(&config)?)?;
             // Every key the run wrote is one row (deleted keys as tombstones).
             let rows = crate::pg::count_rows(url, &p.pg_table)?;
             if bad > 0 || rows != expected.len() as u64 {
@@ -787,21 +786,11 @@ fn mutex_channel(
                     }
                 }
                 record_backlog(&clock, &mut hist, t0, rate, ops);
-                (ops, hist)
+                Ok((ops, hist))
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_secs_f64(p.baseline_seconds));
-    stop.store(true, Ordering::Relaxed);
-    let mut ops = 0;
-    let mut hist = new_histogram();
-    for t in threads {
-        let (n, h) = t
-            .join()
-            .map_err(|_| "baseline thread panicked".to_string())?;
-        ops += n;
-        hist.add(&h).map_err(|e| e.to_string())?;
-    }
+    let (ops, hist) = run_baseline_threads(p.baseline_seconds, &stop, threads)?;
     let rate = ops as f64 / start.elapsed().as_secs_f64();
     Ok((
         BaselineResult {
@@ -811,6 +800,30 @@ fn mutex_channel(
         },
         hist,
     ))
+}
+
+/// What one baseline thread returns: operations done, their latencies.
+pub(crate) type BaselineThread = std::thread::JoinHandle<Result<(u64, Histogram<u64>), String>>;
+
+/// Lets a baseline's threads run `seconds`, stops them, and sums their
+/// results.
+pub(crate) fn run_baseline_threads(
+    seconds: f64,
+    stop: &AtomicBool,
+    threads: Vec<BaselineThread>,
+) -> Result<(u64, Histogram<u64>), String> {
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    stop.store(true, Ordering::Relaxed);
+    let mut ops = 0;
+    let mut hist = new_histogram();
+    for t in threads {
+        let (n, h) = t
+            .join()
+            .map_err(|_| "baseline thread panicked".to_string())??;
+        ops += n;
+        hist.add(&h).map_err(|e| e.to_string())?;
+    }
+    Ok((ops, hist))
 }
 
 /// The human-readable table.

@@ -43,13 +43,15 @@ pub fn baseline_table(table: &str) -> String {
 mod imp {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     use hdrhistogram::Histogram;
     use writebehind::postgres::{Client, NoTls};
     use writebehind::{Blocking, Config, PgConfig, PgStatsHandle, PgStore, Store};
 
-    use crate::bench::{counter_key, new_histogram, op_at, BaselineResult, Latency, Params};
+    use crate::bench::{
+        counter_key, new_histogram, op_at, run_baseline_threads, BaselineResult, Latency, Params,
+    };
     use crate::clock::Clock;
     use crate::workload::Workload;
 
@@ -189,17 +191,7 @@ mod imp {
                 })
             })
             .collect();
-        std::thread::sleep(Duration::from_secs_f64(p.baseline_seconds));
-        stop.store(true, Ordering::Relaxed);
-        let mut ops = 0;
-        let mut hist = new_histogram();
-        for t in threads {
-            let (n, h) = t
-                .join()
-                .map_err(|_| "baseline thread panicked".to_string())??;
-            ops += n;
-            hist.add(&h).map_err(|e| e.to_string())?;
-        }
+        let (ops, hist) = run_baseline_threads(p.baseline_seconds, &stop, threads)?;
         let rate = ops as f64 / start.elapsed().as_secs_f64();
         Ok((
             BaselineResult {

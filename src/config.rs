@@ -175,11 +175,23 @@ impl PgConfig {
                 self.table
             ));
         }
+        if parts.last() == Some(&"writebehind_owners") {
+            return bad(
+                "postgres.table = writebehind_owners: that name is the store's own side table of owner epochs".into(),
+            );
+        }
         if self.recover_rows_max == 0 {
             return bad("postgres.recover_rows_max must be at least 1".into());
         }
         if self.connect_timeout.is_zero() {
             return bad("postgres.connect_timeout must be positive".into());
+        }
+        if self.statement_timeout.as_millis() > i32::MAX as u128 {
+            return bad(format!(
+                "postgres.statement_timeout = {:?} exceeds PostgreSQL's limit of {} ms",
+                self.statement_timeout,
+                i32::MAX
+            ));
         }
         Ok(())
     }

@@ -294,6 +294,11 @@ fn reopen_loads_every_row_up_to_the_bound() {
     assert_eq!(wb.stats().keys, keys.len());
     wb.close().unwrap();
 
+    // Exactly at the bound: loads.
+    let mut exact = config(&table);
+    exact.postgres.recover_rows_max = keys.len() as u64;
+    WriteBehind::open_postgres(exact).unwrap().close().unwrap();
+
     // One row over the bound: refused, nothing loaded, the table untouched.
     let mut small = config(&table);
     small.postgres.recover_rows_max = keys.len() as u64 - 1;
@@ -344,11 +349,34 @@ fn a_mismatching_table_or_bad_settings_are_refused_and_change_nothing() {
         .unwrap();
     let err = WriteBehind::open_postgres(config(&table)).unwrap_err();
     assert!(
-        matches!(&err, Error::Database(m) if m.contains("no unique index")),
+        matches!(&err, Error::Database(m) if m.contains("unique index on (key)")),
         "{err:?}"
     );
 
-    for bad in ["Wb", "wb-x", "a.b.c", "", "x; drop table y", "1abc"] {
+    // ON CONFLICT cannot use a deferrable unique index: refused at open,
+    // not by every batch afterwards.
+    let table = fresh("deferrable");
+    client()
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (key bytea PRIMARY KEY DEFERRABLE, version bigint NOT NULL, value bytea)"
+        ))
+        .unwrap();
+    let err = WriteBehind::open_postgres(config(&table)).unwrap_err();
+    assert!(
+        matches!(&err, Error::Database(m) if m.contains("non-deferrable")),
+        "{err:?}"
+    );
+
+    for bad in [
+        "Wb",
+        "wb-x",
+        "a.b.c",
+        "",
+        "x; drop table y",
+        "1abc",
+        "writebehind_owners",
+        "public.writebehind_owners",
+    ] {
         let mut c = config("x");
         c.postgres.table = bad.into();
         let err = WriteBehind::open_postgres(c).unwrap_err();
@@ -476,9 +504,7 @@ fn dropped_connections_are_reopened_and_the_batch_retried() {
     cfg.postgres.url = url_named("wb_test_dropped");
     let store = PgStore::connect(&cfg.postgres).unwrap();
     let pg_stats = store.stats();
-    let wb = Arc::new(
-        WriteBehind::with_store(Blocking::new(store, cfg.batches_in_flight_max), cfg).unwrap(),
-    );
+    let wb = Arc::new(WriteBehind::with_store(Blocking::new(store), cfg).unwrap());
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(AtomicU64::new(0));
     // Each key once, over about a second: a batch lost to a dropped
@@ -548,4 +574,83 @@ fn a_statement_timeout_is_retried_until_the_table_is_free() {
     assert_table_matches_cache(&table, &wb, &keys);
     drop(w);
     wb.close().unwrap();
+}
+
+#[test]
+fn the_same_table_under_another_name_is_the_same_lock() {
+    let table = fresh("alias");
+    let wb = WriteBehind::open_postgres(config(&table)).unwrap();
+    let err = WriteBehind::open_postgres(config(&format!("public.{table}"))).unwrap_err();
+    assert!(
+        matches!(&err, Error::Database(m) if m.contains("in use by another writebehind session")),
+        "{err:?}"
+    );
+    wb.close().unwrap();
+    // Released at close: the other spelling opens now.
+    WriteBehind::open_postgres(config(&format!("public.{table}")))
+        .unwrap()
+        .close()
+        .unwrap();
+}
+
+#[test]
+fn a_cache_that_lost_its_table_during_a_disconnect_is_fenced_not_silently_dropped() {
+    let table = fresh("fenced");
+    let mut cfg_a = config(&table);
+    cfg_a.postgres.url = url_named("wb_test_fenced_a");
+    cfg_a.close_timeout = Duration::from_millis(500);
+    let a = WriteBehind::open_postgres(cfg_a).unwrap();
+    let mut wa = a.writer().unwrap();
+    wa.put(b"k", b"a1").unwrap();
+    a.sync().unwrap();
+
+    // A's session dies; while A is idle (it reconnects only to write), B
+    // opens the table, writes k past A's version, and closes.
+    let killed = client()
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'wb_test_fenced_a'",
+            &[],
+        )
+        .unwrap()
+        .len();
+    assert_eq!(killed, 1);
+    let mut waited = 0;
+    let b = loop {
+        // The server releases A's lock once its backend has exited.
+        match WriteBehind::open_postgres(config(&table)) {
+            Ok(b) => break b,
+            Err(e) if waited < 50 => {
+                let _ = e;
+                waited += 1;
+                thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    let mut wb_ = b.writer().unwrap();
+    for i in 0..5 {
+        wb_.put(b"k", format!("b{i}").as_bytes()).unwrap();
+    }
+    drop(wb_);
+    b.close().unwrap();
+    assert_eq!(rows(&table)[&b"k".to_vec()], (6, Some(b"b4".to_vec())));
+
+    // A writes again: its version 2 would lose to B's 6 under the guard; the
+    // store refuses instead, and says why.
+    wa.put(b"k", b"a2").unwrap();
+    let err = a.sync_timeout(Duration::from_millis(500)).unwrap_err();
+    let stats = a.stats();
+    let last = stats.last_store_error.clone().expect("a store error");
+    assert!(
+        last.message.contains("opened by another cache"),
+        "{err:?} {stats:?}"
+    );
+    assert!(!stats.healthy);
+    drop(wa);
+    let err = a.close().unwrap_err();
+    assert!(
+        format!("{err}").contains("opened by another cache"),
+        "{err}"
+    );
+    assert_eq!(rows(&table)[&b"k".to_vec()], (6, Some(b"b4".to_vec())));
 }

@@ -39,10 +39,19 @@
 //!
 //! # Ownership
 //!
-//! The store's session holds a PostgreSQL advisory lock named after the table
-//! (re-taken after every reconnect): a second cache on the same table would
-//! version keys independently and the guard would drop its updates, so it is
-//! refused.
+//! A second cache on the same table would version keys independently and the
+//! guard would drop its updates, so the table has one owner at a time:
+//!
+//! - The store's session holds a PostgreSQL advisory lock keyed on the
+//!   table's OID (so `t` and `public.t` are the same lock), re-taken after
+//!   every reconnect; a second opener is refused.
+//! - At open, the owner bumps the table's *epoch* in `writebehind_owners`
+//!   (a side table in the same schema, created if missing). After a
+//!   reconnect the store checks the epoch: if another cache opened the table
+//!   while this one was disconnected, the store is *fenced*: it refuses every
+//!   further write with an error naming what happened (the cache turns
+//!   unhealthy, `sync` and `close` report it) instead of letting the guard
+//!   silently drop its updates.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -73,7 +82,7 @@ pub struct PgStats {
     pub rows_applied: u64,
     /// Batch statements that failed.
     pub failures: u64,
-    /// Connections opened after the first one.
+    /// Connections opened after the first one (successfully).
     pub reconnects: u64,
 }
 
@@ -113,6 +122,14 @@ pub struct PgStore {
     /// The table, quoted for SQL.
     table: String,
     upsert_sql: String,
+    /// The side table of owner epochs, quoted.
+    owners: String,
+    /// The table's OID (the advisory lock's and the owners table's key).
+    oid: i64,
+    /// The epoch this store took at open.
+    epoch: i64,
+    /// Set once another cache took the table: every write fails with it.
+    fenced: Option<String>,
     conn: Option<Conn>,
     counters: Arc<Counters>,
 }
@@ -138,17 +155,20 @@ const COLUMNS: [(&str, &str, bool); 3] = [
     ("value", "bytea", false),
 ];
 
-/// First half of the advisory lock key (the second is a hash of the table's
-/// name): "wb" in ASCII, so the locks are recognisable in `pg_locks`.
-const LOCK_CLASS: i32 = 0x7762;
+/// High 32 bits of the advisory lock key (the low 32 are the table's OID):
+/// "wb" in ASCII, so the locks are recognisable in `pg_locks`.
+const LOCK_CLASS: i64 = 0x7762;
+
+/// The side table of owner epochs, per schema.
+const OWNERS_TABLE: &str = "writebehind_owners";
 
 impl PgStore {
     /// Connects to `config.postgres.url`, creates the table if missing or
-    /// checks it if present, takes the table's advisory lock, and returns the
-    /// store behind its thread adapter, ready for [`WriteBehind::with_store`](crate::WriteBehind::with_store).
+    /// checks it if present, takes ownership of the table (advisory lock and
+    /// epoch), and returns the store behind its thread adapter, ready for
+    /// [`WriteBehind::with_store`](crate::WriteBehind::with_store).
     pub fn open(config: &Config) -> Result<Blocking<PgStore>, Error> {
-        let store = Self::connect(&config.postgres)?;
-        Ok(Blocking::new(store, config.batches_in_flight_max))
+        Ok(Blocking::new(Self::connect(&config.postgres)?))
     }
 
     /// The store itself, connected, its table created or checked and locked,
@@ -165,12 +185,27 @@ impl PgStore {
         if pg.get_application_name().is_none() {
             pg.application_name("writebehind");
         }
-        let table = cfg
-            .table
-            .split('.')
-            .map(|p| format!("\"{p}\""))
-            .collect::<Vec<_>>()
-            .join(".");
+        // A peer that vanished without closing the TCP connection (a crashed
+        // host, a dropped route) would otherwise hold the store thread for
+        // the kernel's 2-hour keepalive default. Kept if the URL sets it.
+        if pg.get_keepalives_idle() == std::time::Duration::from_secs(2 * 60 * 60) {
+            pg.keepalives_idle(std::time::Duration::from_secs(10));
+            pg.keepalives_interval(std::time::Duration::from_secs(2));
+            pg.keepalives_retries(3);
+        }
+        let quote = |parts: &[&str]| {
+            parts
+                .iter()
+                .map(|p| format!("\"{p}\""))
+                .collect::<Vec<_>>()
+                .join(".")
+        };
+        let parts: Vec<&str> = cfg.table.split('.').collect();
+        let table = quote(&parts);
+        let owners = match parts.as_slice() {
+            [schema, _] => quote(&[schema, OWNERS_TABLE]),
+            _ => quote(&[OWNERS_TABLE]),
+        };
         let upsert_sql = format!(
             "INSERT INTO {table} AS t (key, version, value) \
              SELECT * FROM unnest($1::bytea[], $2::int8[], $3::bytea[]) \
@@ -182,10 +217,14 @@ impl PgStore {
             pg,
             table,
             upsert_sql,
+            owners,
+            oid: 0,
+            epoch: 0,
+            fenced: None,
             conn: None,
             counters: Arc::default(),
         };
-        store.ensure_table()?;
+        store.oid = store.ensure_table()?;
         let conn = store.open_conn().map_err(|e| Error::Database(e.message))?;
         store.conn = Some(conn);
         Ok(store)
@@ -200,8 +239,9 @@ impl PgStore {
         Error::Database(format!("{} ({what}): {}", self.cfg.table, describe(&e)))
     }
 
-    /// Creates the table if missing, then checks its shape.
-    fn ensure_table(&mut self) -> Result<(), Error> {
+    /// Creates the table (and the owners table) if missing, then checks its
+    /// shape. Returns its OID.
+    fn ensure_table(&mut self) -> Result<i64, Error> {
         let mut client = self
             .pg
             .connect(NoTls)
@@ -213,6 +253,12 @@ impl PgStore {
         client
             .batch_execute(&create)
             .map_err(|e| self.db_err("creating the table", e))?;
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {} (tbl bigint PRIMARY KEY, epoch bigint NOT NULL)",
+                self.owners
+            ))
+            .map_err(|e| self.db_err("creating the owners table", e))?;
         let columns = client
             .query(
                 "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull \
@@ -254,6 +300,7 @@ impl PgStore {
                 "SELECT count(*) FROM pg_index i \
                  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
                  WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indnkeyatts = 1 \
+                   AND i.indimmediate AND i.indisvalid AND i.indisready \
                    AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attname = 'key'",
                 &[&self.table],
             )
@@ -261,19 +308,24 @@ impl PgStore {
             .get(0);
         if unique == 0 {
             return Err(Error::Database(format!(
-                "table {} has no unique index on (key) alone; the upsert needs one (PRIMARY KEY (key))",
+                "table {} has no valid, non-deferrable unique index on (key) alone; the upsert needs one (PRIMARY KEY (key))",
                 self.cfg.table
             )));
         }
+        let oid: i64 = client
+            .query_one("SELECT to_regclass($1)::oid::bigint", &[&self.table])
+            .map_err(|e| self.db_err("reading the table's oid", e))?
+            .get(0);
         client
             .close()
             .map_err(|e| self.db_err("disconnecting", e))?;
-        Ok(())
+        Ok(oid)
     }
 
     /// Opens the session batches are written on: the advisory lock, the
-    /// statement timeout, the prepared upsert.
-    fn open_conn(&self) -> Result<Conn, StoreError> {
+    /// owner epoch (taken at open, checked after), the statement timeout,
+    /// the prepared upsert.
+    fn open_conn(&mut self) -> Result<Conn, StoreError> {
         let fail = |what: &str, e: postgres::Error| {
             StoreError::new(
                 classify(&e),
@@ -281,21 +333,54 @@ impl PgStore {
             )
         };
         let mut client = self.pg.connect(NoTls).map_err(|e| fail("connecting", e))?;
+        let lock_key = (LOCK_CLASS << 32) | self.oid;
         let locked: bool = client
-            .query_one(
-                "SELECT pg_try_advisory_lock($1, hashtext($2))",
-                &[&LOCK_CLASS, &self.table],
-            )
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&lock_key])
             .map_err(|e| fail("taking the table's advisory lock", e))?
             .get(0);
         if !locked {
             return Err(StoreError::new(
                 StoreErrorKind::Other,
                 format!(
-                    "table {} is in use by another writebehind session (advisory lock ({LOCK_CLASS}, hashtext('{}')) is held)",
-                    self.cfg.table, self.table
+                    "table {} is in use by another writebehind session (advisory lock {lock_key} is held)",
+                    self.cfg.table
                 ),
             ));
+        }
+        if self.epoch == 0 {
+            // Opening: take the table.
+            self.epoch = client
+                .query_one(
+                    &format!(
+                        "INSERT INTO {o} AS o (tbl, epoch) VALUES ($1, 1) \
+                         ON CONFLICT (tbl) DO UPDATE SET epoch = o.epoch + 1 RETURNING epoch",
+                        o = self.owners
+                    ),
+                    &[&self.oid],
+                )
+                .map_err(|e| fail("taking the table's owner epoch", e))?
+                .get(0);
+        } else {
+            // Reconnecting: still ours?
+            let epoch: Option<i64> = client
+                .query_opt(
+                    &format!("SELECT epoch FROM {} WHERE tbl = $1", self.owners),
+                    &[&self.oid],
+                )
+                .map_err(|e| fail("reading the table's owner epoch", e))?
+                .map(|r| r.get(0));
+            if epoch != Some(self.epoch) {
+                let why = format!(
+                    "table {} was opened by another cache while this one was disconnected (owner epoch {} -> {}); \
+                     this cache no longer writes to it: its unsynced updates are not in the table",
+                    self.cfg.table,
+                    self.epoch,
+                    epoch.map_or("none".into(), |e| e.to_string())
+                );
+                self.fenced = Some(why.clone());
+                // Dropping the client ends the session and its lock.
+                return Err(StoreError::new(StoreErrorKind::Other, why));
+            }
         }
         client
             .batch_execute(&format!(
@@ -310,9 +395,13 @@ impl PgStore {
     }
 
     fn conn(&mut self) -> Result<&mut Conn, StoreError> {
+        if let Some(why) = &self.fenced {
+            return Err(StoreError::new(StoreErrorKind::Other, why.clone()));
+        }
         if self.conn.is_none() {
+            let conn = self.open_conn()?;
             self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
-            self.conn = Some(self.open_conn()?);
+            self.conn = Some(conn);
         }
         self.conn
             .as_mut()
@@ -399,6 +488,7 @@ impl BlockingStore for PgStore {
                 )));
             }
             records += 1;
+            // The count above saw the same snapshot; this only guards it.
             if records > max {
                 return Err(Error::TooManyRows { rows: records, max });
             }
@@ -503,6 +593,10 @@ impl BlockingStore for PgStore {
                 Err(e)
             }
         }
+    }
+
+    fn after_panic(&mut self) {
+        self.conn = None;
     }
 
     fn close(&mut self) -> Result<(), StoreError> {

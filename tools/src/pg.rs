@@ -39,6 +39,35 @@ pub fn baseline_table(table: &str) -> String {
     format!("{table}_per_update")
 }
 
+/// `table` (`name` or `schema.name`, already validated) quoted for SQL, so
+/// names that are keywords work as they do in `PgStore`.
+pub fn quoted(table: &str) -> String {
+    table
+        .split('.')
+        .map(|p| format!("\"{p}\""))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// `url` without its password (`user:password@` or `password=` in the
+/// query string or a key=value string).
+pub fn redact(url: &str) -> String {
+    let mut out = url.to_string();
+    if let (Some(s), Some(at)) = (out.find("://"), out.rfind('@')) {
+        if let Some(colon) = out[s + 3..at].find(':') {
+            out.replace_range(s + 3 + colon + 1..at, "***");
+        }
+    }
+    if let Some(i) = out.find("password=") {
+        let start = i + "password=".len();
+        let end = out[start..]
+            .find(['&', ' '])
+            .map_or(out.len(), |e| start + e);
+        out.replace_range(start..end, "***");
+    }
+    out
+}
+
 #[cfg(feature = "postgres")]
 mod imp {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -56,21 +85,8 @@ mod imp {
     use crate::workload::Workload;
 
     fn connect(url: &str) -> Result<Client, String> {
-        Client::connect(url, NoTls).map_err(|e| format!("connecting to {}: {e}", redact(url)))
-    }
-
-    /// `url` without a password.
-    pub fn redact(url: &str) -> String {
-        match (url.find("://"), url.find('@')) {
-            (Some(s), Some(at)) if at > s => {
-                let userinfo = &url[s + 3..at];
-                match userinfo.split_once(':') {
-                    Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-                    None => url.to_string(),
-                }
-            }
-            _ => url.to_string(),
-        }
+        Client::connect(url, NoTls)
+            .map_err(|e| format!("connecting to {}: {e}", super::redact(url)))
     }
 
     /// The handle `open` returns.
@@ -98,10 +114,18 @@ mod imp {
         }
         .validate()
         .map_err(|e| e.to_string())?;
+        // The baseline's table name must fit PostgreSQL's 63 bytes too, or
+        // it would be truncated onto something else.
+        if table.rsplit('.').next().map_or(0, str::len) + "_per_update".len() > 63 {
+            return Err(format!(
+                "--pg-table {table}: at most 52 bytes (the baseline uses {table}_per_update)"
+            ));
+        }
         let mut c = connect(url)?;
         c.batch_execute(&format!(
-            "DROP TABLE IF EXISTS {table}; DROP TABLE IF EXISTS {}",
-            super::baseline_table(table)
+            "DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {}",
+            super::quoted(table),
+            super::quoted(&super::baseline_table(table))
         ))
         .map_err(|e| format!("dropping the bench tables: {e}"))
     }
@@ -120,10 +144,7 @@ mod imp {
         };
         let store = PgStore::connect(&config.postgres).map_err(|e| e.to_string())?;
         let stats = store.stats();
-        Ok((
-            Box::new(Blocking::new(store, config.batches_in_flight_max)),
-            stats,
-        ))
+        Ok((Box::new(Blocking::new(store)), stats))
     }
 
     /// Baseline: each writer thread has its own connection and sends every
@@ -138,13 +159,14 @@ mod imp {
         clock: &Clock,
     ) -> Result<(BaselineResult, Histogram<u64>), String> {
         let table = super::baseline_table(table);
+        let q = super::quoted(&table);
         connect(url)?
             .batch_execute(&format!(
-                "CREATE TABLE {table} (key bytea PRIMARY KEY, version bigint NOT NULL, value bytea)"
+                "CREATE TABLE {q} (key bytea PRIMARY KEY, version bigint NOT NULL, value bytea)"
             ))
             .map_err(|e| format!("creating {table}: {e}"))?;
         let sql = format!(
-            "INSERT INTO {table} AS t (key, version, value) VALUES ($1, $2, $3) \
+            "INSERT INTO {q} AS t (key, version, value) VALUES ($1, $2, $3) \
              ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, value = EXCLUDED.value \
              WHERE t.version < EXCLUDED.version"
         );
@@ -214,7 +236,10 @@ mod imp {
     /// Rows the cache's table holds.
     pub fn count_rows(url: &str, table: &str) -> Result<u64, String> {
         let n: i64 = connect(url)?
-            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .query_one(
+                &format!("SELECT count(*) FROM {}", super::quoted(table)),
+                &[],
+            )
             .map_err(|e| e.to_string())?
             .get(0);
         Ok(n as u64)
@@ -245,11 +270,6 @@ mod imp {
 
     const MISSING: &str = "this wb was built without PostgreSQL support; rebuild with the `postgres` feature: \
          cargo run --release -p writebehind-tools --features postgres --bin wb -- bench --store postgres://...";
-
-    /// `url` without a password.
-    pub fn redact(url: &str) -> String {
-        url.split('@').next_back().unwrap_or(url).to_string()
-    }
 
     pub fn reset(_url: &str, _table: &str) -> Result<(), String> {
         Err(MISSING.into())
@@ -284,3 +304,31 @@ mod imp {
 
 #[cfg(not(feature = "postgres"))]
 pub use imp::*;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_passwords_in_every_spelling() {
+        assert_eq!(
+            redact("postgresql://app:s3cret@db:5432/x"),
+            "postgresql://app:***@db:5432/x"
+        );
+        assert_eq!(redact("postgresql://app@db/x"), "postgresql://app@db/x");
+        assert_eq!(
+            redact("postgresql://app@db/x?password=s3cret&sslmode=off"),
+            "postgresql://app@db/x?password=***&sslmode=off"
+        );
+        assert_eq!(
+            redact("host=/run/pg password=s3cret user=app"),
+            "host=/run/pg password=*** user=app"
+        );
+    }
+
+    #[test]
+    fn quoted_quotes_each_part() {
+        assert_eq!(quoted("order"), "\"order\"");
+        assert_eq!(quoted("s.t"), "\"s\".\"t\"");
+    }
+}

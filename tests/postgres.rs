@@ -654,3 +654,49 @@ fn a_cache_that_lost_its_table_during_a_disconnect_is_fenced_not_silently_droppe
     );
     assert_eq!(rows(&table)[&b"k".to_vec()], (6, Some(b"b4".to_vec())));
 }
+
+#[test]
+fn a_connection_killed_in_the_middle_of_a_statement_loses_nothing() {
+    let table = fresh("killed_mid_statement");
+    let mut cfg = config(&table);
+    cfg.postgres.url = url_named("wb_test_mid_statement");
+    let wb = WriteBehind::open_postgres(cfg).unwrap();
+    let mut w = wb.writer().unwrap();
+    w.put(b"first", b"1").unwrap();
+    wb.sync().unwrap();
+
+    // Hold the table so the next batch's statement is running (waiting for
+    // the lock) when its session is killed.
+    let mut locker = client();
+    let mut tx = locker.transaction().unwrap();
+    tx.batch_execute(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+        .unwrap();
+    let keys: Vec<Vec<u8>> = (0..2_000).map(key).collect();
+    for (i, k) in keys.iter().enumerate() {
+        w.put(k, format!("v{i}").as_bytes()).unwrap();
+    }
+    let mut admin = client();
+    let start = Instant::now();
+    let killed = loop {
+        let n = admin
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE application_name = 'wb_test_mid_statement' AND state = 'active' AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .unwrap()
+            .len();
+        if n > 0 || start.elapsed() > Duration::from_secs(10) {
+            break n;
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(killed, 1, "the store's statement never waited on the lock");
+    tx.rollback().unwrap();
+    wb.sync_timeout(Duration::from_secs(30)).unwrap();
+    let stats = wb.stats();
+    assert!(stats.store_errors >= 1 && stats.retries >= 1, "{stats:?}");
+    assert_table_matches_cache(&table, &wb, &keys);
+    drop(w);
+    wb.close().unwrap();
+}

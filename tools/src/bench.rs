@@ -130,6 +130,8 @@ pub struct Params {
     /// PostgreSQL store: the cache's table (emptied at the start; the
     /// per-update baseline uses `TABLE_per_update`).
     pub pg_table: String,
+    /// `Config::batches_in_flight_max`, if not the default.
+    pub batches_in_flight: Option<usize>,
 }
 
 /// Latency summary, nanoseconds.
@@ -209,6 +211,7 @@ pub struct Report {
     pub coalescing_ratio: f64,
     pub batches_per_s: f64,
     pub mean_batch_records: f64,
+    pub batches_in_flight_max: usize,
     pub durable_lag_p99_ns: u64,
     pub dirty_keys_max_seen: u64,
     pub ring_full_events: u64,
@@ -333,6 +336,9 @@ pub fn run(p: &Params) -> Result<Report, String> {
         value_bytes_max: p.value_bytes.max(64),
         key_bytes_max: p.key_bytes.max(16),
         flusher_core: (p.pin && cores > 1).then_some(cores - 1),
+        batches_in_flight_max: p
+            .batches_in_flight
+            .unwrap_or(Config::default().batches_in_flight_max),
         ..Config::default()
     };
     let temp = match (&p.store, &p.dir) {
@@ -567,6 +573,7 @@ pub fn run(p: &Params) -> Result<Report, String> {
         coalescing_ratio: (after.drained_ops - before.drained_ops) as f64 / persisted.max(1.0),
         batches_per_s: batches / window,
         mean_batch_records: persisted / batches.max(1.0),
+        batches_in_flight_max: config.batches_in_flight_max,
         durable_lag_p99_ns: lag.lock().map(|h| h.value_at_quantile(0.99)).unwrap_or(0),
         dirty_keys_max_seen: dirty_max.load(Ordering::Relaxed),
         ring_full_events: after.ring_full_events - before.ring_full_events,
@@ -881,8 +888,8 @@ pub fn print_table(r: &Report) {
         r.coalescing_ratio
     );
     println!(
-        "  batches/s              {:>14.1}  (mean {:.0} records)",
-        r.batches_per_s, r.mean_batch_records
+        "  batches/s              {:>14.1}  (mean {:.0} records, at most {} in flight)",
+        r.batches_per_s, r.mean_batch_records, r.batches_in_flight_max
     );
     println!("  durable lag p99        {:>14}", ns(r.durable_lag_p99_ns));
     println!("  dirty keys, max seen   {:>14}", r.dirty_keys_max_seen);

@@ -161,6 +161,9 @@ struct BenchArgs {
     /// Skip the baselines.
     #[arg(long)]
     no_baselines: bool,
+    /// Config::batches_in_flight_max (default: the library's, 4).
+    #[arg(long)]
+    batches_in_flight: Option<usize>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -307,6 +310,7 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
         progress: true,
         label: if game { "game" } else { "standard" },
         pg_table: a.pg_table.clone(),
+        batches_in_flight: a.batches_in_flight,
     };
     let report = bench::run(&params)?;
     if let (Some(path), Some(h)) = (&a.hgrm, &report.histogram) {

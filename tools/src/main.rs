@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Closed-loop put throughput of the cache over a store.
-    Bench(BenchArgs),
+    Bench(Box<BenchArgs>),
     /// Segments, records, live keys, dead bytes and versions of a store directory.
     Inspect(DirArgs),
     /// Check every record of a store directory; exit 1 on corruption, naming segment and offset.

@@ -110,6 +110,9 @@ pub(crate) struct Flusher<S> {
     /// Batches cut and not yet durable, in seq order; `len() <=
     /// batches_in_flight_max`.
     in_flight: VecDeque<InFlight>,
+    /// Most batches in flight: `Config::batches_in_flight_max`, or less if
+    /// the store asks for less ([`Store::in_flight_max`]).
+    in_flight_max: usize,
     /// Next batch number (starts at 1).
     next_seq: u64,
     /// Every batch with `seq <= durable_seq` is durable. Only grows.
@@ -158,6 +161,11 @@ impl<S: Store> Flusher<S> {
             keys,
             dirty: VecDeque::with_capacity(config.dirty_keys_max.min(1 << 20)),
             in_flight: VecDeque::with_capacity(config.batches_in_flight_max),
+            in_flight_max: store
+                .in_flight_max()
+                .map_or(config.batches_in_flight_max, |n| {
+                    n.clamp(1, config.batches_in_flight_max)
+                }),
             consumers,
             shared,
             store,
@@ -420,7 +428,7 @@ impl<S: Store> Flusher<S> {
                 // makes the store force everything before it.
                 let gen = c.gen;
                 if self.shared.config.durability == Durability::None {
-                    if self.in_flight.len() < self.shared.config.batches_in_flight_max {
+                    if self.in_flight.len() < self.in_flight_max {
                         let seq = self.submit_sync_point();
                         self.barriers.push_back((gen, seq));
                         self.collecting = None;
@@ -521,7 +529,7 @@ impl<S: Store> Flusher<S> {
             if !due {
                 break;
             }
-            if self.in_flight.len() >= self.shared.config.batches_in_flight_max {
+            if self.in_flight.len() >= self.in_flight_max {
                 self.cut_blocked = true;
                 break;
             }
@@ -681,7 +689,7 @@ impl<S: Store> Flusher<S> {
             return false;
         };
         if cursor < end {
-            if self.in_flight.len() >= shared.config.batches_in_flight_max {
+            if self.in_flight.len() >= self.in_flight_max {
                 return false;
             }
             let config = &shared.config;
@@ -863,7 +871,7 @@ impl<S: Store> Flusher<S> {
         // The oldest dirty key's deadline matters only if a batch could be
         // cut for it; with every in-flight slot taken, the next event is a
         // completion (or a retry time), not a deadline.
-        let can_cut = self.in_flight.len() < config.batches_in_flight_max;
+        let can_cut = self.in_flight.len() < self.in_flight_max;
         if let Some(d) = self.dirty.front().filter(|_| can_cut) {
             let due = d.since_ns + config.flush_interval.as_nanos() as u64;
             wait_ns = wait_ns.min(due.saturating_sub(now));

@@ -593,3 +593,70 @@ fn values_of_all_sizes_round_trip() {
         assert_eq!(state[&key(i as u64)].1.as_ref().unwrap().len(), n);
     }
 }
+
+/// G6: a store that asks for fewer batches in flight than the config allows
+/// (`Store::in_flight_max`, as the `Blocking` adapter does) never gets more,
+/// and a sync barrier still completes through it.
+#[test]
+fn g6_the_store_can_lower_the_in_flight_bound() {
+    use writebehind::{Batch, Completion, RecoveryReport, Store};
+
+    #[derive(Debug)]
+    struct OneAtATime {
+        inner: MemStore,
+        max_seen: Arc<std::sync::atomic::AtomicUsize>,
+    }
+    impl Store for OneAtATime {
+        fn backend(&self) -> &'static str {
+            "one-at-a-time"
+        }
+        fn recover(
+            &mut self,
+            visit: &mut dyn FnMut(writebehind::record::RecordRef<'_>),
+        ) -> Result<RecoveryReport, Error> {
+            self.inner.recover(visit)
+        }
+        fn submit(&mut self, batch: Batch) {
+            let now = self.inner.in_flight() + 1;
+            self.max_seen.fetch_max(now, Ordering::Relaxed);
+            self.inner.submit(batch);
+        }
+        fn poll(&mut self, out: &mut Vec<Completion>, timeout: Duration) {
+            // Slow, so a flusher that ignored the bound would queue more.
+            thread::sleep(Duration::from_micros(300));
+            self.inner.poll(out, timeout);
+        }
+        fn in_flight(&self) -> usize {
+            self.inner.in_flight()
+        }
+        fn in_flight_max(&self) -> Option<usize> {
+            Some(1)
+        }
+    }
+
+    let max_seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let inner = MemStore::new();
+    let data = inner.data();
+    let config = Config {
+        batches_in_flight_max: 8,
+        batch_ops_max: 16,
+        ..small_config()
+    };
+    let wb = WriteBehind::with_store(
+        OneAtATime {
+            inner,
+            max_seen: Arc::clone(&max_seen),
+        },
+        config,
+    )
+    .unwrap();
+    let mut w = wb.writer().unwrap();
+    for i in 0..2_000 {
+        w.put(&key(i), b"v").unwrap();
+    }
+    wb.sync().unwrap();
+    assert_eq!(max_seen.load(Ordering::Relaxed), 1);
+    assert_eq!(store_state(&data).len(), 2_000);
+    drop(w);
+    wb.close().unwrap();
+}

@@ -194,6 +194,10 @@ impl<S: Store> Store for Faulty<S> {
         self.inner.in_flight() + self.held.len()
     }
 
+    fn in_flight_max(&self) -> Option<usize> {
+        self.inner.in_flight_max()
+    }
+
     fn inject_sync_failure(&mut self) -> bool {
         self.inner.inject_sync_failure()
     }

@@ -95,6 +95,14 @@ pub trait Store: Send + 'static {
     /// Batches submitted and not yet returned by `poll`.
     fn in_flight(&self) -> usize;
 
+    /// The most batches this store is worth having in flight, if fewer than
+    /// `Config::batches_in_flight_max` (which bounds it either way). A store
+    /// that works on one batch at a time gains nothing from a queue but the
+    /// time its batches wait in it.
+    fn in_flight_max(&self) -> Option<usize> {
+        None
+    }
+
     /// For stores that compact: (segments, bytes of records stored), from
     /// which the flusher decides when to compact. `None`: never compact.
     fn compaction_stats(&self) -> Option<(usize, u64)> {
@@ -148,6 +156,9 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn in_flight(&self) -> usize {
         (**self).in_flight()
+    }
+    fn in_flight_max(&self) -> Option<usize> {
+        (**self).in_flight_max()
     }
     fn inject_sync_failure(&mut self) -> bool {
         (**self).inject_sync_failure()

@@ -83,6 +83,10 @@ impl<S: Store> Store for Throttled<S> {
         self.queued.len() + self.inner.in_flight()
     }
 
+    fn in_flight_max(&self) -> Option<usize> {
+        self.inner.in_flight_max()
+    }
+
     fn compaction_stats(&self) -> Option<(usize, u64)> {
         self.inner.compaction_stats()
     }

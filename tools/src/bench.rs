@@ -364,12 +364,19 @@ pub fn run(p: &Params) -> Result<Report, String> {
         (StoreSpec::Null, _) => Box::new(NullStore::default()),
         (StoreSpec::Postgres(url), _) => {
             crate::pg::reset(url, &p.pg_table)?;
-            let (store, handle) = crate::pg::open(url, &p.pg_table, &mut config)?;
+            let (store, handle) =
+                crate::pg::open(url, &p.pg_table, &mut config, p.batches_in_flight)?;
             pg_stats = Some(handle);
             store
         }
         _ => return Err("no directory for the file store".into()),
     };
+    // What the flusher will allow: the config's bound, or the store's if lower.
+    let in_flight_max = store
+        .in_flight_max()
+        .map_or(config.batches_in_flight_max, |n| {
+            n.clamp(1, config.batches_in_flight_max)
+        });
     let wb = Arc::new(WriteBehind::with_store(store, config.clone()).map_err(|e| e.to_string())?);
 
     // Sample the flusher while the load runs: durable lag, dirty keys.
@@ -573,7 +580,7 @@ pub fn run(p: &Params) -> Result<Report, String> {
         coalescing_ratio: (after.drained_ops - before.drained_ops) as f64 / persisted.max(1.0),
         batches_per_s: batches / window,
         mean_batch_records: persisted / batches.max(1.0),
-        batches_in_flight_max: config.batches_in_flight_max,
+        batches_in_flight_max: in_flight_max,
         durable_lag_p99_ns: lag.lock().map(|h| h.value_at_quantile(0.99)).unwrap_or(0),
         dirty_keys_max_seen: dirty_max.load(Ordering::Relaxed),
         ring_full_events: after.ring_full_events - before.ring_full_events,

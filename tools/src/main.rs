@@ -161,7 +161,8 @@ struct BenchArgs {
     /// Skip the baselines.
     #[arg(long)]
     no_baselines: bool,
-    /// Config::batches_in_flight_max (default: the library's, 4).
+    /// Config::batches_in_flight_max (default: the library's, 4; a
+    /// PostgreSQL store keeps one in flight unless this is given).
     #[arg(long)]
     batches_in_flight: Option<usize>,
     /// Print one JSON object instead of a table.

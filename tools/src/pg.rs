@@ -131,10 +131,13 @@ mod imp {
     }
 
     /// The cache's store on `table`, and a handle on its counters.
+    /// `in_flight`: batches in flight if not the adapter's one (also capped
+    /// by `config`).
     pub fn open(
         url: &str,
         table: &str,
         config: &mut Config,
+        in_flight: Option<usize>,
     ) -> Result<(Box<dyn Store>, PgStatsHandle), String> {
         config.postgres = PgConfig {
             url: url.to_string(),
@@ -144,7 +147,11 @@ mod imp {
         };
         let store = PgStore::connect(&config.postgres).map_err(|e| e.to_string())?;
         let stats = store.stats();
-        Ok((Box::new(Blocking::new(store)), stats))
+        let store = match in_flight {
+            Some(n) => Blocking::new(store).with_in_flight_max(n),
+            None => Blocking::new(store),
+        };
+        Ok((Box::new(store), stats))
     }
 
     /// Baseline: each writer thread has its own connection and sends every
@@ -279,6 +286,7 @@ mod imp {
         _url: &str,
         _table: &str,
         _config: &mut Config,
+        _in_flight: Option<usize>,
     ) -> Result<(Box<dyn Store>, Handle), String> {
         Err(MISSING.into())
     }

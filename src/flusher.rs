@@ -108,7 +108,7 @@ pub(crate) struct Flusher<S> {
     dirty_enqueued: u64,
     dirty_dequeued: u64,
     /// Batches cut and not yet durable, in seq order; `len() <=
-    /// batches_in_flight_max`.
+    /// in_flight_max`.
     in_flight: VecDeque<InFlight>,
     /// Most batches in flight: `Config::batches_in_flight_max`, or less if
     /// the store asks for less ([`Store::in_flight_max`]).

@@ -595,18 +595,20 @@ fn values_of_all_sizes_round_trip() {
 }
 
 /// G6: a store that asks for fewer batches in flight than the config allows
-/// (`Store::in_flight_max`, as the `Blocking` adapter does) never gets more,
-/// and a sync barrier still completes through it.
+/// (`Store::in_flight_max`, as the `Blocking` adapter does) never gets more:
+/// not for regular batches, sync points under `Durability::None`, or retries
+/// of failed batches; and every sync barrier still completes.
 #[test]
 fn g6_the_store_can_lower_the_in_flight_bound() {
-    use writebehind::{Batch, Completion, RecoveryReport, Store};
+    use std::sync::atomic::AtomicUsize;
+    use writebehind::{Batch, Completion, Durability, RecoveryReport, Store};
 
     #[derive(Debug)]
-    struct OneAtATime {
-        inner: MemStore,
-        max_seen: Arc<std::sync::atomic::AtomicUsize>,
+    struct OneAtATime<S> {
+        inner: S,
+        max_seen: Arc<AtomicUsize>,
     }
-    impl Store for OneAtATime {
+    impl<S: Store> Store for OneAtATime<S> {
         fn backend(&self) -> &'static str {
             "one-at-a-time"
         }
@@ -617,8 +619,8 @@ fn g6_the_store_can_lower_the_in_flight_bound() {
             self.inner.recover(visit)
         }
         fn submit(&mut self, batch: Batch) {
-            let now = self.inner.in_flight() + 1;
-            self.max_seen.fetch_max(now, Ordering::Relaxed);
+            self.max_seen
+                .fetch_max(self.inner.in_flight() + 1, Ordering::Relaxed);
             self.inner.submit(batch);
         }
         fn poll(&mut self, out: &mut Vec<Completion>, timeout: Duration) {
@@ -634,29 +636,40 @@ fn g6_the_store_can_lower_the_in_flight_bound() {
         }
     }
 
-    let max_seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let inner = MemStore::new();
-    let data = inner.data();
-    let config = Config {
-        batches_in_flight_max: 8,
-        batch_ops_max: 16,
-        ..small_config()
-    };
-    let wb = WriteBehind::with_store(
-        OneAtATime {
-            inner,
+    for durability in [Durability::Batch, Durability::None] {
+        let max_seen = Arc::new(AtomicUsize::new(0));
+        let mem = MemStore::new();
+        let data = mem.data();
+        let plan = FaultPlan::new();
+        let config = Config {
+            batches_in_flight_max: 8,
+            batch_ops_max: 16,
+            durability,
+            retry_backoff_min: Duration::from_micros(100),
+            retry_backoff_max: Duration::from_millis(2),
+            ..small_config()
+        };
+        let store = OneAtATime {
+            inner: Faulty::new(mem, plan.clone()),
             max_seen: Arc::clone(&max_seen),
-        },
-        config,
-    )
-    .unwrap();
-    let mut w = wb.writer().unwrap();
-    for i in 0..2_000 {
-        w.put(&key(i), b"v").unwrap();
+        };
+        let wb = WriteBehind::with_store(store, config).unwrap();
+        let mut w = wb.writer().unwrap();
+        for i in 0..2_000 {
+            if i == 500 {
+                plan.fail_next(3, StoreErrorKind::Write);
+            }
+            w.put(&key(i), b"v").unwrap();
+            if i % 400 == 399 {
+                wb.sync().unwrap();
+            }
+        }
+        wb.sync().unwrap();
+        let stats = wb.stats();
+        assert!(stats.retries >= 3, "{durability:?}: {stats:?}");
+        assert_eq!(max_seen.load(Ordering::Relaxed), 1, "{durability:?}");
+        assert_eq!(store_state(&data).len(), 2_000);
+        drop(w);
+        wb.close().unwrap();
     }
-    wb.sync().unwrap();
-    assert_eq!(max_seen.load(Ordering::Relaxed), 1);
-    assert_eq!(store_state(&data).len(), 2_000);
-    drop(w);
-    wb.close().unwrap();
 }

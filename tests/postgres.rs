@@ -619,7 +619,7 @@ fn a_cache_that_lost_its_table_during_a_disconnect_is_fenced_not_silently_droppe
         // The server releases A's lock once its backend has exited.
         match WriteBehind::open_postgres(config(&table)) {
             Ok(b) => break b,
-            Err(e) if waited < 50 => {
+            Err(e) if waited < 250 => {
                 let _ = e;
                 waited += 1;
                 thread::sleep(Duration::from_millis(20));
@@ -699,4 +699,95 @@ fn a_connection_killed_in_the_middle_of_a_statement_loses_nothing() {
     assert_table_matches_cache(&table, &wb, &keys);
     drop(w);
     wb.close().unwrap();
+}
+
+#[test]
+fn a_table_recreated_while_the_cache_was_disconnected_fences_it() {
+    let table = fresh("recreated");
+    let mut cfg = config(&table);
+    cfg.postgres.url = url_named("wb_test_recreated");
+    cfg.close_timeout = Duration::from_millis(500);
+    let wb = WriteBehind::open_postgres(cfg).unwrap();
+    let mut w = wb.writer().unwrap();
+    w.put(b"k", b"1").unwrap();
+    wb.sync().unwrap();
+    let mut admin = client();
+    let killed = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'wb_test_recreated'",
+            &[],
+        )
+        .unwrap()
+        .len();
+    assert_eq!(killed, 1);
+    admin
+        .batch_execute(&format!(
+            "DROP TABLE {table}; CREATE TABLE {table} (key bytea PRIMARY KEY, version bigint NOT NULL, value bytea)"
+        ))
+        .unwrap();
+    w.put(b"k", b"2").unwrap();
+    assert!(wb.sync_timeout(Duration::from_millis(500)).is_err());
+    let last = wb.stats().last_store_error.expect("a store error");
+    assert!(
+        last.message.contains("not the table this cache opened"),
+        "{last:?}"
+    );
+    drop(w);
+    assert!(wb.close().is_err());
+    assert!(rows(&table).is_empty());
+}
+
+/// `url()` with another user name.
+fn url_as(user: &str) -> String {
+    let u = url();
+    match (u.find("://"), u.find('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}{user}{}", &u[..s + 3], &u[at..]),
+        (Some(s), _) => format!("{}{user}@{}", &u[..s + 3], &u[s + 3..]),
+        _ => format!("{u} user={user}"),
+    }
+}
+
+#[test]
+fn a_role_without_create_rights_opens_an_existing_table() {
+    let table = fresh("least_privilege");
+    // The tables exist (as a deployment would create them); the cache's
+    // role may only read and write them.
+    WriteBehind::open_postgres(config(&table))
+        .unwrap()
+        .close()
+        .unwrap();
+    let mut admin = client();
+    admin
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS wb_limited; CREATE ROLE wb_limited LOGIN;
+             REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+             GRANT USAGE ON SCHEMA public TO wb_limited;
+             GRANT SELECT, INSERT, UPDATE ON {table}, writebehind_owners TO wb_limited"
+        ))
+        .unwrap();
+    let mut cfg = config(&table);
+    cfg.postgres.url = url_as("wb_limited");
+    let result = WriteBehind::open_postgres(cfg);
+    let cleanup = || {
+        client()
+            .batch_execute(&format!(
+                "REVOKE ALL ON {table}, writebehind_owners FROM wb_limited;
+                 REVOKE USAGE ON SCHEMA public FROM wb_limited; DROP ROLE wb_limited"
+            ))
+            .unwrap();
+    };
+    let wb = match result {
+        Ok(wb) => wb,
+        Err(e) => {
+            cleanup();
+            panic!("{e:?}");
+        }
+    };
+    let mut w = wb.writer().unwrap();
+    w.put(b"k", b"v").unwrap();
+    wb.sync().unwrap();
+    drop(w);
+    wb.close().unwrap();
+    cleanup();
+    assert_eq!(rows(&table)[&b"k".to_vec()], (1, Some(b"v".to_vec())));
 }

@@ -119,15 +119,19 @@ impl PgStatsHandle {
 pub struct PgStore {
     cfg: PgConfig,
     pg: postgres::Config,
-    /// The table, quoted for SQL.
+    /// The table, schema-qualified (resolved once, at open, so a reconnect
+    /// under another `search_path` cannot land elsewhere), quoted for SQL.
     table: String,
+    /// The same, unquoted (`schema.name`): the owner key and lock name.
+    qualified: String,
     upsert_sql: String,
-    /// The side table of owner epochs, quoted.
+    /// The side table of owner epochs in the table's schema, quoted.
     owners: String,
-    /// The table's OID (the advisory lock's and the owners table's key).
+    /// The table's OID at open: a reconnect that finds another table under
+    /// the name fences the store.
     oid: i64,
     /// The epoch this store took at open.
-    epoch: i64,
+    epoch: Option<i64>,
     /// Set once another cache took the table: every write fails with it.
     fenced: Option<String>,
     conn: Option<Conn>,
@@ -154,6 +158,49 @@ const COLUMNS: [(&str, &str, bool); 3] = [
     ("version", "bigint", true),
     ("value", "bytea", false),
 ];
+
+/// The owners table's columns.
+const OWNER_COLUMNS: [(&str, &str, bool); 2] = [("tbl", "text", true), ("epoch", "bigint", true)];
+
+/// Checks that `table` (quoted) has exactly `expected` columns, in order;
+/// `name` is how errors call it.
+fn check_columns(
+    client: &mut Client,
+    table: &str,
+    name: &str,
+    expected: &[(&str, &str, bool)],
+) -> Result<(), Error> {
+    let found: Vec<(String, String, bool)> = client
+        .query(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull \
+             FROM pg_attribute a \
+             WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped \
+             ORDER BY a.attnum",
+            &[&table],
+        )
+        .map_err(|e| Error::Database(format!("{name} (reading its columns): {}", describe(&e))))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let matches = found.len() == expected.len()
+        && found
+            .iter()
+            .zip(expected)
+            .all(|(f, (n, ty, not_null))| f.0 == *n && f.1 == *ty && f.2 == *not_null);
+    if matches {
+        return Ok(());
+    }
+    let show = |cols: &mut dyn Iterator<Item = (&str, &str, bool)>| {
+        cols.map(|(n, t, nn)| format!("{n} {t}{}", if nn { " NOT NULL" } else { "" }))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Err(Error::Database(format!(
+        "table {name} has columns ({}), expected exactly ({}); use another table or migrate this one",
+        show(&mut found.iter().map(|(n, t, nn)| (n.as_str(), t.as_str(), *nn))),
+        show(&mut expected.iter().copied())
+    )))
+}
 
 /// High 32 bits of the advisory lock key (the low 32 are the table's OID):
 /// "wb" in ASCII, so the locks are recognisable in `pg_locks`.
@@ -193,38 +240,31 @@ impl PgStore {
             pg.keepalives_interval(std::time::Duration::from_secs(2));
             pg.keepalives_retries(3);
         }
-        let quote = |parts: &[&str]| {
-            parts
-                .iter()
-                .map(|p| format!("\"{p}\""))
-                .collect::<Vec<_>>()
-                .join(".")
-        };
-        let parts: Vec<&str> = cfg.table.split('.').collect();
-        let table = quote(&parts);
-        let owners = match parts.as_slice() {
-            [schema, _] => quote(&[schema, OWNERS_TABLE]),
-            _ => quote(&[OWNERS_TABLE]),
-        };
-        let upsert_sql = format!(
-            "INSERT INTO {table} AS t (key, version, value) \
-             SELECT * FROM unnest($1::bytea[], $2::int8[], $3::bytea[]) \
-             ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, value = EXCLUDED.value \
-             WHERE t.version < EXCLUDED.version"
-        );
         let mut store = PgStore {
             cfg: cfg.clone(),
             pg,
-            table,
-            upsert_sql,
-            owners,
+            table: quote(&cfg.table.split('.').collect::<Vec<_>>()),
+            qualified: String::new(),
+            upsert_sql: String::new(),
+            owners: String::new(),
             oid: 0,
-            epoch: 0,
+            epoch: None,
             fenced: None,
             conn: None,
             counters: Arc::default(),
         };
-        store.oid = store.ensure_table()?;
+        let (oid, schema, name) = store.ensure_table()?;
+        store.oid = oid;
+        store.table = quote(&[&schema, &name]);
+        store.qualified = format!("{schema}.{name}");
+        store.owners = quote(&[&schema, OWNERS_TABLE]);
+        store.upsert_sql = format!(
+            "INSERT INTO {} AS t (key, version, value) \
+             SELECT * FROM unnest($1::bytea[], $2::int8[], $3::bytea[]) \
+             ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, value = EXCLUDED.value \
+             WHERE t.version < EXCLUDED.version",
+            store.table
+        );
         let conn = store.open_conn().map_err(|e| Error::Database(e.message))?;
         store.conn = Some(conn);
         Ok(store)
@@ -239,62 +279,60 @@ impl PgStore {
         Error::Database(format!("{} ({what}): {}", self.cfg.table, describe(&e)))
     }
 
-    /// Creates the table (and the owners table) if missing, then checks its
-    /// shape. Returns its OID.
-    fn ensure_table(&mut self) -> Result<i64, Error> {
+    /// Creates the table if missing (only then: a role without CREATE on
+    /// the schema can open an existing table), checks its shape, creates the
+    /// owners table beside it if missing. Returns the table's OID, schema and
+    /// name.
+    fn ensure_table(&mut self) -> Result<(i64, String, String), Error> {
         let mut client = self
             .pg
             .connect(NoTls)
             .map_err(|e| self.db_err("connecting", e))?;
-        let create = format!(
-            "CREATE TABLE IF NOT EXISTS {} (key bytea PRIMARY KEY, version bigint NOT NULL, value bytea)",
-            self.table
-        );
-        client
-            .batch_execute(&create)
-            .map_err(|e| self.db_err("creating the table", e))?;
-        client
-            .batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {} (tbl bigint PRIMARY KEY, epoch bigint NOT NULL)",
-                self.owners
-            ))
-            .map_err(|e| self.db_err("creating the owners table", e))?;
-        let columns = client
-            .query(
-                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull \
-                 FROM pg_attribute a \
-                 WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped \
-                 ORDER BY a.attnum",
-                &[&self.table],
-            )
-            .map_err(|e| self.db_err("reading the table's columns", e))?;
-        let found: Vec<(String, String, bool)> = columns
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect();
-        let matches = found.len() == COLUMNS.len()
-            && found
-                .iter()
-                .zip(COLUMNS)
-                .all(|(f, (name, ty, not_null))| f.0 == name && f.1 == ty && f.2 == not_null);
-        if !matches {
-            let show = |cols: Vec<(String, String, bool)>| {
-                cols.iter()
-                    .map(|(n, t, nn)| format!("{n} {t}{}", if *nn { " NOT NULL" } else { "" }))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            let expected = COLUMNS
-                .iter()
-                .map(|(n, t, nn)| (n.to_string(), t.to_string(), *nn))
-                .collect();
-            return Err(Error::Database(format!(
-                "table {} has columns ({}), expected exactly ({}); use another table or migrate this one",
-                self.cfg.table,
-                show(found),
-                show(expected)
-            )));
+        let resolve = |client: &mut Client, name: &str| {
+            client
+                .query_opt(
+                    "SELECT c.oid::bigint, n.nspname::text, c.relname::text \
+                     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE c.oid = to_regclass($1)",
+                    &[&name],
+                )
+                .map(|r| r.map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1), r.get(2))))
+        };
+        if resolve(&mut client, &self.table)
+            .map_err(|e| self.db_err("looking the table up", e))?
+            .is_none()
+        {
+            let create = format!(
+                "CREATE TABLE IF NOT EXISTS {} (key bytea PRIMARY KEY, version bigint NOT NULL, value bytea)",
+                self.table
+            );
+            client
+                .batch_execute(&create)
+                .map_err(|e| self.db_err("creating the table", e))?;
         }
+        let (oid, schema, name) = resolve(&mut client, &self.table)
+            .map_err(|e| self.db_err("looking the table up", e))?
+            .ok_or_else(|| {
+                Error::Database(format!("{}: created, but not found", self.cfg.table))
+            })?;
+        let owners = quote(&[&schema, OWNERS_TABLE]);
+        if resolve(&mut client, &owners)
+            .map_err(|e| self.db_err("looking the owners table up", e))?
+            .is_none()
+        {
+            client
+                .batch_execute(&format!(
+                    "CREATE TABLE IF NOT EXISTS {owners} (tbl text PRIMARY KEY, epoch bigint NOT NULL)"
+                ))
+                .map_err(|e| self.db_err("creating the owners table", e))?;
+        }
+        check_columns(&mut client, &self.table, &self.cfg.table, &COLUMNS)?;
+        check_columns(
+            &mut client,
+            &owners,
+            &format!("{schema}.{OWNERS_TABLE}"),
+            &OWNER_COLUMNS,
+        )?;
         let unique: i64 = client
             .query_one(
                 "SELECT count(*) FROM pg_index i \
@@ -312,14 +350,10 @@ impl PgStore {
                 self.cfg.table
             )));
         }
-        let oid: i64 = client
-            .query_one("SELECT to_regclass($1)::oid::bigint", &[&self.table])
-            .map_err(|e| self.db_err("reading the table's oid", e))?
-            .get(0);
         client
             .close()
             .map_err(|e| self.db_err("disconnecting", e))?;
-        Ok(oid)
+        Ok((oid, schema, name))
     }
 
     /// Opens the session batches are written on: the advisory lock, the
@@ -333,61 +367,91 @@ impl PgStore {
             )
         };
         let mut client = self.pg.connect(NoTls).map_err(|e| fail("connecting", e))?;
-        let lock_key = (LOCK_CLASS << 32) | self.oid;
-        let locked: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&lock_key])
-            .map_err(|e| fail("taking the table's advisory lock", e))?
-            .get(0);
+        // Keyed on the qualified name, so a table dropped and recreated under
+        // a running cache is still its: no second cache gets in.
+        let (locked, lock_key): (bool, i64) = client
+            .query_one(
+                "SELECT pg_try_advisory_lock(k), k \
+                 FROM (SELECT ($1::bigint << 32) | (hashtext($2)::bigint & 4294967295) AS k) s",
+                &[&LOCK_CLASS, &self.qualified],
+            )
+            .map(|r| (r.get(0), r.get(1)))
+            .map_err(|e| fail("taking the table's advisory lock", e))?;
         if !locked {
             return Err(StoreError::new(
                 StoreErrorKind::Other,
                 format!(
                     "table {} is in use by another writebehind session (advisory lock {lock_key} is held)",
-                    self.cfg.table
+                    self.qualified
                 ),
             ));
         }
-        if self.epoch == 0 {
-            // Opening: take the table.
-            self.epoch = client
-                .query_one(
-                    &format!(
-                        "INSERT INTO {o} AS o (tbl, epoch) VALUES ($1, 1) \
-                         ON CONFLICT (tbl) DO UPDATE SET epoch = o.epoch + 1 RETURNING epoch",
-                        o = self.owners
-                    ),
-                    &[&self.oid],
-                )
-                .map_err(|e| fail("taking the table's owner epoch", e))?
-                .get(0);
-        } else {
-            // Reconnecting: still ours?
-            let epoch: Option<i64> = client
-                .query_opt(
-                    &format!("SELECT epoch FROM {} WHERE tbl = $1", self.owners),
-                    &[&self.oid],
-                )
-                .map_err(|e| fail("reading the table's owner epoch", e))?
-                .map(|r| r.get(0));
-            if epoch != Some(self.epoch) {
-                let why = format!(
-                    "table {} was opened by another cache while this one was disconnected (owner epoch {} -> {}); \
-                     this cache no longer writes to it: its unsynced updates are not in the table",
-                    self.cfg.table,
-                    self.epoch,
-                    epoch.map_or("none".into(), |e| e.to_string())
-                );
-                self.fenced = Some(why.clone());
-                // Dropping the client ends the session and its lock.
-                return Err(StoreError::new(StoreErrorKind::Other, why));
+        let fence = |this: &mut Self, why: String| {
+            this.fenced = Some(why.clone());
+            // Returning drops the client: the session and its lock end.
+            StoreError::new(StoreErrorKind::Other, why)
+        };
+        match self.epoch {
+            None => {
+                // Opening: take the table.
+                let epoch = client
+                    .query_one(
+                        &format!(
+                            "INSERT INTO {o} AS o (tbl, epoch) VALUES ($1, 1) \
+                             ON CONFLICT (tbl) DO UPDATE SET epoch = o.epoch + 1 RETURNING epoch",
+                            o = self.owners
+                        ),
+                        &[&self.qualified],
+                    )
+                    .map_err(|e| fail("taking the table's owner epoch", e))?
+                    .get(0);
+                self.epoch = Some(epoch);
+            }
+            Some(mine) => {
+                // Reconnecting: is it the same table, and still ours?
+                let oid: Option<i64> = client
+                    .query_one("SELECT to_regclass($1)::oid::bigint", &[&self.table])
+                    .map_err(|e| fail("looking the table up", e))?
+                    .get(0);
+                if oid != Some(self.oid) {
+                    return Err(fence(
+                        self,
+                        format!(
+                            "table {} is not the table this cache opened (dropped, recreated or replaced while it was disconnected); \
+                             this cache no longer writes to it",
+                            self.qualified
+                        ),
+                    ));
+                }
+                let epoch: Option<i64> = client
+                    .query_opt(
+                        &format!("SELECT epoch FROM {} WHERE tbl = $1", self.owners),
+                        &[&self.qualified],
+                    )
+                    .map_err(|e| fail("reading the table's owner epoch", e))?
+                    .map(|r| r.get(0));
+                if epoch != Some(mine) {
+                    return Err(fence(
+                        self,
+                        format!(
+                            "table {} was opened by another cache while this one was disconnected (owner epoch {mine} -> {}); \
+                             this cache no longer writes to it: its unsynced updates are not in the table",
+                            self.qualified,
+                            epoch.map_or("none".into(), |e| e.to_string())
+                        ),
+                    ));
+                }
             }
         }
+        // The server's side of the keepalives (ignored on a Unix socket):
+        // a client that vanished must not hold the lock for hours.
         client
             .batch_execute(&format!(
-                "SET statement_timeout = {}",
+                "SET statement_timeout = {}; SET tcp_keepalives_idle = 10; \
+                 SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3",
                 self.cfg.statement_timeout.as_millis()
             ))
-            .map_err(|e| fail("setting statement_timeout", e))?;
+            .map_err(|e| fail("setting the session's timeouts", e))?;
         let upsert = client
             .prepare(&self.upsert_sql)
             .map_err(|e| fail("preparing the upsert", e))?;
@@ -407,6 +471,15 @@ impl PgStore {
             .as_mut()
             .ok_or_else(|| StoreError::new(StoreErrorKind::Connection, "not connected"))
     }
+}
+
+/// `parts` (identifiers) joined by dots, each double-quoted.
+fn quote(parts: &[&str]) -> String {
+    parts
+        .iter()
+        .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// The error's text with the server's detail, when there is one.

@@ -119,6 +119,20 @@ fn batch(seq: u64, records: &[Rec<'_>]) -> Batch {
     }
 }
 
+/// Terminates the sessions named `app` (application_name) that also match
+/// `extra` (an SQL condition on pg_stat_activity); returns how many.
+fn kill_sessions(app: &str, extra: &str) -> usize {
+    client()
+        .query(
+            &format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND {extra}"
+            ),
+            &[&app],
+        )
+        .unwrap()
+        .len()
+}
+
 fn pg_ctl(action: &str) {
     let ctl = std::env::var("WB_PG_CTL").expect(
         "WB_PG_CTL is not set: run `bash .ci/pg test` (the restart test restarts the server)",
@@ -341,31 +355,28 @@ fn a_mismatching_table_or_bad_settings_are_refused_and_change_nothing() {
         1
     );
 
-    let table = fresh("no_unique");
-    client()
-        .batch_execute(&format!(
-            "CREATE TABLE {table} (key bytea NOT NULL, version bigint NOT NULL, value bytea)"
-        ))
-        .unwrap();
-    let err = WriteBehind::open_postgres(config(&table)).unwrap_err();
-    assert!(
-        matches!(&err, Error::Database(m) if m.contains("unique index on (key)")),
-        "{err:?}"
-    );
-
-    // ON CONFLICT cannot use a deferrable unique index: refused at open,
-    // not by every batch afterwards.
-    let table = fresh("deferrable");
-    client()
-        .batch_execute(&format!(
-            "CREATE TABLE {table} (key bytea PRIMARY KEY DEFERRABLE, version bigint NOT NULL, value bytea)"
-        ))
-        .unwrap();
-    let err = WriteBehind::open_postgres(config(&table)).unwrap_err();
-    assert!(
-        matches!(&err, Error::Database(m) if m.contains("non-deferrable")),
-        "{err:?}"
-    );
+    // No unique index on key; a deferrable one (ON CONFLICT cannot use
+    // it): refused at open, not by every batch afterwards.
+    for (name, key, expect) in [
+        ("no_unique", "key bytea NOT NULL", "unique index on (key)"),
+        (
+            "deferrable",
+            "key bytea PRIMARY KEY DEFERRABLE",
+            "non-deferrable",
+        ),
+    ] {
+        let table = fresh(name);
+        client()
+            .batch_execute(&format!(
+                "CREATE TABLE {table} ({key}, version bigint NOT NULL, value bytea)"
+            ))
+            .unwrap();
+        let err = WriteBehind::open_postgres(config(&table)).unwrap_err();
+        assert!(
+            matches!(&err, Error::Database(m) if m.contains(expect)),
+            "{name}: {err:?}"
+        );
+    }
 
     for bad in [
         "Wb",
@@ -510,17 +521,10 @@ fn dropped_connections_are_reopened_and_the_batch_retried() {
     // Each key once, over about a second: a batch lost to a dropped
     // connection would leave its keys missing.
     let writer = spawn_writer(&wb, 20_000, true, Duration::from_millis(3), &stop, &acked);
-    let mut admin = client();
     let mut killed = 0;
     for _ in 0..5 {
         thread::sleep(Duration::from_millis(150));
-        killed += admin
-            .query(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'wb_test_dropped'",
-                &[],
-            )
-            .unwrap()
-            .len();
+        killed += kill_sessions("wb_test_dropped", "true");
     }
     let expected = writer.join().unwrap();
     assert_eq!(expected.len(), 20_000);
@@ -606,13 +610,7 @@ fn a_cache_that_lost_its_table_during_a_disconnect_is_fenced_not_silently_droppe
 
     // A's session dies; while A is idle (it reconnects only to write), B
     // opens the table, writes k past A's version, and closes.
-    let killed = client()
-        .query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'wb_test_fenced_a'",
-            &[],
-        )
-        .unwrap()
-        .len();
+    let killed = kill_sessions("wb_test_fenced_a", "true");
     assert_eq!(killed, 1);
     let mut waited = 0;
     let b = loop {
@@ -675,17 +673,12 @@ fn a_connection_killed_in_the_middle_of_a_statement_loses_nothing() {
     for (i, k) in keys.iter().enumerate() {
         w.put(k, format!("v{i}").as_bytes()).unwrap();
     }
-    let mut admin = client();
     let start = Instant::now();
     let killed = loop {
-        let n = admin
-            .query(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE application_name = 'wb_test_mid_statement' AND state = 'active' AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .unwrap()
-            .len();
+        let n = kill_sessions(
+            "wb_test_mid_statement",
+            "state = 'active' AND wait_event_type = 'Lock'",
+        );
         if n > 0 || start.elapsed() > Duration::from_secs(10) {
             break n;
         }
@@ -712,13 +705,7 @@ fn a_table_recreated_while_the_cache_was_disconnected_fences_it() {
     w.put(b"k", b"1").unwrap();
     wb.sync().unwrap();
     let mut admin = client();
-    let killed = admin
-        .query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'wb_test_recreated'",
-            &[],
-        )
-        .unwrap()
-        .len();
+    let killed = kill_sessions("wb_test_recreated", "true");
     assert_eq!(killed, 1);
     admin
         .batch_execute(&format!(

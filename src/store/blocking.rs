@@ -236,8 +236,7 @@ impl<B: BlockingStore + std::fmt::Debug> Store for Blocking<B> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::record::{self, Kind, Version};
-    use crate::store::BatchSeq;
+    use crate::record::{Kind, Version};
     use std::sync::{Arc, Mutex};
 
     /// Records the batches it is given; fails batch 2 once and panics on
@@ -300,16 +299,7 @@ mod tests {
         }
     }
 
-    fn batch(seq: u64) -> Batch {
-        let mut bytes = Vec::new();
-        record::encode(&mut bytes, Kind::Put, Version(seq), b"k", b"v");
-        Batch {
-            seq: BatchSeq(seq),
-            bytes,
-            records: 1,
-            sync: false,
-        }
-    }
+    use crate::store::test_batch as batch;
 
     fn drain(store: &mut Blocking<Script>, n: usize) -> Vec<(u64, bool)> {
         let mut out = Vec::new();

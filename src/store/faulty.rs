@@ -222,19 +222,8 @@ impl<S: Store> Store for Faulty<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{self, Kind, Version};
-    use crate::store::{BatchSeq, MemStore};
-
-    fn batch(seq: u64) -> Batch {
-        let mut bytes = Vec::new();
-        record::encode(&mut bytes, Kind::Put, Version(seq), b"k", b"v");
-        Batch {
-            seq: BatchSeq(seq),
-            bytes,
-            records: 1,
-            sync: false,
-        }
-    }
+    use crate::store::test_batch as batch;
+    use crate::store::MemStore;
 
     #[test]
     fn fails_the_scripted_number_then_passes_through() {

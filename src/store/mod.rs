@@ -179,3 +179,23 @@ impl<S: Store + ?Sized> Store for Box<S> {
         (**self).close()
     }
 }
+
+/// A one-record batch numbered `seq` (key `k`, version `seq`), for the
+/// stores' unit tests.
+#[cfg(test)]
+pub(crate) fn test_batch(seq: u64) -> Batch {
+    let mut bytes = Vec::new();
+    crate::record::encode(
+        &mut bytes,
+        crate::record::Kind::Put,
+        crate::record::Version(seq),
+        b"k",
+        b"v",
+    );
+    Batch {
+        seq: BatchSeq(seq),
+        bytes,
+        records: 1,
+        sync: false,
+    }
+}

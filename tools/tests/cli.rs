@@ -176,3 +176,32 @@ fn game_scenario_runs_and_verifies() {
     assert_eq!(v["verified"], true);
     assert!(v["dirty_keys_max_seen"].as_u64().unwrap() <= 10_000);
 }
+
+/// A PostgreSQL store in a build without the feature, or a table name that
+/// could not be used safely, is a clear error before anything runs.
+#[test]
+fn bench_refuses_postgres_clearly_when_it_cannot_run_it() {
+    let out = wb(&[
+        "bench",
+        "--quick",
+        "--no-baselines",
+        "--store",
+        "postgresql://nobody@localhost/none?host=/nonexistent-wb",
+        "--pg-table",
+        "Bad-Name",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    if cfg!(feature = "postgres") {
+        assert!(err.contains("postgres.table"), "{err}");
+    } else {
+        assert!(err.contains("--features postgres"), "{err}");
+    }
+    let out = wb(&["bench", "--store", "postgres:/typo"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("postgres://..."),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

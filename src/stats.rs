@@ -10,7 +10,7 @@ use crate::error::StoreError;
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct Stats {
-    /// The store backend in use ("mem", "io_uring", "pwrite", ...).
+    /// The store backend in use ("mem", "io_uring", "pwrite", "postgres", ...).
     pub backend: &'static str,
     /// Updates acknowledged (pushed into a ring) since the cache opened.
     pub acked_ops: u64,

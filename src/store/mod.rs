@@ -10,7 +10,9 @@
 //!
 //! [`MemStore`] keeps records in memory (tests, benches); [`Throttled`] caps
 //! the batch rate (a slow database); [`Faulty`] injects errors and delays from
-//! a script the test holds.
+//! a script the test holds. [`Blocking`] runs a [`BlockingStore`] (a database
+//! client whose calls block) on a thread of its own; `PgStore` (cargo feature
+//! `postgres`) is one. The file store is [`crate::FileStore`].
 
 mod blocking;
 mod faulty;

@@ -113,6 +113,8 @@ pub(crate) struct Flusher<S> {
     /// Most batches in flight: `Config::batches_in_flight_max`, or less if
     /// the store asks for less ([`Store::in_flight_max`]).
     in_flight_max: usize,
+    /// A compaction batch found no free slot last time: it goes first next.
+    compaction_waiting: bool,
     /// Next batch number (starts at 1).
     next_seq: u64,
     /// Every batch with `seq <= durable_seq` is durable. Only grows.
@@ -166,6 +168,7 @@ impl<S: Store> Flusher<S> {
                 .map_or(config.batches_in_flight_max, |n| {
                     n.clamp(1, config.batches_in_flight_max)
                 }),
+            compaction_waiting: false,
             consumers,
             shared,
             store,
@@ -230,8 +233,16 @@ impl<S: Store> Flusher<S> {
             self.start_sync();
             self.advance_sync();
             progress |= self.retry_failed(now);
-            progress |= self.cut_batches(now);
-            progress |= self.compact_step(now);
+            // Regular batches and a compaction's batches take turns at a
+            // free slot: while the store is the bottleneck a cut is due at
+            // every completion and would otherwise take every slot.
+            if self.compaction_waiting {
+                progress |= self.compact_step(now);
+                progress |= self.cut_batches(now);
+            } else {
+                progress |= self.cut_batches(now);
+                progress |= self.compact_step(now);
+            }
             self.advance_sync();
             self.publish(now);
             if let Some(result) = self.check_close(now) {
@@ -690,8 +701,10 @@ impl<S: Store> Flusher<S> {
         };
         if cursor < end {
             if self.in_flight.len() >= self.in_flight_max {
+                self.compaction_waiting = true;
                 return false;
             }
+            self.compaction_waiting = false;
             let config = &shared.config;
             let (mut batch, mut entries) = self.fresh_batch();
             while cursor < end && batch.records < config.batch_ops_max {

@@ -559,6 +559,76 @@ fn compaction_runs_by_itself_while_a_writer_keeps_going() {
     }
 }
 
+/// A compaction finishes while a writer keeps a slow store saturated (it
+/// used to wait for every regular batch: a cut is due at each completion),
+/// with one batch in flight or several; and nothing is lost.
+#[test]
+fn compaction_is_not_starved_by_a_saturated_store() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    for in_flight in [1, 4] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            batches_in_flight_max: in_flight,
+            batch_ops_max: 1_024,
+            compact_segments_min: 1_000,
+            segment_bytes_max: 1 << 20,
+            ..config(IoBackend::Auto)
+        };
+        // 200 batches/s of at most 1,024 records: a writer cycling 50,000
+        // keys keeps it busy, and the compaction needs ~50 batches.
+        let store = writebehind::Throttled::new(FileStore::open(dir.path(), &config).unwrap(), 200);
+        let wb = Arc::new(WriteBehind::with_store(store, config.clone()).unwrap());
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (wb, stop) = (Arc::clone(&wb), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut w = wb.writer().unwrap();
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    w.put(&key(i % 50_000), &value(i, 0)).unwrap();
+                    i += 1;
+                    if i % 1_000 == 0 {
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let compactor = {
+            let wb = Arc::clone(&wb);
+            std::thread::spawn(move || tx.send(wb.compact().is_ok()))
+        };
+        let started = Instant::now();
+        let done = rx.recv_timeout(Duration::from_secs(10));
+        let writer_was_running = !writer.is_finished();
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+        compactor.join().unwrap().ok();
+        assert_eq!(
+            done,
+            Ok(true),
+            "in_flight {in_flight}: compact() did not finish in {:?} under load",
+            started.elapsed()
+        );
+        assert!(writer_was_running);
+        assert_eq!(wb.stats().compactions, 1);
+        let expected: Vec<_> = (0..50_000u64)
+            .map(|i| wb.get(&key(i)).map(|v| v.to_vec()))
+            .collect();
+        Arc::into_inner(wb).unwrap().close().unwrap();
+        let wb = WriteBehind::open(dir.path(), config).unwrap();
+        for (i, v) in expected.iter().enumerate() {
+            assert_eq!(
+                wb.get(&key(i as u64)).map(|v| v.to_vec()).as_ref(),
+                v.as_ref()
+            );
+        }
+    }
+}
+
 /// Zeros where a frame header should be, with durable frames after them, are
 /// damage (every later frame was acknowledged durable), not the end of data.
 #[test]

@@ -101,9 +101,9 @@ pub trait Store: Send + 'static {
     /// `Config::batches_in_flight_max` (which bounds it either way). A store
     /// that works on one batch at a time gains nothing from a queue but the
     /// time its batches wait in it. Read once, when the cache starts; a
-    /// decorator must forward its inner store's answer. (A store that also
-    /// compacts should allow 2: with one slot, compaction batches queue
-    /// behind the regular ones while the store is the bottleneck.)
+    /// decorator must forward its inner store's answer. (Compaction batches
+    /// take turns with regular ones for the slots, so a compacting store
+    /// may ask for 1 too.)
     fn in_flight_max(&self) -> Option<usize> {
         None
     }

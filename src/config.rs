@@ -65,7 +65,8 @@ pub struct Config {
     /// Longest value accepted, in bytes.
     pub value_bytes_max: usize,
     /// Distinct keys the index holds (live or deleted). A put of a new key
-    /// beyond it is refused with [`Error::IndexFull`]. The index reserves
+    /// beyond it is refused with [`Error::IndexFull`] (after waiting up to
+    /// 20 ms for racing inserts of the same key to resolve). The index reserves
     /// 256 bytes of address space per key (two 128-byte slots, allocated
     /// zeroed, so pages are mapped only as keys arrive).
     pub keys_max: usize,

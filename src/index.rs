@@ -216,6 +216,50 @@ impl Index {
     }
 
     /// The entry of `key`, inserted (empty, at `version`) if missing.
+    /// Reserves room for one more key before claiming the empty slot
+    /// `entry` (so the bound holds under racing inserts). Returns
+    /// `Some(SLOT_EMPTY)` once reserved, `Some(state)` if the slot stopped
+    /// being empty meanwhile, `None` if the index is full.
+    ///
+    /// At the bound a refusal can be transient: two inserts of the same key
+    /// each reserve before one finds the other's entry and gives its
+    /// reservation back, and a racing insert may hold the last reservation
+    /// for this very key and be about to claim this slot. So a failed
+    /// reservation waits (spins, yields, then short sleeps, up to
+    /// `FULL_WAIT`) for the count to drop or the slot to fill before
+    /// refusing; only a full index pays that wait.
+    fn reserve(&self, entry: &Entry) -> Option<u32> {
+        let mut backoff = Backoff::new();
+        #[cfg(not(loom))]
+        let deadline = std::time::Instant::now() + FULL_WAIT;
+        loop {
+            // Relaxed: a counter; the slot publishes.
+            if self.count.fetch_add(1, Ordering::Relaxed) < self.keys_max {
+                return Some(SLOT_EMPTY);
+            }
+            self.count.fetch_sub(1, Ordering::Relaxed);
+            // Acquire: as in `get`.
+            let state = entry.state.load(Ordering::Acquire);
+            if state != SLOT_EMPTY {
+                return Some(state);
+            }
+            if !backoff.is_completed() {
+                backoff.snooze();
+                continue;
+            }
+            // Under loom the wait ends with the backoff (time stands still).
+            #[cfg(loom)]
+            return None;
+            #[cfg(not(loom))]
+            {
+                if std::time::Instant::now() >= deadline {
+                    return None;
+                }
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
+        }
+    }
+
     pub(crate) fn get_or_insert(
         &self,
         key: &[u8],
@@ -228,24 +272,10 @@ impl Index {
             // Acquire: as in `get`.
             let mut state = entry.state.load(Ordering::Acquire);
             if state == SLOT_EMPTY && !reserved {
-                // Reserve room first so the bound holds under racing
-                // inserts. Relaxed: a counter; the slot publishes.
-                if self.count.fetch_add(1, Ordering::Relaxed) < self.keys_max {
-                    reserved = true;
-                } else {
-                    self.count.fetch_sub(1, Ordering::Relaxed);
-                    // At the bound, a racing insert may hold the last
-                    // reservation for this very key and be about to claim
-                    // this slot: give it a moment (bounded) before refusing.
-                    let mut backoff = Backoff::new();
-                    while state == SLOT_EMPTY && !backoff.is_completed() {
-                        backoff.snooze();
-                        // Acquire: as above.
-                        state = entry.state.load(Ordering::Acquire);
-                    }
-                    if state == SLOT_EMPTY {
-                        return Err(Error::IndexFull { max: self.keys_max });
-                    }
+                match self.reserve(entry) {
+                    Some(SLOT_EMPTY) => reserved = true,
+                    Some(now) => state = now,
+                    None => return Err(Error::IndexFull { max: self.keys_max }),
                 }
             }
             if state == SLOT_EMPTY {
@@ -290,6 +320,12 @@ impl Index {
         Err(Error::IndexFull { max: self.keys_max })
     }
 }
+
+/// Longest a full-looking index waits for a racing insert to resolve
+/// before refusing (see `Index::reserve`): a preempted thread on a busy
+/// machine can take milliseconds to get back to its claim.
+#[cfg(not(loom))]
+const FULL_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl Drop for Index {
     fn drop(&mut self) {

@@ -65,8 +65,9 @@ pub struct Config {
     /// Longest value accepted, in bytes.
     pub value_bytes_max: usize,
     /// Distinct keys the index holds (live or deleted). A put of a new key
-    /// beyond it is refused with [`Error::IndexFull`] (after waiting up to
-    /// 20 ms for racing inserts of the same key to resolve). The index reserves
+    /// beyond it is refused with [`Error::IndexFull`] (at once when the
+    /// index is full; after up to 20 ms while racing inserts of the same key
+    /// may still give room back). The index reserves
     /// 256 bytes of address space per key (two 128-byte slots, allocated
     /// zeroed, so pages are mapped only as keys arrive).
     pub keys_max: usize,

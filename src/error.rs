@@ -87,7 +87,9 @@ pub enum Error {
         /// The configured bound.
         max: usize,
     },
-    /// The index already holds `Config::keys_max` keys.
+    /// The index already holds `Config::keys_max` keys. (Refused at once
+    /// when every key is in place; while racing inserts of the same key are
+    /// still settling whether there is room, after up to 20 ms.)
     #[error("the index is full: {max} keys (keys_max)")]
     IndexFull {
         /// The configured bound.

@@ -235,8 +235,9 @@ impl<S: Store> Flusher<S> {
             progress |= self.retry_failed(now);
             // Regular batches and a compaction's batches take turns at a
             // free slot: while the store is the bottleneck a cut is due at
-            // every completion and would otherwise take every slot.
-            if self.compaction_waiting {
+            // every completion and would otherwise take every slot. A cut
+            // forced by sync() or close() keeps going first.
+            if self.compaction_waiting && !self.forced() {
                 progress |= self.compact_step(now);
                 progress |= self.cut_batches(now);
             } else {

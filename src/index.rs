@@ -215,7 +215,6 @@ impl Index {
         None
     }
 
-    /// The entry of `key`, inserted (empty, at `version`) if missing.
     /// Reserves room for one more key before claiming the empty slot
     /// `entry` (so the bound holds under racing inserts). Returns
     /// `Some(SLOT_EMPTY)` once reserved, `Some(state)` if the slot stopped
@@ -227,21 +226,28 @@ impl Index {
     /// for this very key and be about to claim this slot. So a failed
     /// reservation waits (spins, yields, then short sleeps, up to
     /// `FULL_WAIT`) for the count to drop or the slot to fill before
-    /// refusing; only a full index pays that wait.
+    /// refusing. An index whose every reservation is a claimed key (claims
+    /// are never undone) is full for good and refuses at once.
     fn reserve(&self, entry: &Entry) -> Option<u32> {
         let mut backoff = Backoff::new();
         #[cfg(not(loom))]
-        let deadline = std::time::Instant::now() + FULL_WAIT;
+        let mut deadline = None;
         loop {
             // Relaxed: a counter; the slot publishes.
             if self.count.fetch_add(1, Ordering::Relaxed) < self.keys_max {
                 return Some(SLOT_EMPTY);
             }
             self.count.fetch_sub(1, Ordering::Relaxed);
+            // Acquire: pairs with the claimers' Release increment, so every
+            // claim counted here has its CAS visible in the load below.
+            let full_for_good = self.claimed_len.load(Ordering::Acquire) >= self.keys_max;
             // Acquire: as in `get`.
             let state = entry.state.load(Ordering::Acquire);
             if state != SLOT_EMPTY {
                 return Some(state);
+            }
+            if full_for_good {
+                return None;
             }
             if !backoff.is_completed() {
                 backoff.snooze();
@@ -252,7 +258,8 @@ impl Index {
             return None;
             #[cfg(not(loom))]
             {
-                if std::time::Instant::now() >= deadline {
+                let now = std::time::Instant::now();
+                if now >= *deadline.get_or_insert(now + FULL_WAIT) {
                     return None;
                 }
                 std::thread::sleep(std::time::Duration::from_micros(50));
@@ -260,6 +267,7 @@ impl Index {
         }
     }
 
+    /// The entry of `key`, inserted (empty, at `version`) if missing.
     pub(crate) fn get_or_insert(
         &self,
         key: &[u8],
@@ -291,7 +299,9 @@ impl Index {
                         unsafe { entry.init(key, version) };
                         // Record the claim for `Drop` (at most keys_max claims:
                         // each one holds a reservation).
-                        let n = self.claimed_len.fetch_add(1, Ordering::Relaxed);
+                        // Release: a reserver that reads this count sees
+                        // the claim (`reserve`).
+                        let n = self.claimed_len.fetch_add(1, Ordering::Release);
                         self.claimed[n].store(i as u32, Ordering::Relaxed);
                         // Release: the key and initial state happen-before
                         // any Acquire load that sees READY.
@@ -378,6 +388,40 @@ mod tests {
         let (slot, _) = index.get_or_insert(&long, Version(0)).expect("room");
         assert_eq!(index.get(&long).map(|(s, _)| s), Some(slot));
         assert_eq!(index.entry(slot).key(), &long[..]);
+    }
+
+    /// A reservation held past the spin/yield budget and then given back (as
+    /// the losing racer of an insert of the same key does) does not turn
+    /// into IndexFull for a key that fits; a full index refuses at once and
+    /// leaks no reservation.
+    #[test]
+    fn a_refusal_at_the_bound_waits_for_a_given_back_reservation() {
+        let index = std::sync::Arc::new(Index::new(2).expect("index"));
+        index.get_or_insert(b"a", Version(0)).expect("room");
+        // A racer's reservation, held 5 ms.
+        index.count.fetch_add(1, Ordering::Relaxed);
+        let racer = {
+            let index = std::sync::Arc::clone(&index);
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                index.count.fetch_sub(1, Ordering::Relaxed);
+            })
+        };
+        let b = index.get_or_insert(b"b", Version(0));
+        racer.join().expect("thread");
+        assert!(b.is_ok(), "spurious IndexFull: {b:?}");
+        assert_eq!(index.len(), 2);
+        let start = std::time::Instant::now();
+        assert!(matches!(
+            index.get_or_insert(b"c", Version(0)),
+            Err(Error::IndexFull { max: 2 })
+        ));
+        assert!(
+            start.elapsed() < std::time::Duration::from_millis(15),
+            "a full index refuses at once ({:?})",
+            start.elapsed()
+        );
+        assert_eq!(index.count.load(Ordering::Relaxed), 2, "count leaked");
     }
 
     #[test]

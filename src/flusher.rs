@@ -163,11 +163,7 @@ impl<S: Store> Flusher<S> {
             keys,
             dirty: VecDeque::with_capacity(config.dirty_keys_max.min(1 << 20)),
             in_flight: VecDeque::with_capacity(config.batches_in_flight_max),
-            in_flight_max: store
-                .in_flight_max()
-                .map_or(config.batches_in_flight_max, |n| {
-                    n.clamp(1, config.batches_in_flight_max)
-                }),
+            in_flight_max: crate::store::in_flight_bound(&store, config.batches_in_flight_max),
             compaction_waiting: false,
             consumers,
             shared,

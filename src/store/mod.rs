@@ -146,6 +146,15 @@ pub trait Store: Send + 'static {
     }
 }
 
+/// The most batches the flusher keeps in flight on `store`: `config_max`
+/// (`Config::batches_in_flight_max`), or the store's
+/// [`in_flight_max`](Store::in_flight_max) if lower (at least 1).
+pub fn in_flight_bound<S: Store + ?Sized>(store: &S, config_max: usize) -> usize {
+    store
+        .in_flight_max()
+        .map_or(config_max, |n| n.clamp(1, config_max))
+}
+
 impl<S: Store + ?Sized> Store for Box<S> {
     fn backend(&self) -> &'static str {
         (**self).backend()

@@ -371,12 +371,7 @@ pub fn run(p: &Params) -> Result<Report, String> {
         }
         _ => return Err("no directory for the file store".into()),
     };
-    // What the flusher will allow: the config's bound, or the store's if lower.
-    let in_flight_max = store
-        .in_flight_max()
-        .map_or(config.batches_in_flight_max, |n| {
-            n.clamp(1, config.batches_in_flight_max)
-        });
+    let in_flight_max = writebehind::store::in_flight_bound(&store, config.batches_in_flight_max);
     let wb = Arc::new(WriteBehind::with_store(store, config.clone()).map_err(|e| e.to_string())?);
 
     // Sample the flusher while the load runs: durable lag, dirty keys.

@@ -178,7 +178,7 @@ fn check_columns(
              ORDER BY a.attnum",
             &[&table],
         )
-        .map_err(|e| Error::Database(format!("{name} (reading its columns): {}", describe(&e))))?
+        .map_err(|e| db_error(name, "reading its columns", &e))?
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
@@ -243,7 +243,7 @@ impl PgStore {
         let mut store = PgStore {
             cfg: cfg.clone(),
             pg,
-            table: quote(&cfg.table.split('.').collect::<Vec<_>>()),
+            table: Self::quote_table(&cfg.table),
             qualified: String::new(),
             upsert_sql: String::new(),
             owners: String::new(),
@@ -276,7 +276,13 @@ impl PgStore {
     }
 
     fn db_err(&self, what: &str, e: postgres::Error) -> Error {
-        Error::Database(format!("{} ({what}): {}", self.cfg.table, describe(&e)))
+        db_error(&self.cfg.table, what, &e)
+    }
+
+    /// `table` (`name` or `schema.name`, as `PgConfig::validate` accepts)
+    /// quoted for SQL.
+    pub fn quote_table(table: &str) -> String {
+        quote(&table.split('.').collect::<Vec<_>>())
     }
 
     /// Creates the table if missing (only then: a role without CREATE on
@@ -482,6 +488,11 @@ fn quote(parts: &[&str]) -> String {
         .join(".")
 }
 
+/// An error of an operation `what` on table `name`, as `Error::Database`.
+fn db_error(name: &str, what: &str, e: &postgres::Error) -> Error {
+    Error::Database(format!("{name} ({what}): {}", describe(e)))
+}
+
 /// The error's text with the server's detail, when there is one.
 fn describe(e: &postgres::Error) -> String {
     match e.as_db_error() {
@@ -525,9 +536,7 @@ impl BlockingStore for PgStore {
         let select = format!("SELECT key, version, value FROM {}", self.table);
         let count = format!("SELECT count(*) FROM {}", self.table);
         let conn = self.conn().map_err(|e| Error::Database(e.message))?;
-        let db = |what: &str, e: postgres::Error| {
-            Error::Database(format!("{name} ({what}): {}", describe(&e)))
-        };
+        let db = |what: &str, e: postgres::Error| db_error(&name, what, &e);
         // One snapshot for the count and the rows.
         let mut tx = conn
             .client
@@ -686,5 +695,17 @@ impl BlockingStore for PgStore {
             }),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quote_table_quotes_each_part_and_escapes_quotes() {
+        assert_eq!(PgStore::quote_table("order"), "\"order\"");
+        assert_eq!(PgStore::quote_table("s.t"), "\"s\".\"t\"");
+        assert_eq!(quote(&["a\"b"]), "\"a\"\"b\"");
     }
 }

@@ -39,16 +39,6 @@ pub fn baseline_table(table: &str) -> String {
     format!("{table}_per_update")
 }
 
-/// `table` (`name` or `schema.name`, already validated) quoted for SQL, so
-/// names that are keywords work as they do in `PgStore`.
-pub fn quoted(table: &str) -> String {
-    table
-        .split('.')
-        .map(|p| format!("\"{p}\""))
-        .collect::<Vec<_>>()
-        .join(".")
-}
-
 /// `url` without its password (`user:password@` or `password=` in the
 /// query string or a key=value string).
 pub fn redact(url: &str) -> String {
@@ -124,8 +114,8 @@ mod imp {
         let mut c = connect(url)?;
         c.batch_execute(&format!(
             "DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {}",
-            super::quoted(table),
-            super::quoted(&super::baseline_table(table))
+            PgStore::quote_table(table),
+            PgStore::quote_table(&super::baseline_table(table))
         ))
         .map_err(|e| format!("dropping the bench tables: {e}"))
     }
@@ -166,7 +156,7 @@ mod imp {
         clock: &Clock,
     ) -> Result<(BaselineResult, Histogram<u64>), String> {
         let table = super::baseline_table(table);
-        let q = super::quoted(&table);
+        let q = PgStore::quote_table(&table);
         connect(url)?
             .batch_execute(&format!(
                 "CREATE TABLE {q} (key bytea PRIMARY KEY, version bigint NOT NULL, value bytea)"
@@ -244,7 +234,7 @@ mod imp {
     pub fn count_rows(url: &str, table: &str) -> Result<u64, String> {
         let n: i64 = connect(url)?
             .query_one(
-                &format!("SELECT count(*) FROM {}", super::quoted(table)),
+                &format!("SELECT count(*) FROM {}", PgStore::quote_table(table)),
                 &[],
             )
             .map_err(|e| e.to_string())?
@@ -332,11 +322,5 @@ mod tests {
             redact("host=/run/pg password=s3cret user=app"),
             "host=/run/pg password=*** user=app"
         );
-    }
-
-    #[test]
-    fn quoted_quotes_each_part() {
-        assert_eq!(quoted("order"), "\"order\"");
-        assert_eq!(quoted("s.t"), "\"s\".\"t\"");
     }
 }

@@ -147,7 +147,7 @@ pub struct Latency {
 }
 
 impl Latency {
-    pub(crate) fn of(h: &Histogram<u64>) -> Self {
+    fn of(h: &Histogram<u64>) -> Self {
         Self {
             p50: h.value_at_quantile(0.5),
             p90: h.value_at_quantile(0.9),
@@ -799,28 +799,27 @@ fn mutex_channel(
             })
         })
         .collect();
-    let (ops, hist) = run_baseline_threads(p.baseline_seconds, &stop, threads)?;
-    let rate = ops as f64 / start.elapsed().as_secs_f64();
-    Ok((
-        BaselineResult {
-            ops_per_s: rate,
-            latency_ns: Some(Latency::of(&hist)),
-            note: "Mutex<HashMap> + bounded crossbeam channel to a flusher thread".into(),
-        },
-        hist,
-    ))
+    run_baseline_threads(
+        p.baseline_seconds,
+        &stop,
+        threads,
+        start,
+        "Mutex<HashMap> + bounded crossbeam channel to a flusher thread".into(),
+    )
 }
 
 /// What one baseline thread returns: operations done, their latencies.
 pub(crate) type BaselineThread = std::thread::JoinHandle<Result<(u64, Histogram<u64>), String>>;
 
-/// Lets a baseline's threads run `seconds`, stops them, and sums their
-/// results.
+/// Lets a baseline's threads (started at `start`) run `seconds`, stops them,
+/// and sums their results into the baseline's result, described by `note`.
 pub(crate) fn run_baseline_threads(
     seconds: f64,
     stop: &AtomicBool,
     threads: Vec<BaselineThread>,
-) -> Result<(u64, Histogram<u64>), String> {
+    start: Instant,
+    note: String,
+) -> Result<(BaselineResult, Histogram<u64>), String> {
     std::thread::sleep(Duration::from_secs_f64(seconds));
     stop.store(true, Ordering::Relaxed);
     let mut ops = 0;
@@ -832,7 +831,14 @@ pub(crate) fn run_baseline_threads(
         ops += n;
         hist.add(&h).map_err(|e| e.to_string())?;
     }
-    Ok((ops, hist))
+    Ok((
+        BaselineResult {
+            ops_per_s: ops as f64 / start.elapsed().as_secs_f64(),
+            latency_ns: Some(Latency::of(&hist)),
+            note,
+        },
+        hist,
+    ))
 }
 
 /// The human-readable table.

@@ -69,7 +69,7 @@ mod imp {
     use writebehind::{Blocking, Config, PgConfig, PgStatsHandle, PgStore, Store};
 
     use crate::bench::{
-        counter_key, new_histogram, op_at, run_baseline_threads, BaselineResult, Latency, Params,
+        counter_key, new_histogram, op_at, run_baseline_threads, BaselineResult, Params,
     };
     use crate::clock::Clock;
     use crate::workload::Workload;
@@ -210,19 +210,16 @@ mod imp {
                 })
             })
             .collect();
-        let (ops, hist) = run_baseline_threads(p.baseline_seconds, &stop, threads)?;
-        let rate = ops as f64 / start.elapsed().as_secs_f64();
-        Ok((
-            BaselineResult {
-                ops_per_s: rate,
-                latency_ns: Some(Latency::of(&hist)),
-                note: format!(
-                    "one autocommit INSERT ... ON CONFLICT per update, {} connection(s), closed loop, table {table}",
-                    p.writers
-                ),
-            },
-            hist,
-        ))
+        run_baseline_threads(
+            p.baseline_seconds,
+            &stop,
+            threads,
+            start,
+            format!(
+                "one autocommit INSERT ... ON CONFLICT per update, {} connection(s), closed loop, table {table}",
+                p.writers
+            ),
+        )
     }
 
     /// A new cache over the table `config.postgres` names (verification).

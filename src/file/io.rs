@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::format::FRAME_HEADER_BYTES;
+use super::trace;
 use crate::error::{StoreError, StoreErrorKind};
 use crate::store::Batch;
 
@@ -42,6 +43,9 @@ pub(crate) struct FrameOp {
     pub internal: bool,
     /// Filled in by the engine.
     pub result: Result<(), StoreError>,
+    /// The I/O trace's index of this op's write: what its fdatasync covers
+    /// (see `trace`; 0 when not recording).
+    trace_through: usize,
     /// iovecs for io_uring (stable: the op is boxed while in flight).
     #[cfg(target_os = "linux")]
     iov: [libc::iovec; 2],
@@ -71,6 +75,7 @@ impl FrameOp {
             fail_sync: false,
             internal: false,
             result: Ok(()),
+            trace_through: 0,
             #[cfg(target_os = "linux")]
             iov: [libc::iovec {
                 iov_base: std::ptr::null_mut(),
@@ -137,6 +142,11 @@ fn run_blocking(chain: &mut Chain) {
             continue;
         }
         if op.write {
+            trace::write_fd(
+                op.file.as_raw_fd(),
+                op.offset,
+                &[&op.header, &op.batch.bytes],
+            );
             let r = op.file.write_all_at(&op.header, op.offset).and_then(|()| {
                 op.file
                     .write_all_at(&op.batch.bytes, op.offset + FRAME_HEADER_BYTES as u64)
@@ -149,9 +159,12 @@ fn run_blocking(chain: &mut Chain) {
         }
         if op.sync {
             let r = op.file.sync_data().and_then(|()| injected(op));
-            if let Err(e) = r {
-                op.result = Err(io_error(StoreErrorKind::Sync, "fdatasync", op, &e));
-                failed = true;
+            match r {
+                Ok(()) => trace::synced_fd(op.file.as_raw_fd(), trace::last()),
+                Err(e) => {
+                    op.result = Err(io_error(StoreErrorKind::Sync, "fdatasync", op, &e));
+                    failed = true;
+                }
             }
         }
     }
@@ -314,7 +327,9 @@ mod uring {
                         op,
                         &e,
                     ));
-                } else if !fsync && res as u64 != op.write_len() {
+                } else if fsync {
+                    trace::synced_fd(op.file.as_raw_fd(), op.trace_through);
+                } else if res as u64 != op.write_len() {
                     op.result = Err(StoreError::new(
                         StoreErrorKind::Write,
                         format!(
@@ -339,6 +354,11 @@ mod uring {
             for (i, op) in chain.iter_mut().enumerate() {
                 let fd = types::Fd(op.file.as_raw_fd());
                 if op.write {
+                    trace::write_fd(
+                        op.file.as_raw_fd(),
+                        op.offset,
+                        &[&op.header, &op.batch.bytes],
+                    );
                     op.iov = [
                         libc::iovec {
                             iov_base: op.header.as_mut_ptr().cast(),
@@ -357,6 +377,7 @@ mod uring {
                     );
                 }
                 if op.sync {
+                    op.trace_through = trace::last();
                     entries.push(
                         opcode::Fsync::new(fd)
                             .flags(types::FsyncFlags::DATASYNC)

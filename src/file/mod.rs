@@ -29,6 +29,11 @@ pub mod format;
 mod io;
 mod lock;
 pub mod scan;
+#[cfg(feature = "__power_cut")]
+#[doc(hidden)]
+pub mod trace;
+#[cfg(not(feature = "__power_cut"))]
+mod trace;
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -43,6 +48,7 @@ use format::{
 };
 use io::{Chain, Engine, FrameOp};
 use lock::DirLock;
+use trace::IoEvent;
 
 use crate::config::{Config, Durability, IoBackend};
 use crate::error::{Error, StoreError, StoreErrorKind};
@@ -156,7 +162,19 @@ impl FileStore {
     }
 
     fn sync_dir(&self) -> std::io::Result<()> {
-        File::open(&self.dir)?.sync_all()
+        File::open(&self.dir)?.sync_all()?;
+        trace::record(|| IoEvent::DirSynced {
+            path: self.dir.clone(),
+        });
+        Ok(())
+    }
+
+    /// Removes a segment file (the caller makes it durable with `sync_dir`).
+    fn unlink(&self, id: SegmentId) -> std::io::Result<()> {
+        let path = id.path(&self.dir);
+        std::fs::remove_file(&path)?;
+        trace::record(|| IoEvent::Unlink { path });
+        Ok(())
     }
 
     /// Creates the next segment: preallocated, header written and durable,
@@ -178,6 +196,8 @@ impl FileStore {
             .create_new(true)
             .open(&path)
             .map_err(|e| fail(StoreErrorKind::Write, "open", e))?;
+        trace::opened(file.as_raw_fd(), &path);
+        trace::record(|| IoEvent::Create { path: path.clone() });
         // The id is taken once the file exists, even if the rest fails and the
         // file cannot be removed: a retry must not collide with it.
         self.next_id += 1;
@@ -195,16 +215,17 @@ impl FileStore {
                 frame_bytes_max: self.frame_bytes_max,
             };
             use std::os::unix::fs::FileExt;
-            file.write_all_at(&header.encode(), 0)
+            let header = header.encode();
+            trace::write_fd(file.as_raw_fd(), 0, &[&header]);
+            file.write_all_at(&header, 0)
                 .map_err(|e| fail(StoreErrorKind::Write, "header", e))?;
-            file.sync_all()
-                .map_err(|e| fail(StoreErrorKind::Sync, "fsync", e))?;
+            sync_file(&file, true).map_err(|e| fail(StoreErrorKind::Sync, "fsync", e))?;
             self.sync_dir()
                 .map_err(|e| fail(StoreErrorKind::Sync, "fsync dir", e))
         })();
         if let Err(e) = result {
             drop(file);
-            let _ = std::fs::remove_file(&path);
+            let _ = self.unlink(id);
             return Err(e);
         }
         self.pending_seal = None;
@@ -226,7 +247,7 @@ impl FileStore {
             return Ok(());
         };
         if self.durability == Durability::None {
-            if let Err(e) = active.file.sync_data() {
+            if let Err(e) = sync_file(&active.file, false) {
                 // Trust only what an earlier fdatasync covered.
                 self.pending_seal = Some((active.id, active.synced_end));
                 let e = StoreError::new(
@@ -480,9 +501,26 @@ impl FileStore {
     }
 }
 
+/// fsync (`all`) or fdatasync of a segment, recorded in the I/O trace when
+/// it returns success.
+fn sync_file(file: &File, all: bool) -> std::io::Result<()> {
+    let through = trace::last();
+    if all {
+        file.sync_all()?;
+    } else {
+        file.sync_data()?;
+    }
+    trace::synced_fd(file.as_raw_fd(), through);
+    Ok(())
+}
+
 /// Reserves `len` bytes for `file` (size included), so appends inside it need
 /// no metadata update at fdatasync.
 fn preallocate(file: &File, len: u64) -> std::io::Result<()> {
+    trace::record(|| {
+        let path = trace::fd_path(file.as_raw_fd()).unwrap_or_default();
+        IoEvent::Extend { path, len }
+    });
     #[cfg(target_os = "linux")]
     {
         // SAFETY: fallocate on a descriptor we own; no memory involved.
@@ -516,7 +554,7 @@ impl Store for FileStore {
         self.next_id = report.segments.last().map_or(1, |s| s.id.0 + 1);
         // A newest file whose header was torn held nothing: remove it.
         if let Some(last) = report.segments.last().filter(|s| s.header.is_none()) {
-            std::fs::remove_file(last.id.path(&self.dir))?;
+            self.unlink(last.id)?;
             self.sync_dir()?;
         }
         if let Some(newest) = report.segments.iter().rev().find(|s| s.header.is_some()) {
@@ -585,7 +623,7 @@ impl Store for FileStore {
             .filter(|&id| id.0 <= cutoff && Some(id) != active)
             .collect();
         for id in doomed {
-            std::fs::remove_file(id.path(&self.dir)).map_err(|e| {
+            self.unlink(id).map_err(|e| {
                 StoreError::new(
                     StoreErrorKind::Write,
                     format!("removing {}: {e}", id.file_name()),
@@ -608,7 +646,7 @@ impl Store for FileStore {
         // The flusher closes only once every batch has completed.
         if let Some(a) = &self.active {
             if self.durability == Durability::None {
-                a.file.sync_data().map_err(|e| {
+                sync_file(&a.file, false).map_err(|e| {
                     StoreError::new(StoreErrorKind::Sync, format!("fdatasync at close: {e}"))
                 })?;
             }

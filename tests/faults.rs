@@ -2,6 +2,8 @@
 //! a future format version, an unreadable directory (G6, G8, G9).
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
+mod common;
+use common::crc32c_of;
 use std::time::{Duration, Instant};
 
 use writebehind::file::format::{SegmentHeader, SegmentId};
@@ -60,15 +62,16 @@ fn a_segment_from_a_future_format_is_refused() {
         flags: 0,
         sealed: None,
         frame_bytes_max: 1 << 20,
+        salt: 1,
     }
     .encode();
-    header[8..12].copy_from_slice(&2u32.to_le_bytes());
+    header[8..12].copy_from_slice(&3u32.to_le_bytes());
     let crc = crc32c_of(&header[..60]);
     header[60..64].copy_from_slice(&crc.to_le_bytes());
     let path = SegmentId(1).path(dir.path());
     std::fs::write(&path, header).unwrap();
     match WriteBehind::open(dir.path(), Config::default()) {
-        Err(Error::Format { reason, .. }) => assert!(reason.contains("version 2"), "{reason}"),
+        Err(Error::Format { reason, .. }) => assert!(reason.contains("version 3"), "{reason}"),
         other => panic!("expected a format error, got {other:?}"),
     }
     assert_eq!(
@@ -76,23 +79,6 @@ fn a_segment_from_a_future_format_is_refused() {
         header,
         "nothing changed on disk"
     );
-}
-
-/// Castagnoli CRC, bitwise: an independent reference for the header's
-/// checksum (slow and simple; tests only).
-fn crc32c_of(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0x82F6_3B78
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 /// An unreadable store directory is an I/O error at open, not a panic.

@@ -2,10 +2,14 @@
 //! torn tails, corruption, the directory lock, fdatasync failure (G5, G8, G9).
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
+mod common;
+use common::crc32c_of;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use writebehind::file::format::{FrameHeader, SegmentId, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use writebehind::file::format::{
+    FrameHeader, SegmentHeader, SegmentId, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+};
 use writebehind::file::scan;
 use writebehind::{
     Config, Durability, Error, FaultPlan, Faulty, FileStore, IoBackend, Version, WriteBehind,
@@ -41,10 +45,11 @@ fn value(i: u64, round: u64) -> Vec<u8> {
 /// Frame boundaries (start, end) of a segment file's data.
 fn frames(path: &Path) -> Vec<(u64, u64)> {
     let bytes = std::fs::read(path).unwrap();
+    let header = SegmentHeader::decode(&bytes).unwrap();
     let mut pos = SEGMENT_HEADER_BYTES;
     let mut out = Vec::new();
     while pos + FRAME_HEADER_BYTES <= bytes.len() {
-        let Some(f) = FrameHeader::decode(&bytes[pos..]) else {
+        let Some(f) = FrameHeader::decode(&bytes[pos..], header.frame_at(pos as u64)) else {
             break;
         };
         let end = pos + FRAME_HEADER_BYTES + f.len as usize;
@@ -415,6 +420,7 @@ fn a_segment_whose_creation_was_interrupted_is_dropped() {
             flags: 0,
             sealed: None,
             frame_bytes_max: 1 << 20,
+            salt: 1,
         };
         h.encode()[..8].to_vec()
     };
@@ -645,41 +651,53 @@ fn zeros_in_the_middle_of_a_segment_are_an_error_not_an_end() {
     }
 }
 
-/// A torn last frame whose *value* happens to contain the bytes of a valid
-/// sync-point frame header is still a torn tail: the search for a later sync
-/// point starts after the torn frame's own extent.
+/// A torn last frame whose *value* holds bytes that look like frame headers
+/// (a genuine header copied from this very segment, and one of format 1) is
+/// still a torn tail: a header is valid only at the offset it was written
+/// for, so nothing inside a value can pose as a later durable frame. Both
+/// the torn frame (cut short) and the one whose header sector was lost
+/// (zeros) open.
 #[test]
 fn user_data_that_looks_like_a_frame_does_not_turn_a_torn_tail_into_an_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let fake = FrameHeader {
-        flags: writebehind::file::format::FRAME_FLAG_SYNC,
-        len: 4,
+    for lose_header in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let (seg, value) = {
+            let wb = WriteBehind::open(dir.path(), config(IoBackend::Auto)).unwrap();
+            let mut w = wb.writer().unwrap();
+            w.put(b"first", b"v").unwrap();
+            wb.sync().unwrap();
+            let seg = newest_segment(dir.path());
+            let (start, _) = frames(&seg)[0];
+            let bytes = std::fs::read(&seg).unwrap();
+            let genuine = &bytes[start as usize..start as usize + FRAME_HEADER_BYTES];
+            let mut v1 = b"wbfr\x01\0\0\0\x04\0\0\0".to_vec();
+            let crc = crc32c_of(&v1);
+            v1.extend_from_slice(&crc.to_le_bytes());
+            let mut value = vec![1u8; 40];
+            for _ in 0..20 {
+                value.extend_from_slice(genuine);
+                value.extend_from_slice(&v1);
+            }
+            w.put(b"last", &value).unwrap();
+            drop(w);
+            wb.close().unwrap();
+            (seg, value)
+        };
+        let (start, end) = *frames(&seg).last().unwrap();
+        let mut bytes = std::fs::read(&seg).unwrap();
+        assert!(bytes.windows(value.len()).any(|w| w == value));
+        if lose_header {
+            bytes[start as usize..start as usize + FRAME_HEADER_BYTES].fill(0);
+        } else {
+            bytes.truncate(end as usize - 3);
+        }
+        std::fs::write(&seg, &bytes).unwrap();
+        let wb = WriteBehind::open(dir.path(), config(IoBackend::Auto))
+            .unwrap_or_else(|e| panic!("header lost: {lose_header}: {e}"));
+        assert_eq!(wb.stats().torn_tails, u64::from(!lose_header));
+        assert_eq!(wb.get(b"first").as_deref(), Some(&b"v"[..]));
+        assert!(wb.get(b"last").is_none());
     }
-    .encode();
-    let mut value = vec![1u8; 40];
-    value.extend_from_slice(&fake);
-    value.extend_from_slice(&[0u8; 4]);
-    {
-        let wb = WriteBehind::open(dir.path(), config(IoBackend::Auto)).unwrap();
-        let mut w = wb.writer().unwrap();
-        w.put(b"first", b"v").unwrap();
-        wb.sync().unwrap();
-        w.put(b"last", &value).unwrap();
-        drop(w);
-        wb.close().unwrap();
-    }
-    let seg = newest_segment(dir.path());
-    let (_, end) = *frames(&seg).last().unwrap();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&seg)
-        .unwrap()
-        .set_len(end - 3)
-        .unwrap();
-    let wb = WriteBehind::open(dir.path(), config(IoBackend::Auto)).unwrap();
-    assert_eq!(wb.stats().torn_tails, 1);
-    assert_eq!(wb.get(b"first").as_deref(), Some(&b"v"[..]));
-    assert!(wb.get(b"last").is_none());
 }
 
 /// Under `Durability::None` frames may reach the disk out of order, so only a

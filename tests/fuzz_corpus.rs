@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use writebehind::file::format::{FrameHeader, SegmentHeader, SegmentId};
+use writebehind::file::format::{FrameHeader, FramePlace, SegmentHeader, SegmentId};
 use writebehind::file::scan;
 
 fn inputs(target: &str) -> Vec<Vec<u8>> {
@@ -28,7 +28,7 @@ fn the_decode_corpus_replays_cleanly() {
         for r in writebehind::record::iter(data).flatten() {
             assert!(!r.key.is_empty());
         }
-        let _ = FrameHeader::decode(data);
+        let _ = FrameHeader::decode(data, FramePlace { salt: 0, offset: 64 });
         let _ = SegmentHeader::decode(data);
     }
 }

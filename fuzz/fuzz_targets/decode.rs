@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use writebehind::file::format::{FrameHeader, SegmentHeader};
+use writebehind::file::format::{FrameHeader, FramePlace, SegmentHeader};
 
 fuzz_target!(|data: &[u8]| {
     for r in writebehind::record::iter(data) {
@@ -11,6 +11,6 @@ fuzz_target!(|data: &[u8]| {
             assert!(!r.key.is_empty());
         }
     }
-    let _ = FrameHeader::decode(data);
+    let _ = FrameHeader::decode(data, FramePlace { salt: 0, offset: 64 });
     let _ = SegmentHeader::decode(data);
 });

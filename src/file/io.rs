@@ -131,7 +131,7 @@ pub(crate) trait Engine: Send + std::fmt::Debug {
 }
 
 /// Executes a chain synchronously with pwrite + fdatasync (on the worker).
-fn run_blocking(chain: &mut Chain) {
+pub(super) fn run_blocking(chain: &mut Chain) {
     let mut failed = false;
     for op in chain.iter_mut() {
         if failed {

@@ -29,6 +29,8 @@ pub mod format;
 mod io;
 mod lock;
 pub mod scan;
+#[cfg(test)]
+mod tests;
 #[cfg(feature = "__power_cut")]
 #[doc(hidden)]
 pub mod trace;
@@ -43,8 +45,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use format::{
-    FrameHeader, SegmentHeader, SegmentId, FRAME_FLAG_COMMIT, FRAME_FLAG_SYNC, FRAME_HEADER_BYTES,
-    SEGMENT_FLAG_NO_SYNC, SEGMENT_HEADER_BYTES,
+    FrameHeader, FramePlace, SegmentHeader, SegmentId, FRAME_FLAG_COMMIT, FRAME_FLAG_SYNC,
+    FRAME_HEADER_BYTES, SEGMENT_FLAG_NO_SYNC, SEGMENT_HEADER_BYTES,
 };
 use io::{Chain, Engine, FrameOp};
 use lock::DirLock;
@@ -68,6 +70,36 @@ struct Active {
     /// End of the data covered by the last successful fdatasync: the seal
     /// point if this segment fails (under `Batch` it equals `confirmed_end`).
     synced_end: u64,
+    /// The segment's salt (part of every frame header's checksum).
+    salt: u64,
+}
+
+impl Active {
+    /// The header of a frame written next, at `write_pos`. Its durable end
+    /// is what an fdatasync is known to have covered when the frame reaches
+    /// the disk: under `Batch` the frame's own start (each frame is linked
+    /// behind the previous frame's fdatasync), under `None` only what a
+    /// completed fdatasync confirmed, never a frame written after it.
+    fn frame_header(
+        &self,
+        durability: Durability,
+        flags: u16,
+        len: u32,
+    ) -> [u8; FRAME_HEADER_BYTES] {
+        let durable_end = match durability {
+            Durability::Batch => self.write_pos,
+            Durability::None => self.synced_end,
+        };
+        FrameHeader {
+            flags,
+            len,
+            durable_end,
+        }
+        .encode(FramePlace {
+            salt: self.salt,
+            offset: self.write_pos,
+        })
+    }
 }
 
 /// The embedded file store. Open it with [`FileStore::open`], or let
@@ -75,7 +107,7 @@ struct Active {
 #[derive(Debug)]
 pub struct FileStore {
     dir: PathBuf,
-    _lock: DirLock,
+    lock: DirLock,
     engine: Box<dyn Engine>,
     durability: Durability,
     segment_bytes_max: u64,
@@ -112,36 +144,28 @@ impl FileStore {
     pub fn open(dir: impl AsRef<Path>, config: &Config) -> Result<Self, Error> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir)?;
+        if dir.exists() && !dir.is_dir() {
+            let e = std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a file is there, not a store directory: give a directory path",
+            );
+            return Err(io_error_at(&dir, e));
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| io_error_at(&dir, e))?;
         let lock = DirLock::acquire(&dir)?;
-        let chain_max = config.batches_in_flight_max;
-        let engine: Box<dyn Engine> = match config.io_backend {
-            IoBackend::Pwrite => Box::new(io::Pwrite::new()?),
-            #[cfg(target_os = "linux")]
-            IoBackend::IoUring => Box::new(io::Uring::new(chain_max)?),
-            #[cfg(target_os = "linux")]
-            IoBackend::Auto => match io::Uring::new(chain_max) {
-                Ok(u) => Box::new(u),
-                Err(e) => {
-                    tracing::info!("io_uring unavailable ({e}); using pwrite");
-                    Box::new(io::Pwrite::new()?)
-                }
-            },
-            #[cfg(not(target_os = "linux"))]
-            IoBackend::IoUring => {
-                return Err(Error::Config("io_uring is only available on Linux".into()))
-            }
-            #[cfg(not(target_os = "linux"))]
-            IoBackend::Auto => Box::new(io::Pwrite::new()?),
-        };
-        Ok(Self {
+        let engine = new_engine(config)?;
+        Ok(Self::with_engine(dir, lock, engine, config))
+    }
+
+    fn with_engine(dir: PathBuf, lock: DirLock, engine: Box<dyn Engine>, config: &Config) -> Self {
+        Self {
             dir,
-            _lock: lock,
+            lock,
             engine,
             durability: config.durability,
             segment_bytes_max: config.segment_bytes_max,
             frame_bytes_max: u32::try_from(config.batch_bytes_max).unwrap_or(u32::MAX),
-            chain_max,
+            chain_max: config.batches_in_flight_max,
             active: None,
             next_id: 1,
             pending_seal: None,
@@ -153,7 +177,7 @@ impl FileStore {
             sync_failures_to_inject: 0,
             unsynced: Vec::new(),
             commit_due: false,
-        })
+        }
     }
 
     /// The store directory.
@@ -201,6 +225,7 @@ impl FileStore {
         // The id is taken once the file exists, even if the rest fails and the
         // file cannot be removed: a retry must not collide with it.
         self.next_id += 1;
+        let salt = format::new_salt(id);
         let result = (|| {
             preallocate(&file, self.segment_bytes_max)
                 .map_err(|e| fail(StoreErrorKind::NoSpace, "preallocate", e))?;
@@ -213,6 +238,7 @@ impl FileStore {
                 },
                 sealed: self.pending_seal,
                 frame_bytes_max: self.frame_bytes_max,
+                salt,
             };
             use std::os::unix::fs::FileExt;
             let header = header.encode();
@@ -236,6 +262,7 @@ impl FileStore {
             write_pos: SEGMENT_HEADER_BYTES as u64,
             confirmed_end: SEGMENT_HEADER_BYTES as u64,
             synced_end: SEGMENT_HEADER_BYTES as u64,
+            salt,
         })
     }
 
@@ -261,6 +288,11 @@ impl FileStore {
         }
         self.commit_due = false;
         self.pending_seal = Some((active.id, active.confirmed_end));
+        // Give back the preallocated space past the data. Not made durable:
+        // if a crash loses it, the zeros are still past the seal.
+        if let Err(e) = trim(&active.file, active.confirmed_end, false) {
+            tracing::warn!("trimming {}: {e}", active.id.file_name());
+        }
         Ok(())
     }
 
@@ -351,15 +383,11 @@ impl FileStore {
                 break;
             };
             if chain.is_empty() && self.commit_due {
-                // The last fdatasync succeeded: say so on disk, before
-                // anything newer (recovery's proof that what precedes is
-                // durable, see `scan`).
+                // The last fdatasync succeeded: record on disk how far it
+                // reached, before anything newer (recovery's proof that a bad
+                // frame before that point is damage, see `scan`).
                 self.commit_due = false;
-                let header = FrameHeader {
-                    flags: FRAME_FLAG_COMMIT,
-                    len: 0,
-                }
-                .encode();
+                let header = active.frame_header(self.durability, FRAME_FLAG_COMMIT, 0);
                 let mut op = FrameOp::new(
                     Arc::clone(&active.file),
                     active.write_pos,
@@ -378,11 +406,8 @@ impl FileStore {
             let held = self.unsynced.len() + chain.iter().filter(|o| !o.internal).count();
             let sync =
                 self.durability == Durability::Batch || batch.sync || held + 1 >= self.chain_max;
-            let header = FrameHeader {
-                flags: if sync { FRAME_FLAG_SYNC } else { 0 },
-                len: batch.bytes.len() as u32,
-            }
-            .encode();
+            let flags = if sync { FRAME_FLAG_SYNC } else { 0 };
+            let header = active.frame_header(self.durability, flags, batch.bytes.len() as u32);
             let mut op = FrameOp::new(
                 Arc::clone(&active.file),
                 active.write_pos,
@@ -501,6 +526,39 @@ impl FileStore {
     }
 }
 
+/// The engine `config.io_backend` asks for.
+fn new_engine(config: &Config) -> Result<Box<dyn Engine>, Error> {
+    let chain_max = config.batches_in_flight_max;
+    let engine: Box<dyn Engine> = match config.io_backend {
+        IoBackend::Pwrite => Box::new(io::Pwrite::new()?),
+        #[cfg(target_os = "linux")]
+        IoBackend::IoUring => Box::new(io::Uring::new(chain_max)?),
+        #[cfg(target_os = "linux")]
+        IoBackend::Auto => match io::Uring::new(chain_max) {
+            Ok(u) => Box::new(u),
+            Err(e) => {
+                tracing::info!("io_uring unavailable ({e}); using pwrite");
+                Box::new(io::Pwrite::new()?)
+            }
+        },
+        #[cfg(not(target_os = "linux"))]
+        IoBackend::IoUring => {
+            return Err(Error::Config("io_uring is only available on Linux".into()))
+        }
+        #[cfg(not(target_os = "linux"))]
+        IoBackend::Auto => Box::new(io::Pwrite::new()?),
+    };
+    Ok(engine)
+}
+
+/// An I/O error that names the path it happened on (the kind is kept).
+pub(crate) fn io_error_at(path: &Path, e: std::io::Error) -> Error {
+    Error::Io(std::io::Error::new(
+        e.kind(),
+        format!("{}: {e}", path.display()),
+    ))
+}
+
 /// fsync (`all`) or fdatasync of a segment, recorded in the I/O trace when
 /// it returns success.
 fn sync_file(file: &File, all: bool) -> std::io::Result<()> {
@@ -511,6 +569,20 @@ fn sync_file(file: &File, all: bool) -> std::io::Result<()> {
         file.sync_data()?;
     }
     trace::synced_fd(file.as_raw_fd(), through);
+    Ok(())
+}
+
+/// Cuts `file` to `len` bytes (the end of its data); `durable`: fsync the
+/// new size.
+fn trim(file: &File, len: u64, durable: bool) -> std::io::Result<()> {
+    trace::record(|| {
+        let path = trace::fd_path(file.as_raw_fd()).unwrap_or_default();
+        IoEvent::Truncate { path, len }
+    });
+    file.set_len(len)?;
+    if durable {
+        sync_file(file, true)?;
+    }
     Ok(())
 }
 
@@ -543,6 +615,7 @@ impl Store for FileStore {
 
     fn recover(&mut self, visit: &mut dyn FnMut(RecordRef<'_>)) -> Result<RecoveryReport, Error> {
         let report = scan::scan_dir(&self.dir, &mut |_, r| visit(r))?;
+        self.lock.keep();
         for seg in &report.segments {
             if let Some((at, why)) = &seg.torn {
                 tracing::warn!(
@@ -559,6 +632,16 @@ impl Store for FileStore {
         }
         if let Some(newest) = report.segments.iter().rev().find(|s| s.header.is_some()) {
             self.pending_seal = Some((newest.id, newest.data_end));
+            if newest.file_bytes > newest.data_end {
+                // Preallocated zeros or a torn tail: never read again.
+                let path = newest.id.path(&self.dir);
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| io_error_at(&path, e))?;
+                trace::opened(file.as_raw_fd(), &path);
+                trim(&file, newest.data_end, true).map_err(|e| io_error_at(&path, e))?;
+            }
         }
         self.segment_bytes = report
             .segments
@@ -650,6 +733,13 @@ impl Store for FileStore {
                     StoreError::new(StoreErrorKind::Sync, format!("fdatasync at close: {e}"))
                 })?;
             }
+            // Restarts must not pile up preallocated segments.
+            trim(&a.file, a.confirmed_end, true).map_err(|e| {
+                StoreError::new(
+                    StoreErrorKind::Sync,
+                    format!("trimming {} at close: {e}", a.id.file_name()),
+                )
+            })?;
         }
         Ok(())
     }

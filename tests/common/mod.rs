@@ -42,3 +42,20 @@ pub fn assert_no_regressions(data: &Arc<Mutex<MemStoreData>>) {
         "the flusher wrote a key backwards"
     );
 }
+
+/// Castagnoli CRC, bitwise: an independent reference for the header's
+/// checksum (slow and simple; tests only).
+pub fn crc32c_of(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}

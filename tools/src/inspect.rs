@@ -1,4 +1,5 @@
-//! `wb inspect`, `wb verify`, `wb compact`: a store directory from outside.
+//! `wb inspect`, `wb compact`: a store directory from outside (`wb verify`
+//! is in `verify.rs`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -7,6 +8,10 @@ use serde::Serialize;
 use writebehind::file::scan::{self, ScanReport};
 use writebehind::record::Kind;
 use writebehind::{Config, Error, WriteBehind};
+
+use crate::output::{self, Stop};
+use crate::store_dir;
+use crate::verify::{scan_stable, ScanFailure};
 
 #[derive(Serialize)]
 struct SegmentJson {
@@ -38,17 +43,25 @@ struct InspectJson {
     torn_tails: u64,
 }
 
-/// Scans `dir` and summarizes it; the error is the scan's (corruption).
-fn summarize(dir: &Path) -> Result<InspectJson, Error> {
-    // key -> (highest version, encoded bytes of that record, deleted)
-    let mut keys: HashMap<Vec<u8>, (u64, u64, bool)> = HashMap::new();
-    let report: ScanReport = scan::scan_dir(dir, &mut |_, r| {
+/// Per key: (highest version, encoded bytes of that record, deleted).
+type KeyTable = HashMap<Vec<u8>, (u64, u64, bool)>;
+
+/// One full scan of `dir`, with the newest record of every key.
+fn scan_keys(dir: &Path) -> Result<(ScanReport, KeyTable), Error> {
+    let mut keys = KeyTable::new();
+    let report = scan::scan_dir(dir, &mut |_, r| {
         let len = writebehind::record::encoded_len(r.key.len(), r.value.len()) as u64;
         let e = keys.entry(r.key.to_vec()).or_insert((0, 0, false));
         if r.version.0 >= e.0 {
             *e = (r.version.0, len, r.kind == Kind::Delete);
         }
     })?;
+    Ok((report, keys))
+}
+
+/// Scans `dir` (again if it changed under the scan) and summarizes it.
+fn summarize(dir: &Path) -> Result<InspectJson, ScanFailure> {
+    let (report, keys) = scan_stable(dir, || scan_keys(dir))?;
     let live_keys = keys.values().filter(|k| !k.2).count() as u64;
     let live_bytes: u64 = keys.values().map(|k| k.1).sum();
     let record_bytes = report.record_bytes();
@@ -85,123 +98,59 @@ fn summarize(dir: &Path) -> Result<InspectJson, Error> {
     })
 }
 
-fn print_json(value: &impl Serialize) -> Result<(), String> {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).map_err(|e| e.to_string())?
-    );
-    Ok(())
-}
-
-/// `wb inspect DIR`.
-pub fn inspect(dir: &Path, json: bool) -> Result<(), String> {
-    let s = summarize(dir).map_err(|e| e.to_string())?;
+/// `wb inspect DIR`. Exit 1 on corruption, 2 if the store cannot be read.
+pub fn inspect(dir: &Path, json: bool) -> Result<(), Stop> {
+    let s = summarize(dir).map_err(|f| match f {
+        ScanFailure::Corrupt { message, .. } => Stop::Failed(message),
+        ScanFailure::CannotCheck(why) => Stop::CannotUse(format!("cannot inspect {why}")),
+    })?;
     if json {
-        return print_json(&s);
+        return output::json_pretty(&s);
     }
-    println!(
+    output::line(format_args!(
         "{}: {} segments, {} records ({} bytes)",
         s.dir,
         s.segments.len(),
         s.records,
         s.record_bytes
-    );
-    println!(
+    ))?;
+    output::line(format_args!(
         "  live keys {}, deleted keys {}, live bytes {}, dead bytes {}",
         s.live_keys, s.deleted_keys, s.live_bytes, s.dead_bytes
-    );
-    println!(
+    ))?;
+    output::line(format_args!(
         "  versions {:?}..={:?}, torn tails {}",
         s.version_min, s.version_max, s.torn_tails
-    );
-    println!(
+    ))?;
+    output::line(format_args!(
         "  {:<10} {:>12} {:>12} {:>8} {:>10} {:>12}  versions",
         "segment", "file bytes", "data end", "frames", "records", "rec bytes"
-    );
+    ))?;
     for g in &s.segments {
-        println!(
-            "  {:<10} {:>12} {:>12} {:>8} {:>10} {:>12}  {:?}..={:?}{}",
-            g.file,
-            g.file_bytes,
-            g.data_end,
-            g.frames,
-            g.records,
-            g.record_bytes,
-            g.version_min,
-            g.version_max,
-            g.torn_at
-                .map(|t| format!(
-                    "  torn tail at {t}: {}",
-                    g.torn_reason.clone().unwrap_or_default()
-                ))
-                .unwrap_or_default()
-        );
+        output::line(segment_line(g))?;
     }
     Ok(())
 }
 
-#[derive(Serialize)]
-struct VerifyJson {
-    ok: bool,
-    dir: String,
-    records: u64,
-    segments: usize,
-    torn_tails: u64,
-    error: Option<String>,
-    segment: Option<u64>,
-    offset: Option<u64>,
-}
-
-/// `wb verify DIR`: every record's checksum; false on corruption.
-pub fn verify(dir: &Path, json: bool) -> Result<bool, String> {
-    let result = scan::scan_dir(dir, &mut |_, _| {});
-    let out = match &result {
-        Ok(r) => VerifyJson {
-            ok: true,
-            dir: dir.display().to_string(),
-            records: r.records(),
-            segments: r.segments.len(),
-            torn_tails: r.torn_tails(),
-            error: None,
-            segment: None,
-            offset: None,
-        },
-        Err(e) => {
-            let (segment, offset) = match e {
-                Error::Corrupt {
-                    segment, offset, ..
-                } => (Some(*segment), Some(*offset)),
-                _ => (None, None),
-            };
-            VerifyJson {
-                ok: false,
-                dir: dir.display().to_string(),
-                records: 0,
-                segments: 0,
-                torn_tails: 0,
-                error: Some(e.to_string()),
-                segment,
-                offset,
-            }
-        }
-    };
-    if json {
-        print_json(&out)?;
-    } else if out.ok {
-        println!(
-            "ok: {} records in {} segments verified{}",
-            out.records,
-            out.segments,
-            if out.torn_tails > 0 {
-                " (a torn tail in the newest segment: a crash mid-write, cut at open)"
-            } else {
-                ""
-            }
-        );
-    } else {
-        println!("CORRUPT: {}", out.error.clone().unwrap_or_default());
-    }
-    Ok(out.ok)
+/// One segment's row of `wb inspect`.
+fn segment_line(g: &SegmentJson) -> String {
+    format!(
+        "  {:<10} {:>12} {:>12} {:>8} {:>10} {:>12}  {:?}..={:?}{}",
+        g.file,
+        g.file_bytes,
+        g.data_end,
+        g.frames,
+        g.records,
+        g.record_bytes,
+        g.version_min,
+        g.version_max,
+        g.torn_at
+            .map(|t| format!(
+                "  torn tail at {t}: {}",
+                g.torn_reason.clone().unwrap_or_default()
+            ))
+            .unwrap_or_default()
+    )
 }
 
 #[derive(Serialize)]
@@ -214,14 +163,17 @@ struct CompactJson {
     live_keys: usize,
 }
 
-/// `wb compact DIR`: open, compact, close.
-pub fn compact(dir: &Path, json: bool) -> Result<(), String> {
+/// `wb compact DIR`: open, compact, close. Exit 2, creating nothing, if
+/// `dir` is not a store.
+pub fn compact(dir: &Path, json: bool) -> Result<(), Stop> {
+    store_dir::check(dir).map_err(|p| Stop::CannotUse(format!("cannot compact {p}")))?;
     let config = Config {
         keys_max: 1 << 26,
         dirty_keys_max: 1 << 20,
         ..Config::default()
     };
-    let wb = WriteBehind::open(dir, config).map_err(|e| e.to_string())?;
+    let wb = WriteBehind::open(dir, config)
+        .map_err(|e| format!("opening the store {}: {e}", dir.display()))?;
     // sync() returns after the flusher has published its counters.
     wb.sync().map_err(|e| e.to_string())?;
     let before = wb.stats();
@@ -237,9 +189,9 @@ pub fn compact(dir: &Path, json: bool) -> Result<(), String> {
         live_keys: after.keys,
     };
     if json {
-        return print_json(&out);
+        return output::json_pretty(&out);
     }
-    println!(
+    output::line(format_args!(
         "compacted {}: {} -> {} segments, {} -> {} record bytes, {} keys",
         out.dir,
         out.segments_before,
@@ -247,6 +199,5 @@ pub fn compact(dir: &Path, json: bool) -> Result<(), String> {
         out.bytes_before,
         out.bytes_after,
         out.live_keys
-    );
-    Ok(())
+    ))
 }

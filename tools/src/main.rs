@@ -10,12 +10,25 @@ use clap::{Parser, Subcommand, ValueEnum};
 use writebehind_tools::workload::Distribution;
 
 mod inspect;
+mod output;
+mod store_dir;
+mod verify;
+
+use output::Stop;
+
+/// The exit statuses, shown by `wb --help`.
+const EXIT_STATUS_HELP: &str = "\
+Exit status of verify (and inspect): 0 ok; 1 corrupt (real damage found);
+2 cannot check (not a store, a permission error, a newer format, or the store
+changed while it was read). Other commands: 0 ok, 1 failed, 2 the path is not
+a store. A closed stdout (wb inspect DIR | head) ends a command with 0.";
 
 #[derive(Parser, Debug)]
 #[command(
     name = "wb",
     version,
-    about = "writebehind: bench and inspect a write-behind cache"
+    about = "writebehind: bench and inspect a write-behind cache",
+    after_help = EXIT_STATUS_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -28,7 +41,15 @@ enum Command {
     Bench(Box<BenchArgs>),
     /// Segments, records, live keys, dead bytes and versions of a store directory.
     Inspect(DirArgs),
-    /// Check every record of a store directory; exit 1 on corruption, naming segment and offset.
+    /// Check every record of a store directory; name the segment and offset of any damage.
+    ///
+    /// Reads only (it does not take the store's lock, so it may run beside a
+    /// live cache; a scan that a compaction races is retried).
+    ///
+    /// Exit status: 0 ok; 1 corrupt (real damage found); 2 cannot check (not
+    /// a store, a permission error, a newer format, or the store changed
+    /// while it was read). --json gives "status": "ok" | "corrupt" |
+    /// "cannot_check" and the "error" naming the path.
     Verify(DirArgs),
     /// Compact a store directory (rewrite the live set, drop old segments).
     Compact(DirArgs),
@@ -178,71 +199,85 @@ struct BenchArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(stop) => {
+            if let Some(m) = stop.message() {
+                eprintln!("wb: {m}");
+            }
+            stop.exit_code()
+        }
+    }
+}
+
+fn run(command: Command) -> Result<(), Stop> {
+    match command {
         Command::Bench(args) => bench(&args),
         Command::Inspect(a) => inspect::inspect(&a.dir, a.json),
-        Command::Verify(a) => match inspect::verify(&a.dir, a.json) {
-            Ok(true) => Ok(()),
-            Ok(false) => return ExitCode::FAILURE,
-            Err(e) => Err(e),
-        },
+        Command::Verify(a) => verify::verify(&a.dir, a.json),
         Command::Compact(a) => inspect::compact(&a.dir, a.json),
-        Command::CrashChild { dir, seed } => writebehind_tools::crash::child(&dir, seed),
+        Command::CrashChild { dir, seed } => Ok(writebehind_tools::crash::child(&dir, seed)?),
         Command::Soak {
             seconds,
             dir,
             seed,
             json,
-        } => match writebehind_tools::crash::soak(seconds, dir, seed) {
-            Ok(r) => {
-                let text = format!(
-                    "soak: {:.1} s, {} writes, {} reads, {} syncs, {} compactions, {} keys checked after reopen, {} violations",
-                    r.seconds, r.writes, r.reads, r.syncs, r.compactions, r.keys_checked, r.violations
-                );
-                return report(&r, json, &text, &r.first_violations);
-            }
-            Err(e) => Err(e),
-        },
-        Command::CrashTest(a) => {
-            match writebehind_tools::crash::run(a.cycles, a.dir.clone(), a.seed, a.kill_ms_max) {
-                Ok(r) => {
-                    let text = format!(
-                        "crash-test: {} cycles, {} keys checked, {} torn tails cut, {} sync points recorded, max version {}, {} violations, {:.1} s",
-                        r.cycles, r.keys_checked, r.torn_tails, r.syncs_recorded, r.max_version_seen, r.violations, r.seconds
-                    );
-                    return report(&r, a.json, &text, &r.first_violations);
-                }
-                Err(e) => Err(e),
-            }
+        } => {
+            let r = writebehind_tools::crash::soak(seconds, dir, seed)?;
+            let text = format!(
+                "soak: {:.1} s, {} writes, {} reads, {} syncs, {} compactions, {} keys checked after reopen, {} violations",
+                r.seconds, r.writes, r.reads, r.syncs, r.compactions, r.keys_checked, r.violations
+            );
+            report(&r, json, &text, &r.first_violations)
         }
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("wb: {e}");
-            ExitCode::FAILURE
+        Command::CrashTest(a) => {
+            let r = writebehind_tools::crash::run(a.cycles, a.dir.clone(), a.seed, a.kill_ms_max)?;
+            let text = format!(
+                "crash-test: {} cycles, {} keys checked, {} torn tails cut, {} sync points recorded, max version {}, {} violations, {:.1} s",
+                r.cycles, r.keys_checked, r.torn_tails, r.syncs_recorded, r.max_version_seen, r.violations, r.seconds
+            );
+            report(&r, a.json, &text, &r.first_violations)
         }
     }
 }
 
 /// Prints a check's report (JSON or text) and fails if it found violations.
-fn report(r: &impl serde::Serialize, json: bool, text: &str, violations: &[String]) -> ExitCode {
+fn report(
+    r: &impl serde::Serialize,
+    json: bool,
+    text: &str,
+    violations: &[String],
+) -> Result<(), Stop> {
     if json {
-        println!("{}", serde_json::to_string(r).unwrap_or_default());
+        output::json_line(r)?;
     } else {
-        println!("{text}");
+        output::line(text)?;
         for v in violations {
-            println!("  VIOLATION {v}");
+            output::line(format_args!("  VIOLATION {v}"))?;
         }
     }
     if violations.is_empty() {
-        ExitCode::SUCCESS
+        Ok(())
     } else {
-        ExitCode::FAILURE
+        Err(Stop::Verdict(1))
     }
 }
 
-fn bench(a: &BenchArgs) -> Result<(), String> {
+/// `wb bench`: runs, writes the optional files, prints.
+fn bench(a: &BenchArgs) -> Result<(), Stop> {
+    let report = bench_report(a)?;
+    if a.json {
+        output::json_line(&report)
+    } else {
+        // print_table (bench.rs) still uses println!: a closed stdout there
+        // panics (bench.rs is outside this change).
+        writebehind_tools::bench::print_table(&report);
+        Ok(())
+    }
+}
+
+/// Checks the arguments, runs the benchmark, writes --hgrm and --plot.
+fn bench_report(a: &BenchArgs) -> Result<writebehind_tools::bench::Report, String> {
     use writebehind_tools::bench::{self, Mix, Params, StoreSpec};
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let writers = a.writers.unwrap_or(cores.saturating_sub(1).max(1));
@@ -327,13 +362,5 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
         );
         bench::write_plot(path, &runs)?;
     }
-    if a.json {
-        println!(
-            "{}",
-            serde_json::to_string(&report).map_err(|e| e.to_string())?
-        );
-    } else {
-        bench::print_table(&report);
-    }
-    Ok(())
+    Ok(report)
 }

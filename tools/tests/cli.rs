@@ -65,6 +65,7 @@ fn verify_passes_a_good_store_and_names_the_offset_of_a_corrupt_one() {
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], false);
+    assert_eq!(v["status"], "corrupt");
     assert_eq!(v["segment"], 1);
     assert_eq!(v["offset"], 64 + 16, "the offset of the damaged record");
 }
@@ -204,4 +205,250 @@ fn bench_refuses_postgres_clearly_when_it_cannot_run_it() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs `wb args...` and returns (exit code, stdout + stderr).
+fn wb_text(args: &[&str]) -> (Option<i32>, String) {
+    let out = wb(args);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+/// The names in a directory, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A missing path, a regular file and a directory without a store are
+/// refused by every command with exit 2 and a message naming the path, and
+/// nothing is created.
+#[test]
+fn commands_refuse_a_path_that_is_not_a_store_and_create_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("typo");
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, b"not a store").unwrap();
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    std::fs::write(empty.join("notes.txt"), b"hello").unwrap();
+    for command in ["compact", "inspect", "verify"] {
+        for (path, says) in [
+            (&missing, "no such directory"),
+            (&file, "is a file, not a directory"),
+            (&empty, "not a store"),
+        ] {
+            let (code, text) = wb_text(&[command, path.to_str().unwrap()]);
+            assert_eq!(code, Some(2), "wb {command} {}: {text}", path.display());
+            assert!(text.contains(path.to_str().unwrap()), "{text}");
+            assert!(text.contains(says), "wb {command}: {text}");
+            assert!(!text.contains("CORRUPT"), "{text}");
+        }
+        assert!(
+            !missing.exists(),
+            "wb {command} created {}",
+            missing.display()
+        );
+        assert_eq!(std::fs::read(&file).unwrap(), b"not a store");
+        assert_eq!(listing(&empty), ["notes.txt"], "wb {command}");
+    }
+}
+
+/// A segment written by a newer format version is "cannot check" (exit 2),
+/// not corruption, and the message names the file and both versions.
+#[test]
+fn verify_says_a_newer_format_cannot_be_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut header = [0u8; 64];
+    header[0..8].copy_from_slice(b"wbseg\0\0\x01");
+    header[8..12].copy_from_slice(&99u32.to_le_bytes());
+    let crc = crc32c::crc32c(&header[..60]);
+    header[60..64].copy_from_slice(&crc.to_le_bytes());
+    let segment = dir.path().join("000001.wb");
+    std::fs::write(&segment, header).unwrap();
+
+    let (code, text) = wb_text(&["verify", dir.path().to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("newer format (version 99)"), "{text}");
+    assert!(text.contains(segment.to_str().unwrap()), "{text}");
+    assert!(!text.contains("CORRUPT"), "{text}");
+
+    let out = wb(&["verify", "--json", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "cannot_check");
+    assert!(v["error"].as_str().unwrap().contains("000001.wb"), "{v}");
+}
+
+/// A segment the user may not read is "cannot check" (exit 2), naming the
+/// file. Root reads any file whatever its mode, so as root the check runs as
+/// the user `nobody` (uid 65534), for whom the mode does apply.
+#[test]
+fn verify_says_an_unreadable_segment_cannot_be_checked() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    write_store(dir.path());
+    let segment = dir.path().join("000001.wb");
+    assert!(segment.exists());
+    std::fs::set_permissions(&segment, std::fs::Permissions::from_mode(0o000)).unwrap();
+    // nobody must reach the directory and the binary (the temp dir is 0700).
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wb"));
+    command.args(["verify", "--json", dir.path().to_str().unwrap()]);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        command.uid(65534).gid(65534);
+    }
+    let out = command.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    if out.status.code() == Some(0) && text.contains("\"status\": \"ok\"") {
+        panic!("a segment nobody may read was verified: {text}");
+    }
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "cannot_check");
+    let error = v["error"].as_str().unwrap();
+    assert!(error.contains(segment.to_str().unwrap()), "{error}");
+    assert!(error.contains("permission denied"), "{error}");
+}
+
+/// `wb verify` while another handle writes and compacts the same directory
+/// (segments listed, then deleted before they are read) never reports
+/// corruption: it retries, or says the store changed (exit 2).
+#[test]
+fn verify_racing_compaction_never_says_corrupt() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const RUNS: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        segment_bytes_max: 1 << 18,
+        compact_segments_min: 1_000,
+        ..Config::default()
+    };
+    let cache = WriteBehind::open(dir.path(), config).unwrap();
+    let mut w = cache.writer().unwrap();
+    let mut put_all = |keys: u64, round: u64| {
+        for i in 0..keys {
+            let value = format!("value-{i}-{round}-{:0>160}", 0);
+            w.put(format!("key-{i}").as_bytes(), value.as_bytes())
+                .unwrap();
+        }
+        cache.sync().unwrap();
+    };
+    put_all(20_000, 0); // about 4 MB: a scan takes a while
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let churn = s.spawn(|| {
+            // A few keys between compactions: most of the time goes to
+            // rewriting and deleting segments.
+            let mut round = 1u64;
+            while !stop.load(Ordering::Relaxed) {
+                put_all(100, round);
+                cache.compact().unwrap();
+                round += 1;
+            }
+            round
+        });
+        let path = dir.path().to_str().unwrap();
+        let mut failures = Vec::new();
+        for _ in 0..RUNS {
+            let (code, text) = wb_text(&["verify", path]);
+            if code == Some(1) || text.contains("CORRUPT") {
+                failures.push(text);
+            } else {
+                assert!(matches!(code, Some(0 | 2)), "{code:?}: {text}");
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let rounds = churn.join().unwrap();
+        assert!(rounds > 1, "the compactions did not run");
+        assert!(
+            failures.is_empty(),
+            "{} of {RUNS} runs: {failures:?}",
+            failures.len()
+        );
+    });
+    drop(w);
+    cache.close().unwrap();
+}
+
+/// `wb inspect DIR | head -1`: the reader goes away after one line; the
+/// command stops quietly instead of panicking on the broken pipe.
+#[test]
+fn inspect_exits_quietly_when_stdout_is_closed() {
+    use std::io::BufRead;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let dir = tempfile::tempdir().unwrap();
+    // About one segment per sync: 60 segments, a listing of over 6 KB.
+    let config = Config {
+        segment_bytes_max: 4096,
+        compact_segments_min: 100_000,
+        ..Config::default()
+    };
+    let cache = WriteBehind::open(dir.path(), config).unwrap();
+    let mut w = cache.writer().unwrap();
+    for i in 0..1_200u64 {
+        w.put(format!("key-{i}").as_bytes(), &[7u8; 200]).unwrap();
+        if i % 20 == 19 {
+            cache.sync().unwrap();
+        }
+    }
+    drop(w);
+    cache.close().unwrap();
+
+    // A pipe of one page (4 KiB), smaller than the listing, so the command
+    // is still writing when the reader leaves.
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: pipe2 returned two open descriptors that nothing else owns.
+    let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: fcntl on a descriptor we own; a failure only leaves 64 KiB.
+    let size = unsafe { libc::fcntl(reader.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+    assert_eq!(size, 4096);
+    // The Command (and with it our copy of the write end) is dropped here.
+    let child = Command::new(env!("CARGO_BIN_EXE_wb"))
+        .args(["inspect", dir.path().to_str().unwrap()])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(std::fs::File::from(reader));
+    let mut first = String::new();
+    reader.read_line(&mut first).unwrap();
+    assert!(first.contains("60 segments"), "{first}");
+    drop(reader);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
+
+/// The exit codes of `wb verify` are in its help and in `wb --help`.
+#[test]
+fn help_documents_the_exit_codes_of_verify() {
+    for args in [&["verify", "--help"][..], &["--help"][..]] {
+        let (code, text) = wb_text(args);
+        assert_eq!(code, Some(0), "{text}");
+        for needle in ["0 ok", "1 corrupt", "2 cannot check"] {
+            assert!(
+                text.contains(needle),
+                "wb {args:?}: no {needle:?} in {text}"
+            );
+        }
+    }
 }

@@ -28,7 +28,13 @@ fn the_decode_corpus_replays_cleanly() {
         for r in writebehind::record::iter(data).flatten() {
             assert!(!r.key.is_empty());
         }
-        let _ = FrameHeader::decode(data, FramePlace { salt: 0, offset: 64 });
+        let _ = FrameHeader::decode(
+            data,
+            FramePlace {
+                salt: 0,
+                offset: 64,
+            },
+        );
         let _ = SegmentHeader::decode(data);
     }
 }

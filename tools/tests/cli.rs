@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use writebehind::file::format::FRAME_HEADER_BYTES;
 use writebehind::{Config, WriteBehind};
 
 fn wb(args: &[&str]) -> std::process::Output {
@@ -58,7 +59,7 @@ fn verify_passes_a_good_store_and_names_the_offset_of_a_corrupt_one() {
         .min()
         .unwrap();
     let mut bytes = std::fs::read(&first).unwrap();
-    let at = 64 + 16 + 30; // segment header, frame header, into the first record
+    let at = 64 + FRAME_HEADER_BYTES + 30; // segment header, frame header, into the first record
     bytes[at] ^= 0x20;
     std::fs::write(&first, &bytes).unwrap();
     let out = wb(&["verify", "--json", dir.path().to_str().unwrap()]);
@@ -67,7 +68,11 @@ fn verify_passes_a_good_store_and_names_the_offset_of_a_corrupt_one() {
     assert_eq!(v["ok"], false);
     assert_eq!(v["status"], "corrupt");
     assert_eq!(v["segment"], 1);
-    assert_eq!(v["offset"], 64 + 16, "the offset of the damaged record");
+    assert_eq!(
+        v["offset"],
+        64 + FRAME_HEADER_BYTES,
+        "the offset of the damaged record"
+    );
 }
 
 #[test]

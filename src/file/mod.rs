@@ -28,6 +28,7 @@
 pub mod format;
 mod io;
 mod lock;
+mod reaper;
 pub mod scan;
 #[cfg(test)]
 mod tests;
@@ -50,6 +51,7 @@ use format::{
 };
 use io::{Chain, Engine, FrameOp};
 use lock::DirLock;
+use reaper::Reaper;
 use trace::IoEvent;
 
 use crate::config::{Config, Durability, IoBackend};
@@ -109,6 +111,8 @@ pub struct FileStore {
     dir: PathBuf,
     lock: DirLock,
     engine: Box<dyn Engine>,
+    /// Removes the segments compactions replaced, off the flusher thread.
+    reaper: Reaper,
     durability: Durability,
     segment_bytes_max: u64,
     frame_bytes_max: u32,
@@ -154,14 +158,21 @@ impl FileStore {
         std::fs::create_dir_all(&dir).map_err(|e| io_error_at(&dir, e))?;
         let lock = DirLock::acquire(&dir)?;
         let engine = new_engine(config)?;
-        Ok(Self::with_engine(dir, lock, engine, config))
+        Self::with_engine(dir, lock, engine, config)
     }
 
-    fn with_engine(dir: PathBuf, lock: DirLock, engine: Box<dyn Engine>, config: &Config) -> Self {
-        Self {
+    fn with_engine(
+        dir: PathBuf,
+        lock: DirLock,
+        engine: Box<dyn Engine>,
+        config: &Config,
+    ) -> Result<Self, Error> {
+        let reaper = Reaper::start(dir.clone())?;
+        Ok(Self {
             dir,
             lock,
             engine,
+            reaper,
             durability: config.durability,
             segment_bytes_max: config.segment_bytes_max,
             frame_bytes_max: u32::try_from(config.batch_bytes_max).unwrap_or(u32::MAX),
@@ -177,7 +188,7 @@ impl FileStore {
             sync_failures_to_inject: 0,
             unsynced: Vec::new(),
             commit_due: false,
-        }
+        })
     }
 
     /// The store directory.
@@ -705,27 +716,23 @@ impl Store for FileStore {
             .copied()
             .filter(|&id| id.0 <= cutoff && Some(id) != active)
             .collect();
-        for id in doomed {
-            self.unlink(id).map_err(|e| {
-                StoreError::new(
-                    StoreErrorKind::Write,
-                    format!("removing {}: {e}", id.file_name()),
-                )
-            })?;
-            self.segment_bytes.remove(&id);
-            // One at a time, oldest first, each unlink durable before the
-            // next: a crash never leaves a segment whose seal (in a later,
-            // deleted header) is gone while the segment itself remains.
-            self.sync_dir().map_err(|e| {
-                StoreError::new(StoreErrorKind::Sync, format!("fsync of the directory: {e}"))
-            })?;
+        for id in &doomed {
+            self.segment_bytes.remove(id);
         }
-        self.sync_dir().map_err(|e| {
-            StoreError::new(StoreErrorKind::Sync, format!("fsync of the directory: {e}"))
-        })
+        // The removals (oldest first, each durable before the next) run on
+        // the reaper's thread; a failure of an earlier one is reported here.
+        self.reaper.remove(doomed);
+        match self.reaper.take_error() {
+            Some(e) => Err(StoreError::new(StoreErrorKind::Write, e)),
+            None => Ok(()),
+        }
     }
 
     fn close(&mut self) -> Result<(), StoreError> {
+        self.reaper.drain();
+        if let Some(e) = self.reaper.take_error() {
+            tracing::warn!("compaction left segments behind: {e}");
+        }
         // The flusher closes only once every batch has completed.
         if let Some(a) = &self.active {
             if self.durability == Durability::None {

@@ -164,9 +164,10 @@ impl WriteBehind {
     }
 
     /// Like [`sync`](Self::sync), giving up with [`Error::Timeout`] (which
-    /// carries the store's last error) after `timeout`.
+    /// carries the store's last error) after `timeout`. A timeout too large
+    /// to be a point in time (`Duration::MAX`) waits for ever, as `sync()`.
     pub fn sync_timeout(&self, timeout: Duration) -> Result<(), Error> {
-        self.sync_until(Some(Instant::now() + timeout))
+        self.sync_until(Instant::now().checked_add(timeout))
     }
 
     fn sync_until(&self, deadline: Option<Instant>) -> Result<(), Error> {
@@ -192,7 +193,7 @@ impl WriteBehind {
                 let now = Instant::now();
                 if now >= deadline {
                     return Err(Error::Timeout {
-                        waited_ms: (now - start).as_millis() as u64,
+                        waited_ms: millis(now - start),
                         last_error: sync::lock(&shared.last_error).clone(),
                     });
                 }
@@ -310,4 +311,9 @@ impl Drop for WriteBehind {
             tracing::error!("writebehind: close on drop failed: {e}");
         }
     }
+}
+
+/// `d` in whole milliseconds, saturating at `u64::MAX`.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

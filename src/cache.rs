@@ -70,10 +70,7 @@ impl WriteBehind {
         ));
         let flusher = Flusher::new(Arc::clone(&shared), store);
         let guard = StopGuard(Arc::clone(&shared));
-        let handle = thread::spawn_named("wb-flusher", move || {
-            let _guard = guard;
-            flusher.run()
-        })?;
+        let handle = thread::spawn_named("wb-flusher", move || flusher.run_guarded(guard))?;
         Ok(Self {
             shared,
             flusher: Some(handle),
@@ -115,7 +112,7 @@ impl WriteBehind {
     /// dropped writer's slot is reused once the flusher has drained it.
     pub fn writer(&self) -> Result<Writer, Error> {
         if self.shared.is_closing() {
-            return Err(Error::Closed);
+            return Err(self.shared.refusal());
         }
         for (i, slot) in self.shared.slots.iter().enumerate() {
             // Acquire: the flusher's reads of the ring (before it freed the
@@ -224,8 +221,11 @@ impl WriteBehind {
                     _ => Ok(()),
                 };
             }
-            if progress.stopped.is_some() {
-                return Err(Error::Closed);
+            if let Some(stopped) = &progress.stopped {
+                return Err(match stopped {
+                    Ok(()) => Error::Closed,
+                    Err(msg) => Error::FlusherDied(msg.clone()),
+                });
             }
             progress =
                 sync::wait_timeout(&shared.progress_cv, progress, Duration::from_millis(100));
@@ -250,7 +250,11 @@ impl WriteBehind {
         self.shared.wake_flusher();
         match handle.join() {
             Ok(result) => result,
-            Err(_) => Err(Error::FlusherDied("the flusher thread panicked".into())),
+            Err(_) => Err(Error::FlusherDied(
+                self.shared
+                    .death()
+                    .unwrap_or_else(|| "the flusher thread panicked".into()),
+            )),
         }
     }
 
@@ -270,6 +274,8 @@ impl WriteBehind {
             }
         }
         let drained_ops = load(&c.drained);
+        // Acquire: pairs with the Release store in `announce`.
+        let flusher_alive = !shared.flusher_stopped.load(Ordering::Acquire);
         Stats {
             backend: shared.backend,
             acked_ops,
@@ -290,7 +296,9 @@ impl WriteBehind {
             store_errors: load(&c.store_errors),
             retries: load(&c.retries),
             last_store_error: sync::lock(&shared.last_error).clone(),
-            healthy: !c.failing.load(Ordering::Relaxed),
+            healthy: flusher_alive && !c.failing.load(Ordering::Relaxed),
+            flusher_alive,
+            flusher_death: shared.death(),
             torn_tails: shared.torn_tails,
             compactions: load(&c.compactions),
             live_bytes: load(&c.live_bytes),

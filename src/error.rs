@@ -181,7 +181,16 @@ pub enum Error {
         /// The configured bound.
         max: u64,
     },
-    /// The flusher thread panicked: a bug. The cache refuses further work.
-    #[error("the flusher thread stopped unexpectedly (panic): {0}")]
+    /// The flusher thread died (it panicked: a bug), so nothing more can be
+    /// persisted. Every update from then on is refused with this error (a
+    /// writer blocked on a full ring wakes with it), and so are `sync()`,
+    /// `compact()` and `close()`. Updates acknowledged before it and not
+    /// covered by a successful `sync()` may not be in the store; they are
+    /// still readable with `get`. Drop the cache and open the store again.
+    #[error(
+        "the flusher thread died ({0}): nothing more can be persisted and updates are refused; \
+         updates not covered by a successful sync() may not be in the store (get() still reads \
+         them). Drop this cache and reopen the store"
+    )]
     FlusherDied(String),
 }

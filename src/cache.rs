@@ -206,11 +206,42 @@ impl WriteBehind {
     /// the flusher keep going meanwhile. Stores that do not compact return
     /// `Ok` at once. The file store also compacts by itself when
     /// `Config::compact_dead_ratio` and `compact_segments_min` are reached.
+    ///
+    /// No deadline while the store makes progress (a large store takes as
+    /// long as it takes; [`compact_timeout`](Self::compact_timeout) bounds
+    /// the wait). Errors: the store's error if it fails the compaction
+    /// itself, or if it keeps failing for `Config::close_timeout` with not a
+    /// single batch succeeding (a directory that is not writable): the
+    /// compaction is then still pending and resumes once the store recovers.
+    /// [`Error::FlusherDied`] or [`Error::Closed`] if the flusher stopped.
     pub fn compact(&self) -> Result<(), Error> {
+        self.compact_until(None)
+    }
+
+    /// Like [`compact`](Self::compact), giving up with [`Error::Timeout`]
+    /// (which carries the store's last error, so the caller sees why) after
+    /// `timeout`. The compaction goes on in the background. A timeout too
+    /// large to be a point in time (`Duration::MAX`) is no deadline.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use writebehind::{Config, MemStore, WriteBehind};
+    /// let wb = WriteBehind::with_store(MemStore::new(), Config::default())?;
+    /// wb.compact_timeout(Duration::from_secs(60))?; // MemStore does not compact: Ok at once
+    /// wb.close()?;
+    /// # Ok::<(), writebehind::Error>(())
+    /// ```
+    pub fn compact_timeout(&self, timeout: Duration) -> Result<(), Error> {
+        self.compact_until(Instant::now().checked_add(timeout))
+    }
+
+    fn compact_until(&self, deadline: Option<Instant>) -> Result<(), Error> {
         let shared = &*self.shared;
+        let start = Instant::now();
         // SeqCst RMW: the flusher acquires it.
         let gen = shared.compact_requested.fetch_add(1, Ordering::SeqCst) + 1;
         shared.wake_flusher();
+        let mut failing = FailingSince::default();
         let mut progress = sync::lock(&shared.progress);
         loop {
             if progress.compacted_gen >= gen {
@@ -227,8 +258,23 @@ impl WriteBehind {
                     Err(msg) => Error::FlusherDied(msg.clone()),
                 });
             }
-            progress =
-                sync::wait_timeout(&shared.progress_cv, progress, Duration::from_millis(100));
+            let now = Instant::now();
+            if failing.observe(shared, now) >= shared.config.close_timeout {
+                if let Some(e) = sync::lock(&shared.last_error).clone() {
+                    return Err(Error::Store(e));
+                }
+            }
+            let mut wait = Duration::from_millis(100);
+            if let Some(deadline) = deadline {
+                if now >= deadline {
+                    return Err(Error::Timeout {
+                        waited_ms: millis(now - start),
+                        last_error: sync::lock(&shared.last_error).clone(),
+                    });
+                }
+                wait = wait.min(deadline - now);
+            }
+            progress = sync::wait_timeout(&shared.progress_cv, progress, wait);
         }
     }
 
@@ -324,4 +370,35 @@ impl Drop for WriteBehind {
 /// `d` in whole milliseconds, saturating at `u64::MAX`.
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// How long the store has been failing with no batch made durable, as seen
+/// by a waiter that samples the flusher's counters (`compact_until`).
+#[derive(Debug, Default)]
+struct FailingSince {
+    /// When it was first seen failing, and the durable batch count then.
+    since: Option<(Instant, u64)>,
+}
+
+impl FailingSince {
+    /// Samples the counters at `now`; returns for how long the store has
+    /// failed without a success (zero if it is not failing).
+    fn observe(&mut self, shared: &Shared, now: Instant) -> Duration {
+        let c = &shared.counters;
+        // Relaxed: statistics; a stale sample only delays the verdict by one
+        // wait.
+        if !c.failing.load(Ordering::Relaxed) {
+            self.since = None;
+            return Duration::ZERO;
+        }
+        let batches = c.batches.load(Ordering::Relaxed);
+        match self.since {
+            // Failing all along and nothing made durable in between.
+            Some((since, seen)) if seen == batches => now - since,
+            _ => {
+                self.since = Some((now, batches));
+                Duration::ZERO
+            }
+        }
+    }
 }

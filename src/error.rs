@@ -120,10 +120,12 @@ pub enum Error {
     /// error is attached.
     #[error("store failure: {0}")]
     Store(StoreError),
-    /// `sync_timeout`/`close` gave up waiting; the last store error, if any, is
-    /// attached.
+    /// `sync_timeout`, `compact_timeout` or `close` gave up waiting; the last
+    /// store error, if any, is attached (it is usually why: fix what it
+    /// reports, then retry).
     #[error(
-        "timed out after {waited_ms} ms waiting for durability (last store error: {last_error:?})"
+        "timed out after {waited_ms} ms waiting for the store to make data durable (last store error: {})",
+        last_error.as_ref().map_or_else(|| "none".to_owned(), ToString::to_string)
     )]
     Timeout {
         /// How long the call waited.

@@ -165,6 +165,11 @@ fn g9_timeouts_of_calls_accept_the_extremes() {
             Err(Error::Timeout { .. }) if timeout <= NS => {}
             Err(e) => panic!("sync_timeout({timeout:?}): {e}"),
         }
+        match wb.compact_timeout(timeout) {
+            Ok(()) => {}
+            Err(Error::Timeout { .. }) if timeout <= NS => {}
+            Err(e) => panic!("compact_timeout({timeout:?}): {e}"),
+        }
     }
     wb.sync_timeout(Duration::MAX).unwrap();
     drop(w);

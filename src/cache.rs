@@ -70,10 +70,7 @@ impl WriteBehind {
         ));
         let flusher = Flusher::new(Arc::clone(&shared), store);
         let guard = StopGuard(Arc::clone(&shared));
-        let handle = thread::spawn_named("wb-flusher", move || {
-            let _guard = guard;
-            flusher.run()
-        })?;
+        let handle = thread::spawn_named("wb-flusher", move || flusher.run_guarded(guard))?;
         Ok(Self {
             shared,
             flusher: Some(handle),
@@ -115,7 +112,7 @@ impl WriteBehind {
     /// dropped writer's slot is reused once the flusher has drained it.
     pub fn writer(&self) -> Result<Writer, Error> {
         if self.shared.is_closing() {
-            return Err(Error::Closed);
+            return Err(self.shared.refusal());
         }
         for (i, slot) in self.shared.slots.iter().enumerate() {
             // Acquire: the flusher's reads of the ring (before it freed the
@@ -164,9 +161,10 @@ impl WriteBehind {
     }
 
     /// Like [`sync`](Self::sync), giving up with [`Error::Timeout`] (which
-    /// carries the store's last error) after `timeout`.
+    /// carries the store's last error) after `timeout`. A timeout too large
+    /// to be a point in time (`Duration::MAX`) waits for ever, as `sync()`.
     pub fn sync_timeout(&self, timeout: Duration) -> Result<(), Error> {
-        self.sync_until(Some(Instant::now() + timeout))
+        self.sync_until(Instant::now().checked_add(timeout))
     }
 
     fn sync_until(&self, deadline: Option<Instant>) -> Result<(), Error> {
@@ -192,7 +190,7 @@ impl WriteBehind {
                 let now = Instant::now();
                 if now >= deadline {
                     return Err(Error::Timeout {
-                        waited_ms: (now - start).as_millis() as u64,
+                        waited_ms: millis(now - start),
                         last_error: sync::lock(&shared.last_error).clone(),
                     });
                 }
@@ -208,11 +206,42 @@ impl WriteBehind {
     /// the flusher keep going meanwhile. Stores that do not compact return
     /// `Ok` at once. The file store also compacts by itself when
     /// `Config::compact_dead_ratio` and `compact_segments_min` are reached.
+    ///
+    /// No deadline while the store makes progress (a large store takes as
+    /// long as it takes; [`compact_timeout`](Self::compact_timeout) bounds
+    /// the wait). Errors: the store's error if it fails the compaction
+    /// itself, or if it keeps failing for `Config::close_timeout` with not a
+    /// single batch succeeding (a directory that is not writable): the
+    /// compaction is then still pending and resumes once the store recovers.
+    /// [`Error::FlusherDied`] or [`Error::Closed`] if the flusher stopped.
     pub fn compact(&self) -> Result<(), Error> {
+        self.compact_until(None)
+    }
+
+    /// Like [`compact`](Self::compact), giving up with [`Error::Timeout`]
+    /// (which carries the store's last error, so the caller sees why) after
+    /// `timeout`. The compaction goes on in the background. A timeout too
+    /// large to be a point in time (`Duration::MAX`) is no deadline.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use writebehind::{Config, MemStore, WriteBehind};
+    /// let wb = WriteBehind::with_store(MemStore::new(), Config::default())?;
+    /// wb.compact_timeout(Duration::from_secs(60))?; // MemStore does not compact: Ok at once
+    /// wb.close()?;
+    /// # Ok::<(), writebehind::Error>(())
+    /// ```
+    pub fn compact_timeout(&self, timeout: Duration) -> Result<(), Error> {
+        self.compact_until(Instant::now().checked_add(timeout))
+    }
+
+    fn compact_until(&self, deadline: Option<Instant>) -> Result<(), Error> {
         let shared = &*self.shared;
+        let start = Instant::now();
         // SeqCst RMW: the flusher acquires it.
         let gen = shared.compact_requested.fetch_add(1, Ordering::SeqCst) + 1;
         shared.wake_flusher();
+        let mut failing = FailingSince::default();
         let mut progress = sync::lock(&shared.progress);
         loop {
             if progress.compacted_gen >= gen {
@@ -223,11 +252,29 @@ impl WriteBehind {
                     _ => Ok(()),
                 };
             }
-            if progress.stopped.is_some() {
-                return Err(Error::Closed);
+            if let Some(stopped) = &progress.stopped {
+                return Err(match stopped {
+                    Ok(()) => Error::Closed,
+                    Err(msg) => Error::FlusherDied(msg.clone()),
+                });
             }
-            progress =
-                sync::wait_timeout(&shared.progress_cv, progress, Duration::from_millis(100));
+            let now = Instant::now();
+            if failing.observe(shared, now) >= shared.config.close_timeout {
+                if let Some(e) = sync::lock(&shared.last_error).clone() {
+                    return Err(Error::Store(e));
+                }
+            }
+            let mut wait = Duration::from_millis(100);
+            if let Some(deadline) = deadline {
+                if now >= deadline {
+                    return Err(Error::Timeout {
+                        waited_ms: millis(now - start),
+                        last_error: sync::lock(&shared.last_error).clone(),
+                    });
+                }
+                wait = wait.min(deadline - now);
+            }
+            progress = sync::wait_timeout(&shared.progress_cv, progress, wait);
         }
     }
 
@@ -249,7 +296,11 @@ impl WriteBehind {
         self.shared.wake_flusher();
         match handle.join() {
             Ok(result) => result,
-            Err(_) => Err(Error::FlusherDied("the flusher thread panicked".into())),
+            Err(_) => Err(Error::FlusherDied(
+                self.shared
+                    .death()
+                    .unwrap_or_else(|| "the flusher thread panicked".into()),
+            )),
         }
     }
 
@@ -269,6 +320,8 @@ impl WriteBehind {
             }
         }
         let drained_ops = load(&c.drained);
+        // Acquire: pairs with the Release store in `announce`.
+        let flusher_alive = !shared.flusher_stopped.load(Ordering::Acquire);
         Stats {
             backend: shared.backend,
             acked_ops,
@@ -289,7 +342,9 @@ impl WriteBehind {
             store_errors: load(&c.store_errors),
             retries: load(&c.retries),
             last_store_error: sync::lock(&shared.last_error).clone(),
-            healthy: !c.failing.load(Ordering::Relaxed),
+            healthy: flusher_alive && !c.failing.load(Ordering::Relaxed),
+            flusher_alive,
+            flusher_death: shared.death(),
             torn_tails: shared.torn_tails,
             compactions: load(&c.compactions),
             live_bytes: load(&c.live_bytes),
@@ -308,6 +363,42 @@ impl Drop for WriteBehind {
         }
         if let Err(e) = self.close_inner() {
             tracing::error!("writebehind: close on drop failed: {e}");
+        }
+    }
+}
+
+/// `d` in whole milliseconds, saturating at `u64::MAX`.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// How long the store has been failing with no batch made durable, as seen
+/// by a waiter that samples the flusher's counters (`compact_until`).
+#[derive(Debug, Default)]
+struct FailingSince {
+    /// When it was first seen failing, and the durable batch count then.
+    since: Option<(Instant, u64)>,
+}
+
+impl FailingSince {
+    /// Samples the counters at `now`; returns for how long the store has
+    /// failed without a success (zero if it is not failing).
+    fn observe(&mut self, shared: &Shared, now: Instant) -> Duration {
+        let c = &shared.counters;
+        // Relaxed: statistics; a stale sample only delays the verdict by one
+        // wait.
+        if !c.failing.load(Ordering::Relaxed) {
+            self.since = None;
+            return Duration::ZERO;
+        }
+        let batches = c.batches.load(Ordering::Relaxed);
+        match self.since {
+            // Failing all along and nothing made durable in between.
+            Some((since, seen)) if seen == batches => now - since,
+            _ => {
+                self.since = Some((now, batches));
+                Duration::ZERO
+            }
         }
     }
 }

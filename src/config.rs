@@ -81,7 +81,8 @@ pub struct Config {
     pub batch_bytes_max: usize,
     /// Most records in one batch.
     pub batch_ops_max: usize,
-    /// Oldest a dirty key may get before a batch is cut for it.
+    /// Oldest a dirty key may get before a batch is cut for it; in
+    /// `(0, Config::INTERVAL_MAX]` (1 hour).
     pub flush_interval: Duration,
     /// Batches submitted to the store and not yet completed, at most.
     pub batches_in_flight_max: usize,
@@ -91,15 +92,21 @@ pub struct Config {
     pub backpressure: Backpressure,
     /// Durability of each batch.
     pub durability: Durability,
-    /// First delay before retrying a failed batch; doubles per failure.
+    /// First delay before retrying a failed batch; doubles per failure. In
+    /// `(0, retry_backoff_max]`.
     pub retry_backoff_min: Duration,
-    /// Cap of the retry delay.
+    /// Cap of the retry delay; at most `Config::INTERVAL_MAX` (1 hour).
     pub retry_backoff_max: Duration,
-    /// How long `close()` (and `Drop`) keep retrying a failing store before
-    /// giving up with the error.
+    /// How long `close()` (and `Drop`) wait for every acknowledged update to
+    /// become durable (retrying a failing store meanwhile) before giving up
+    /// with the error; also how long
+    /// [`compact()`](crate::WriteBehind::compact) waits on a store that keeps
+    /// failing without a single success. Positive; `Duration::MAX` means
+    /// for ever. A value too short to write anything makes `close()` fail
+    /// unless a `sync()` made everything durable just before.
     pub close_timeout: Duration,
     /// Longest the flusher sleeps when idle (it is woken earlier by `sync()`,
-    /// full rings and `close()`).
+    /// full rings and `close()`); in `(0, Config::INTERVAL_MAX]` (1 hour).
     pub idle_park_max: Duration,
     /// Pin the flusher thread to this core.
     pub flusher_core: Option<usize>,
@@ -136,10 +143,12 @@ pub struct PgConfig {
     /// with more is refused with [`Error::TooManyRows`] before anything is
     /// loaded.
     pub recover_rows_max: u64,
-    /// How long connecting (and reconnecting after a failure) may take.
+    /// How long connecting (and reconnecting after a failure) may take; in
+    /// `(0, Config::INTERVAL_MAX]` (1 hour).
     pub connect_timeout: Duration,
     /// `statement_timeout` of the store's session: a batch statement that runs
-    /// longer fails and is retried. Zero: no timeout.
+    /// longer fails and is retried. Zero: no timeout; at most `i32::MAX`
+    /// milliseconds (about 24.8 days, PostgreSQL's limit).
     pub statement_timeout: Duration,
 }
 
@@ -185,12 +194,11 @@ impl PgConfig {
         if self.recover_rows_max == 0 {
             return bad("postgres.recover_rows_max must be at least 1".into());
         }
-        if self.connect_timeout.is_zero() {
-            return bad("postgres.connect_timeout must be positive".into());
-        }
+        check_interval("postgres.connect_timeout", self.connect_timeout)?;
         if self.statement_timeout.as_millis() > i32::MAX as u128 {
             return bad(format!(
-                "postgres.statement_timeout = {:?} exceeds PostgreSQL's limit of {} ms",
+                "postgres.statement_timeout = {:?} exceeds PostgreSQL's limit of {} ms; \
+                 set at most that, or zero for no timeout",
                 self.statement_timeout,
                 i32::MAX
             ));
@@ -229,7 +237,24 @@ impl Default for Config {
     }
 }
 
+/// Refuses a zero `value` or one over [`Config::INTERVAL_MAX`], naming `field`.
+fn check_interval(field: &str, value: Duration) -> Result<(), Error> {
+    if value.is_zero() || value > Config::INTERVAL_MAX {
+        return Err(Error::Config(format!(
+            "{field} = {value:?} must be in (0, {:?}]: set a positive duration of at most 1 hour",
+            Config::INTERVAL_MAX
+        )));
+    }
+    Ok(())
+}
+
 impl Config {
+    /// The longest `flush_interval`, `idle_park_max`, `retry_backoff_min`,
+    /// `retry_backoff_max` and `PgConfig::connect_timeout` may be: 1 hour.
+    /// (Longer would only delay durability or recovery, and keeps every
+    /// deadline the flusher computes far from overflow.)
+    pub const INTERVAL_MAX: Duration = Duration::from_secs(3600);
+
     /// Checks every bound and that no two contradict each other.
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |msg: String| Err(Error::Config(msg));
@@ -287,9 +312,7 @@ impl Config {
         if self.batch_ops_max == 0 {
             return bad("batch_ops_max must be at least 1".into());
         }
-        if self.flush_interval.is_zero() {
-            return bad("flush_interval must be positive".into());
-        }
+        check_interval("flush_interval", self.flush_interval)?;
         if self.batches_in_flight_max == 0 || self.batches_in_flight_max > 1024 {
             return bad(format!(
                 "batches_in_flight_max = {} must be in 1..=1024",
@@ -299,11 +322,20 @@ impl Config {
         if self.drain_per_pass_max == 0 {
             return bad("drain_per_pass_max must be at least 1".into());
         }
-        if self.retry_backoff_min.is_zero() || self.retry_backoff_min > self.retry_backoff_max {
+        check_interval("retry_backoff_min", self.retry_backoff_min)?;
+        check_interval("retry_backoff_max", self.retry_backoff_max)?;
+        if self.retry_backoff_min > self.retry_backoff_max {
             return bad(format!(
-                "retry_backoff_min ({:?}) must be positive and <= retry_backoff_max ({:?})",
+                "retry_backoff_min ({:?}) must be <= retry_backoff_max ({:?})",
                 self.retry_backoff_min, self.retry_backoff_max
             ));
+        }
+        if self.close_timeout.is_zero() {
+            return bad(
+                "close_timeout must be positive (it bounds how long close() retries a failing \
+                 store); Duration::MAX waits for ever"
+                    .into(),
+            );
         }
         if self.segment_bytes_max < 4096 || self.segment_bytes_max > 1 << 40 {
             return bad(format!(
@@ -317,9 +349,7 @@ impl Config {
                 self.compact_dead_ratio
             ));
         }
-        if self.idle_park_max.is_zero() {
-            return bad("idle_park_max must be positive".into());
-        }
+        check_interval("idle_park_max", self.idle_park_max)?;
         Ok(())
     }
 }

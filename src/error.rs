@@ -120,10 +120,12 @@ pub enum Error {
     /// error is attached.
     #[error("store failure: {0}")]
     Store(StoreError),
-    /// `sync_timeout`/`close` gave up waiting; the last store error, if any, is
-    /// attached.
+    /// `sync_timeout`, `compact_timeout` or `close` gave up waiting; the last
+    /// store error, if any, is attached (it is usually why: fix what it
+    /// reports, then retry).
     #[error(
-        "timed out after {waited_ms} ms waiting for durability (last store error: {last_error:?})"
+        "timed out after {waited_ms} ms waiting for the store to make data durable (last store error: {})",
+        last_error.as_ref().map_or_else(|| "none".to_owned(), ToString::to_string)
     )]
     Timeout {
         /// How long the call waited.
@@ -181,7 +183,16 @@ pub enum Error {
         /// The configured bound.
         max: u64,
     },
-    /// The flusher thread panicked: a bug. The cache refuses further work.
-    #[error("the flusher thread stopped unexpectedly (panic): {0}")]
+    /// The flusher thread died (it panicked: a bug), so nothing more can be
+    /// persisted. Every update from then on is refused with this error (a
+    /// writer blocked on a full ring wakes with it), and so are `sync()`,
+    /// `compact()` and `close()`. Updates acknowledged before it and not
+    /// covered by a successful `sync()` may not be in the store; they are
+    /// still readable with `get`. Drop the cache and open the store again.
+    #[error(
+        "the flusher thread died ({0}): nothing more can be persisted and updates are refused; \
+         updates not covered by a successful sync() may not be in the store (get() still reads \
+         them). Drop this cache and reopen the store"
+    )]
     FlusherDied(String),
 }

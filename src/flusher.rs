@@ -210,7 +210,7 @@ impl<S: Store> Flusher<S> {
         }
         #[cfg(not(loom))]
         {
-            self.base.elapsed().as_nanos() as u64
+            nanos(self.base.elapsed())
         }
     }
 
@@ -333,7 +333,7 @@ impl<S: Store> Flusher<S> {
                     .saturating_mul(1 << shift)
                     .min(config.retry_backoff_max);
                 f.state = State::Failed {
-                    retry_at_ns: now + backoff.as_nanos() as u64,
+                    retry_at_ns: now.saturating_add(nanos(backoff)),
                 };
                 f.batch = Some(c.batch);
                 self.store_errors += 1;
@@ -527,7 +527,7 @@ impl<S: Store> Flusher<S> {
     /// Cuts and submits batches while one is due and the store has room.
     fn cut_batches(&mut self, now: u64) -> bool {
         let config = &self.shared.config;
-        let interval_ns = config.flush_interval.as_nanos() as u64;
+        let interval_ns = nanos(config.flush_interval);
         let trigger = self.target_ops.min(config.dirty_keys_max);
         let mut cut = false;
         while let Some(front) = self.dirty.front() {
@@ -824,7 +824,8 @@ impl<S: Store> Flusher<S> {
             shared.closing.fetch_or(CLOSE_SEALED, Ordering::SeqCst);
             sync::fence(Ordering::SeqCst);
             self.sealed = true;
-            self.close_deadline_ns = now + shared.config.close_timeout.as_nanos() as u64;
+            // `close_timeout` may be `Duration::MAX` ("for ever"): saturate.
+            self.close_deadline_ns = now.saturating_add(nanos(shared.config.close_timeout));
         }
         // Acquire: pairs with `end_op`'s Release, so its push is visible.
         let writers_idle = sync::bug(sync::Bug::CloseWithoutHandshake)
@@ -846,7 +847,8 @@ impl<S: Store> Flusher<S> {
         if now >= self.close_deadline_ns {
             let last_error = sync::lock(&shared.last_error).clone();
             let result = Err(Error::Timeout {
-                waited_ms: shared.config.close_timeout.as_millis() as u64,
+                waited_ms: u64::try_from(shared.config.close_timeout.as_millis())
+                    .unwrap_or(u64::MAX),
                 last_error,
             });
             tracing::error!(
@@ -877,13 +879,13 @@ impl<S: Store> Flusher<S> {
     fn idle(&mut self, now: u64) {
         let config = &self.shared.config;
         // Next deadline: the oldest dirty key's age limit, or a retry.
-        let mut wait_ns = (config.idle_park_max.min(config.flush_interval / 2)).as_nanos() as u64;
+        let mut wait_ns = nanos(config.idle_park_max.min(config.flush_interval / 2));
         // The oldest dirty key's deadline matters only if a batch could be
         // cut for it; with every in-flight slot taken, the next event is a
         // completion (or a retry time), not a deadline.
         let can_cut = self.in_flight.len() < self.in_flight_max;
         if let Some(d) = self.dirty.front().filter(|_| can_cut) {
-            let due = d.since_ns + config.flush_interval.as_nanos() as u64;
+            let due = d.since_ns.saturating_add(nanos(config.flush_interval));
             wait_ns = wait_ns.min(due.saturating_sub(now));
         }
         for f in &self.in_flight {
@@ -943,6 +945,14 @@ impl<S: Store> Flusher<S> {
         }
         shared.flusher_sleeping.store(false, Ordering::Relaxed);
     }
+}
+
+/// `d` in nanoseconds, saturating at `u64::MAX` (584 years). `Config`
+/// bounds the intervals the flusher adds to its clock to 1 hour, except
+/// `close_timeout`, which may be `Duration::MAX`; every sum of a time and a
+/// duration saturates too.
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// The flusher's private per-key state, indexed by index slot. Kept here,
@@ -1031,19 +1041,67 @@ struct Compaction {
     last_seq: Option<u64>,
 }
 
-/// Marks the flusher stopped if its thread unwinds (a bug), so writers and
-/// waiters do not block forever.
+impl<S: Store> Flusher<S> {
+    /// [`run`](Self::run) on the flusher's thread. If it panics (a bug),
+    /// the death is published with the panic's message before the panic
+    /// goes on: writers are refused with `FlusherDied` from then on, a
+    /// blocked writer and `sync()`/`compact()` waiters wake with it.
+    pub(crate) fn run_guarded(self, guard: StopGuard) -> Result<(), Error> {
+        // Under loom a failing model must unwind untouched (see
+        // `sync::unwinding_in_model`): the guard alone covers it.
+        #[cfg(loom)]
+        {
+            let _guard = guard;
+            self.run()
+        }
+        #[cfg(not(loom))]
+        {
+            // AssertUnwindSafe: the flusher (and its store) is dropped by the
+            // unwinding and never used again; the shared state it leaves is
+            // atomics and mutexes that `sync::lock` takes past poisoning, and
+            // the death bit keeps everyone from relying on it.
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || self.run())) {
+                Ok(result) => {
+                    drop(guard);
+                    result
+                }
+                Err(payload) => {
+                    let message = payload
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic without a message".into());
+                    guard.died(format!("it panicked: {message}"));
+                    std::panic::resume_unwind(payload)
+                }
+            }
+        }
+    }
+}
+
+/// Publishes the flusher's death if its thread unwinds (a bug), so writers
+/// are refused and waiters do not block forever.
 #[derive(Debug)]
 pub(crate) struct StopGuard(pub Arc<Shared>);
+
+impl StopGuard {
+    /// The flusher panicked with `reason`: publish it.
+    #[cfg(not(loom))]
+    fn died(self, reason: String) {
+        if !self.0.flusher_stopped.load(Ordering::Acquire) {
+            self.0.announce_died(reason);
+        }
+    }
+}
 
 impl Drop for StopGuard {
     fn drop(&mut self) {
         if sync::unwinding_in_model() {
             return;
         }
+        // Acquire: pairs with the Release store in `Shared::announce`.
         if !self.0.flusher_stopped.load(Ordering::Acquire) {
-            self.0
-                .announce_stopped(Err("the flusher thread panicked".into()), None);
+            self.0.announce_died("the flusher thread panicked".into());
         }
     }
 }

@@ -3,7 +3,7 @@
 use crossbeam_utils::CachePadded;
 
 use crate::config::Config;
-use crate::error::StoreError;
+use crate::error::{Error, StoreError};
 use crate::index::{Index, Slot};
 use crate::record::Version;
 use crate::ring::Ring;
@@ -43,10 +43,15 @@ pub(crate) struct WriterSlot {
     pub room: Condvar,
 }
 
-/// Bits of `Shared::closing`.
+/// Bits of `Shared::closing`. Any bit set refuses new writer operations
+/// (`Writer::begin_op` tests the whole byte, so a writer's fast path pays
+/// for no check of its own); [`Shared::refusal`] says which.
 pub(crate) const CLOSE_REQUESTED: u8 = 1;
 /// Set by the flusher with a SeqCst RMW before it checks `op_active`.
 pub(crate) const CLOSE_SEALED: u8 = 2;
+/// The flusher thread died (panicked): nothing will be persisted any more.
+/// Set once, by [`Shared::announce_died`].
+pub(crate) const FLUSHER_DEAD: u8 = 4;
 
 /// Sync/close progress, published by the flusher under a mutex so waiters
 /// can sleep on a condvar.
@@ -91,7 +96,7 @@ pub(crate) struct Shared {
     pub config: Config,
     pub index: Index,
     pub slots: Box<[WriterSlot]>,
-    /// `CLOSE_REQUESTED | CLOSE_SEALED` bits.
+    /// `CLOSE_REQUESTED | CLOSE_SEALED | FLUSHER_DEAD` bits.
     pub closing: AtomicU8,
     /// The flusher is parked or about to park.
     pub flusher_sleeping: AtomicBool,
@@ -176,12 +181,30 @@ impl Shared {
     /// `synced_gen` served, if given) and releases everyone waiting on it:
     /// `sync()`/`compact()` callers and writers parked on a full ring.
     pub(crate) fn announce_stopped(&self, outcome: Result<(), String>, synced_gen: Option<u64>) {
+        self.announce(outcome, synced_gen, false);
+    }
+
+    /// Publishes that the flusher thread died (panicked) for `reason`:
+    /// from now on every writer operation is refused with
+    /// [`Error::FlusherDied`], and everyone waiting is released with it.
+    pub(crate) fn announce_died(&self, reason: String) {
+        self.announce(Err(reason), None, true);
+    }
+
+    fn announce(&self, outcome: Result<(), String>, synced_gen: Option<u64>, died: bool) {
         {
             let mut progress = sync::lock(&self.progress);
             if let Some(gen) = synced_gen {
                 progress.synced_gen = progress.synced_gen.max(gen);
             }
             progress.stopped = Some(outcome);
+            if died {
+                // Release, under the lock that holds the reason: a writer that
+                // sees the bit (Acquire, in `death`) finds the reason there.
+                // Set before `flusher_stopped`, so a writer released below
+                // sees it too.
+                self.closing.fetch_or(FLUSHER_DEAD, Ordering::Release);
+            }
         }
         // Release: pairs with the Acquire loads of parked writers.
         self.flusher_stopped.store(true, Ordering::Release);
@@ -192,9 +215,33 @@ impl Shared {
         }
     }
 
-    /// True once `close()` has begun.
+    /// True once `close()` has begun or the flusher died: writer operations
+    /// are refused (with [`Shared::refusal`]).
     #[inline]
     pub(crate) fn is_closing(&self) -> bool {
         self.closing.load(Ordering::Relaxed) != 0
+    }
+
+    /// Why writer operations are refused, once `is_closing()`:
+    /// [`Error::FlusherDied`] if the flusher died, else [`Error::Closed`].
+    #[cold]
+    pub(crate) fn refusal(&self) -> Error {
+        match self.death() {
+            Some(reason) => Error::FlusherDied(reason),
+            None => Error::Closed,
+        }
+    }
+
+    /// The reason the flusher thread died, if it did.
+    pub(crate) fn death(&self) -> Option<String> {
+        // Acquire: pairs with the Release RMW in `announce`, so the reason
+        // it stored under `progress` is there.
+        if self.closing.load(Ordering::Acquire) & FLUSHER_DEAD == 0 {
+            return None;
+        }
+        match &sync::lock(&self.progress).stopped {
+            Some(Err(reason)) => Some(reason.clone()),
+            _ => Some("the flusher thread panicked".into()),
+        }
     }
 }

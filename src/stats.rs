@@ -49,8 +49,15 @@ pub struct Stats {
     pub retries: u64,
     /// The store's most recent error, if any.
     pub last_store_error: Option<StoreError>,
-    /// False while the store is failing (the last attempt failed).
+    /// False while the store is failing (the last attempt failed), or once
+    /// the flusher thread died.
     pub healthy: bool,
+    /// False once the flusher thread has stopped: it died (see
+    /// `flusher_death`) and every update is refused with
+    /// [`Error::FlusherDied`](crate::Error::FlusherDied).
+    pub flusher_alive: bool,
+    /// Why the flusher thread died (its panic message), if it did.
+    pub flusher_death: Option<String>,
     /// Torn tails cut off during recovery.
     pub torn_tails: u64,
     /// Compactions finished.

@@ -128,6 +128,12 @@ impl Writer {
     /// `op_active`. Under SeqCst fences at least one of them sees the other,
     /// so either this operation is refused with `Closed`, or the flusher waits
     /// for it and drains what it pushed (G7).
+    ///
+    /// The same load refuses every operation after the flusher died: its
+    /// death sets a bit of `closing` (`FLUSHER_DEAD`), so the fast path reads
+    /// nothing more; only the refusal looks up which error it is. (An
+    /// operation that passed this check just before the death is acknowledged
+    /// concurrently with it; `sync()` and `close()` report the death.)
     #[inline]
     fn begin_op(&mut self) -> Result<(), Error> {
         let slot = &self.shared.slots[self.slot];
@@ -135,7 +141,7 @@ impl Writer {
         sync::fence(Ordering::SeqCst);
         if self.shared.is_closing() {
             slot.op_active.store(false, Ordering::Relaxed);
-            return Err(Error::Closed);
+            return Err(self.shared.refusal());
         }
         Ok(())
     }
@@ -222,7 +228,9 @@ impl Writer {
             // Acquire: pairs with the flusher's Release store on exit.
             if shared.flusher_stopped.load(Ordering::Acquire) {
                 slot.waiting.store(false, Ordering::Relaxed);
-                return Err(Error::Closed);
+                // `FlusherDied` if it died, not `Closed`: nothing will ever
+                // make room, and the cache must be reopened.
+                return Err(shared.refusal());
             }
             shared.wake_flusher();
             // The timeout is a safety net, not part of the protocol (the loom

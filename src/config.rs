@@ -111,14 +111,18 @@ pub struct Config {
     /// Pin the flusher thread to this core.
     pub flusher_core: Option<usize>,
     /// File store: a segment is rotated once it holds this many bytes (it is
-    /// preallocated to this size).
+    /// preallocated to this size, and trimmed to its data when left behind or
+    /// closed). At most 4 GiB.
     pub segment_bytes_max: u64,
     /// File store: the I/O engine.
     pub io_backend: IoBackend,
     /// Compact when at least this fraction of the stored record bytes is
     /// dead (superseded)...
     pub compact_dead_ratio: f64,
-    /// ...and the store has at least this many segments.
+    /// ...and the store has at least this many segments. Also compacted,
+    /// whatever the dead fraction, once it has at least this many segments
+    /// and compacting would halve their number (many short segments, as
+    /// restarts and frequent rotations leave).
     pub compact_segments_min: usize,
     /// PostgreSQL store (`PgStore`, cargo feature `postgres`): where the
     /// table is and how to talk to it. Ignored by other stores.
@@ -337,9 +341,9 @@ impl Config {
                     .into(),
             );
         }
-        if self.segment_bytes_max < 4096 || self.segment_bytes_max > 1 << 40 {
+        if self.segment_bytes_max < 4096 || self.segment_bytes_max > 1 << 32 {
             return bad(format!(
-                "segment_bytes_max = {} must be in 4096..=2^40",
+                "segment_bytes_max = {} must be in 4096..=4 GiB (each segment is preallocated to it; the default is 64 MiB)",
                 self.segment_bytes_max
             ));
         }

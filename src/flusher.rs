@@ -658,10 +658,14 @@ impl<S: Store> Flusher<S> {
         };
         let config = &self.shared.config;
         let live = self.keys.live_bytes;
-        segments >= config.compact_segments_min
-            && stored > 0
+        let dead = stored > 0
             && live < stored
-            && (stored - live) as f64 / stored as f64 >= config.compact_dead_ratio
+            && (stored - live) as f64 / stored as f64 >= config.compact_dead_ratio;
+        // Many segments holding little (restarts and syncs each leave a
+        // short one behind): compact once that would halve their number.
+        let after = live.div_ceil(config.segment_bytes_max.max(1)) as usize + 1;
+        let sparse = after.saturating_mul(2) <= segments;
+        segments >= config.compact_segments_min && (dead || sparse)
     }
 
     /// Starts, advances or finishes a compaction; true if it did something.

@@ -182,3 +182,33 @@ fn closing_trims_the_active_segment() {
     assert!(apparent < 64 << 10, "{apparent} bytes in segments");
     assert!(blocks < 1 << 20, "{blocks} bytes allocated");
 }
+
+/// Restarts each leave a short segment behind; once there are
+/// `compact_segments_min` of them and compacting would halve their number,
+/// the store compacts them even with no dead data.
+#[test]
+fn short_segments_left_by_restarts_are_compacted() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..10u64 {
+        // New keys every run: nothing is dead, only short.
+        let wb = WriteBehind::open(dir.path(), config()).unwrap();
+        let mut w = wb.writer().unwrap();
+        w.put(format!("r{round}").as_bytes(), b"v").unwrap();
+        drop(w);
+        wb.close().unwrap();
+    }
+    let wb = WriteBehind::open(dir.path(), config()).unwrap();
+    let mut segments = u64::MAX;
+    // Bounded wait for the flusher's periodic check (every 10 ms).
+    for _ in 0..500 {
+        segments = wb.stats().segments;
+        if wb.stats().compactions > 0 && segments <= 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(segments <= 3, "{segments} segments after 10 restarts");
+    assert_eq!(wb.get(b"r5").as_deref(), Some(&b"v"[..]));
+    wb.close().unwrap();
+    assert!(scan::list_segments(dir.path()).unwrap().len() <= 3);
+}

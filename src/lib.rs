@@ -77,8 +77,8 @@ pub use postgres;
 pub use record::Version;
 pub use stats::Stats;
 pub use store::{
-    Batch, BatchSeq, Blocking, BlockingStore, Completion, FaultPlan, Faulty, MemStore,
-    RecoveryReport, Store, Throttled,
+    Batch, BatchSeq, Blocking, BlockingStore, CompactionRead, Completion, FaultPlan, Faulty,
+    MemStore, RecoveryReport, Store, Throttled,
 };
 #[cfg(feature = "postgres")]
 pub use store::{PgStats, PgStatsHandle, PgStore};

@@ -57,7 +57,7 @@ use trace::IoEvent;
 use crate::config::{Config, Durability, IoBackend};
 use crate::error::{Error, StoreError, StoreErrorKind};
 use crate::record::RecordRef;
-use crate::store::{Batch, Completion, RecoveryReport, Store};
+use crate::store::{Batch, CompactionRead, Completion, RecoveryReport, Store};
 
 /// The segment being appended to.
 #[derive(Debug)]
@@ -131,6 +131,8 @@ pub struct FileStore {
     segment_bytes: std::collections::BTreeMap<SegmentId, u64>,
     /// Rotate before the next chain (a compaction began).
     rotate_requested: bool,
+    /// Compaction's read position: the segment and the offset to go on at.
+    compaction_read: Option<(SegmentId, u64)>,
     /// Fault injection: fdatasyncs still to report as failed.
     sync_failures_to_inject: u32,
     /// `Durability::None`: batches written since the last good fdatasync,
@@ -185,6 +187,7 @@ impl FileStore {
             done: Vec::new(),
             segment_bytes: std::collections::BTreeMap::new(),
             rotate_requested: false,
+            compaction_read: None,
             sync_failures_to_inject: 0,
             unsynced: Vec::new(),
             commit_due: false,
@@ -312,6 +315,15 @@ impl FileStore {
         if self.in_chain > 0 {
             return;
         }
+        if self.rotate_requested {
+            // A compaction began: leave the active segment now, so that it
+            // can be compacted too, with nothing of it in flight.
+            self.rotate_requested = false;
+            if let Err(e) = self.retire_active() {
+                self.fail_queue(&e);
+                return;
+            }
+        }
         if self.queue.is_empty() {
             // Nothing to write, but batches wait for an fdatasync: do one.
             if let (Some(a), false) = (self.active.as_ref(), self.unsynced.is_empty()) {
@@ -328,13 +340,6 @@ impl FileStore {
                 self.engine.submit(vec![op]);
             }
             return;
-        }
-        if self.rotate_requested {
-            self.rotate_requested = false;
-            if let Err(e) = self.retire_active() {
-                self.fail_queue(&e);
-                return;
-            }
         }
         let mut chain: Chain = Vec::with_capacity(self.chain_max);
         while chain.len() < self.chain_max {
@@ -702,10 +707,42 @@ impl Store for FileStore {
 
     fn begin_compaction(&mut self) -> Result<u64, StoreError> {
         // Everything up to the active segment is replaced; new frames go to a
-        // new segment (rotated before the next chain, when none is in
-        // flight, so no frame of the old one is left unconfirmed).
+        // new segment (rotated when no chain is in flight, so no frame of
+        // the old one is left unconfirmed).
         self.rotate_requested = true;
+        self.compaction_read = None;
+        self.pump();
         Ok(self.next_id - 1)
+    }
+
+    fn read_for_compaction(
+        &mut self,
+        cutoff: u64,
+        budget_bytes: usize,
+        out: &mut Vec<(Vec<u8>, crate::record::Version)>,
+    ) -> Result<CompactionRead, StoreError> {
+        let active = self.active.as_ref().map(|a| a.id);
+        let oldest = self.segment_bytes.keys().copied().find(|id| id.0 <= cutoff);
+        let (id, from) = match (self.compaction_read, oldest) {
+            (Some(at), _) => at,
+            (None, None) => return Ok(CompactionRead::Done),
+            // Not yet left behind (a chain was in flight): next time.
+            (None, Some(id)) if Some(id) == active || self.rotate_requested => {
+                return Ok(CompactionRead::Partial)
+            }
+            (None, Some(id)) => (id, 0),
+        };
+        let next = scan::segment_keys(&self.dir, id, from, budget_bytes, out).map_err(|e| {
+            StoreError::new(
+                StoreErrorKind::Other,
+                format!("reading {} to compact it: {e}", id.file_name()),
+            )
+        })?;
+        self.compaction_read = next.map(|at| (id, at));
+        Ok(match next {
+            Some(_) => CompactionRead::Partial,
+            None => CompactionRead::Whole(id.0),
+        })
     }
 
     fn finish_compaction(&mut self, cutoff: u64) -> Result<(), StoreError> {

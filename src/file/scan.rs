@@ -308,6 +308,8 @@ enum Stop {
     Zeros(u64),
     /// A frame that is not whole: (frame start, offset of the damage, why).
     Bad(u64, u64, String),
+    /// At `pause_at` (see [`walk`]), with more to read.
+    Paused,
 }
 
 /// Checks and hands over the records of one frame's body; `Err` names the
@@ -316,12 +318,13 @@ type CheckRecords<'a> = dyn FnMut(&[u8]) -> Result<(), (usize, String)> + 'a;
 
 /// Walks whole frames of `f` from `pos` up to `limit`, calling `frame` for
 /// each (its start and header) and, if `records` is given, checking every
-/// record and handing it over. Returns where it stopped and the end of the
-/// last whole frame.
+/// record and handing it over; pauses before a frame that starts at or past
+/// `pause_at`. Returns where it stopped and the end of the last whole frame.
 fn walk(
     f: &SegmentFile,
     mut pos: u64,
     limit: u64,
+    pause_at: u64,
     mut records: Option<&mut CheckRecords<'_>>,
     frame: &mut dyn FnMut(u64, FrameHeader),
 ) -> Result<(Stop, u64), Error> {
@@ -332,6 +335,9 @@ fn walk(
     loop {
         if pos >= limit {
             return Ok((Stop::End, pos));
+        }
+        if pos >= pause_at {
+            return Ok((Stop::Paused, pos));
         }
         let want = (limit - pos).min(FRAME_HEADER_BYTES as u64) as usize;
         f.read(pos, want, &mut buf)?;
@@ -412,14 +418,14 @@ fn durable_past(f: &SegmentFile, bad: u64, limit: u64) -> Result<(bool, bool), E
         };
         found_any = true;
         let mut proof = false;
-        let (stop, end) = walk(f, at, limit, None, &mut |_, h| {
+        let (stop, end) = walk(f, at, limit, u64::MAX, None, &mut |_, h| {
             proof |= h.durable_end > bad;
         })?;
         if proof {
             return Ok((true, true));
         }
         from = match stop {
-            Stop::End => return Ok((false, true)),
+            Stop::End | Stop::Paused => return Ok((false, true)),
             Stop::Zeros(p) | Stop::Bad(p, _, _) => p.max(end) + 1,
         };
     }
@@ -463,6 +469,7 @@ fn scan_segment(
         f,
         SEGMENT_HEADER_BYTES as u64,
         limit,
+        u64::MAX,
         Some(&mut check),
         &mut |_, h| {
             frames += 1;
@@ -476,7 +483,7 @@ fn scan_segment(
         Stop::End if sealed_end.is_some_and(|s| end < s) => {
             (end, end, "zeros where a frame should be".to_string())
         }
-        Stop::End => return Ok(()),
+        Stop::End | Stop::Paused => return Ok(()),
         Stop::Zeros(p) if sealed_end.is_none() => {
             let (proof, after) = durable_past(f, p, limit)?;
             if !proof {
@@ -504,4 +511,32 @@ fn scan_segment(
         offset: at,
         reason: why,
     })
+}
+
+/// Compaction's read of one segment: from `from` (0: the start), appends
+/// the key and version of every record of whole frames until about
+/// `budget_bytes` were read. Returns where to go on, or `None` once the
+/// segment's data has been read to its end. The segment was checked when
+/// the store opened or wrote it; reading stops at the first frame that is
+/// not whole (a sealed tail: records never confirmed, whose keys could only
+/// add rewrites).
+pub(crate) fn segment_keys(
+    dir: &Path,
+    id: SegmentId,
+    from: u64,
+    budget_bytes: usize,
+    out: &mut Vec<(Vec<u8>, crate::record::Version)>,
+) -> Result<Option<u64>, Error> {
+    let f = open_segment(dir, id, false)?;
+    let from = from.max(SEGMENT_HEADER_BYTES as u64);
+    let pause_at = from.saturating_add(budget_bytes as u64);
+    let mut keys = |body: &[u8]| -> Result<(), (usize, String)> {
+        for item in record::iter(body) {
+            let r = item.map_err(|(off, e)| (off, e.to_string()))?;
+            out.push((r.key.to_vec(), r.version));
+        }
+        Ok(())
+    };
+    let (stop, end) = walk(&f, from, f.len, pause_at, Some(&mut keys), &mut |_, _| {})?;
+    Ok(matches!(stop, Stop::Paused).then_some(end))
 }

@@ -210,8 +210,17 @@ impl<S: Store> Store for Faulty<S> {
         self.inner.begin_compaction()
     }
 
-    fn finish_compaction(&mut self, cutoff: u64) -> Result<(), StoreError> {
-        self.inner.finish_compaction(cutoff)
+    fn finish_compaction(&mut self, upto: u64) -> Result<(), StoreError> {
+        self.inner.finish_compaction(upto)
+    }
+
+    fn read_for_compaction(
+        &mut self,
+        cutoff: u64,
+        budget_bytes: usize,
+        out: &mut Vec<(Vec<u8>, crate::record::Version)>,
+    ) -> Result<super::CompactionRead, StoreError> {
+        self.inner.read_for_compaction(cutoff, budget_bytes, out)
     }
 
     fn close(&mut self) -> Result<(), StoreError> {

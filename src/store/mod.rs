@@ -31,7 +31,7 @@ pub use throttled::Throttled;
 use std::time::Duration;
 
 use crate::error::{Error, StoreError, StoreErrorKind};
-use crate::record::RecordRef;
+use crate::record::{RecordRef, Version};
 
 /// Submission number of a batch: 1, 2, 3... in submission order. A retried
 /// batch keeps its number.
@@ -64,6 +64,20 @@ pub struct Completion {
     /// `Ok` once every record of the batch is durable (under the store's
     /// durability mode).
     pub result: Result<(), StoreError>,
+}
+
+/// What [`Store::read_for_compaction`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompactionRead {
+    /// The store cannot say what each unit holds: rewrite every key.
+    Everything,
+    /// Read part of a unit; call again for more.
+    Partial,
+    /// Unit `id` has been read whole (its records are in `out`, over this
+    /// and earlier calls).
+    Whole(u64),
+    /// No unit at or below the cutoff remains.
+    Done,
 }
 
 /// What recovery found.
@@ -115,8 +129,8 @@ pub trait Store: Send + 'static {
     }
 
     /// Starts a compaction: every record stored so far will be superseded by
-    /// records written after this call (the flusher rewrites the whole live
-    /// set from memory). Returns a cutoff to pass to `finish_compaction`.
+    /// records written after this call. Returns a cutoff: the newest unit of
+    /// storage (a file store's segment) the compaction replaces.
     fn begin_compaction(&mut self) -> Result<u64, StoreError> {
         Err(StoreError::new(
             StoreErrorKind::Other,
@@ -124,11 +138,30 @@ pub trait Store: Send + 'static {
         ))
     }
 
-    /// Every record written since `begin_compaction` returned `cutoff` is
-    /// durable: drop what they supersede.
-    fn finish_compaction(&mut self, cutoff: u64) -> Result<(), StoreError> {
-        let _ = cutoff;
+    /// Every live record of the units up to `upto` (a unit that
+    /// [`read_for_compaction`](Self::read_for_compaction) reported whole, or
+    /// the cutoff) has been rewritten durably since `begin_compaction`: drop
+    /// those units.
+    fn finish_compaction(&mut self, upto: u64) -> Result<(), StoreError> {
+        let _ = upto;
         Ok(())
+    }
+
+    /// For stores that compact in steps, so that each step frees space
+    /// before the next needs it: appends the key and version of the records
+    /// of the oldest unit at or below `cutoff` still stored, about
+    /// `budget_bytes` of them per call. The flusher rewrites those still
+    /// live, waits until that is durable, then calls `finish_compaction`
+    /// with the unit. The default, [`CompactionRead::Everything`], makes the
+    /// flusher rewrite every key instead and finish at the cutoff.
+    fn read_for_compaction(
+        &mut self,
+        cutoff: u64,
+        budget_bytes: usize,
+        out: &mut Vec<(Vec<u8>, Version)>,
+    ) -> Result<CompactionRead, StoreError> {
+        let _ = (cutoff, budget_bytes, out);
+        Ok(CompactionRead::Everything)
     }
 
     /// Test hook for fault injection ([`Faulty`]): make the store's next
@@ -183,8 +216,16 @@ impl<S: Store + ?Sized> Store for Box<S> {
     fn begin_compaction(&mut self) -> Result<u64, StoreError> {
         (**self).begin_compaction()
     }
-    fn finish_compaction(&mut self, cutoff: u64) -> Result<(), StoreError> {
-        (**self).finish_compaction(cutoff)
+    fn finish_compaction(&mut self, upto: u64) -> Result<(), StoreError> {
+        (**self).finish_compaction(upto)
+    }
+    fn read_for_compaction(
+        &mut self,
+        cutoff: u64,
+        budget_bytes: usize,
+        out: &mut Vec<(Vec<u8>, Version)>,
+    ) -> Result<CompactionRead, StoreError> {
+        (**self).read_for_compaction(cutoff, budget_bytes, out)
     }
     fn close(&mut self) -> Result<(), StoreError> {
         (**self).close()
@@ -199,7 +240,7 @@ pub(crate) fn test_batch(seq: u64) -> Batch {
     crate::record::encode(
         &mut bytes,
         crate::record::Kind::Put,
-        crate::record::Version(seq),
+        Version(seq),
         b"k",
         b"v",
     );

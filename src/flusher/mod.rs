@@ -28,6 +28,8 @@
 //! the store goes idle with little dirty (smaller batches cost nothing then
 //! and make data durable sooner). It stays in `[TARGET_MIN, batch_ops_max]`.
 
+mod compaction;
+
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -39,6 +41,7 @@ use crate::ring::{Consumer, Ring};
 use crate::shared::{Record, Shared, CLOSE_REQUESTED, CLOSE_SEALED, SLOT_FREE, SLOT_RETIRED};
 use crate::store::{Batch, BatchSeq, Completion, Store};
 use crate::sync::{self, Arc, Ordering};
+use compaction::Compaction;
 
 /// Smallest adaptive target, in dirty keys.
 const TARGET_MIN: usize = 1024;
@@ -646,128 +649,6 @@ impl<S: Store> Flusher<S> {
         any
     }
 
-    /// True when the store's dead bytes reach the configured ratio (checked
-    /// at most every 10 ms).
-    fn compaction_due(&mut self, now: u64) -> bool {
-        if now.saturating_sub(self.compact_checked_ns) < 10_000_000 {
-            return false;
-        }
-        self.compact_checked_ns = now;
-        let Some((segments, stored)) = self.store.compaction_stats() else {
-            return false;
-        };
-        let config = &self.shared.config;
-        let live = self.keys.live_bytes;
-        let dead = stored > 0
-            && live < stored
-            && (stored - live) as f64 / stored as f64 >= config.compact_dead_ratio;
-        // Many segments holding little (restarts and syncs each leave a
-        // short one behind): compact once that would halve their number.
-        let after = live.div_ceil(config.segment_bytes_max.max(1)) as usize + 1;
-        let sparse = after.saturating_mul(2) <= segments;
-        segments >= config.compact_segments_min && (dead || sparse)
-    }
-
-    /// Starts, advances or finishes a compaction; true if it did something.
-    fn compact_step(&mut self, now: u64) -> bool {
-        let shared = Arc::clone(&self.shared);
-        if self.compaction.is_none() {
-            // Acquire: pairs with `compact()`'s RMW.
-            let requested = shared.compact_requested.load(Ordering::Acquire);
-            let asked = requested > self.compact_seen;
-            if !asked && (self.sealed || !self.compaction_due(now)) {
-                return false;
-            }
-            self.compact_seen = requested;
-            match self.store.begin_compaction() {
-                Ok(cutoff) => {
-                    self.compaction = Some(Compaction {
-                        gen: requested,
-                        cutoff,
-                        cursor: 0,
-                        end: shared.index.claimed_len(),
-                        last_seq: None,
-                    });
-                }
-                Err(e) => {
-                    // A store that does not compact: the request is served
-                    // (there is nothing to reclaim), the error recorded.
-                    self.publish_compacted(requested, Some(e));
-                    return false;
-                }
-            }
-        }
-        let Some((mut cursor, end)) = self.compaction.as_ref().map(|c| (c.cursor, c.end)) else {
-            return false;
-        };
-        if cursor < end {
-            if self.in_flight.len() >= self.in_flight_max {
-                self.compaction_waiting = true;
-                return false;
-            }
-            self.compaction_waiting = false;
-            let config = &shared.config;
-            let (mut batch, mut entries) = self.fresh_batch();
-            while cursor < end && batch.records < config.batch_ops_max {
-                if let Some(slot) = shared.index.claimed_slot(cursor) {
-                    if batch.records > 0
-                        && batch.bytes.len()
-                            + record::HEADER_BYTES
-                            + config.key_bytes_max
-                            + config.value_bytes_max
-                            > config.batch_bytes_max
-                    {
-                        break;
-                    }
-                    self.keys
-                        .encode_current(&shared.index, slot, &mut batch.bytes);
-                    entries.push(slot);
-                    batch.records += 1;
-                }
-                cursor += 1;
-            }
-            if let Some(c) = self.compaction.as_mut() {
-                c.cursor = cursor;
-            }
-            if batch.records == 0 {
-                self.free_batches.push(batch);
-                self.free_lists.push(entries);
-                return true;
-            }
-            // Old segments are deleted once this is "durable": under
-            // `Durability::None` that needs a real fdatasync.
-            batch.sync = config.durability == Durability::None && cursor >= end;
-            self.submit_new(batch, entries, now);
-            return true;
-        }
-        let Some(c) = self.compaction.as_mut() else {
-            return false;
-        };
-        let last = *c.last_seq.get_or_insert(self.next_seq - 1);
-        if self.durable_seq < last {
-            return false;
-        }
-        let (gen, cutoff) = (c.gen, c.cutoff);
-        self.compaction = None;
-        let result = self.store.finish_compaction(cutoff);
-        if let Err(e) = &result {
-            tracing::warn!("compaction could not remove old segments: {e}");
-        } else {
-            self.compactions += 1;
-        }
-        self.publish_compacted(gen, result.err());
-        true
-    }
-
-    fn publish_compacted(&self, gen: u64, error: Option<crate::error::StoreError>) {
-        // Counters first, so a waiter that wakes reads them up to date.
-        self.publish(self.now_ns());
-        let mut progress = sync::lock(&self.shared.progress);
-        progress.compacted_gen = progress.compacted_gen.max(gen);
-        progress.compact_error = error;
-        self.shared.progress_cv.notify_all();
-    }
-
     /// Publishes statistics (Relaxed stores; readers only display them).
     fn publish(&self, now: u64) {
         let c = &self.shared.counters;
@@ -1000,6 +881,11 @@ impl Keys {
         keys
     }
 
+    /// The highest version of `slot` put into a submitted batch.
+    fn batched_version(&self, slot: Slot) -> u64 {
+        self.flush_state[slot.0 as usize] & !DIRTY_BIT
+    }
+
     fn set_live_len(&mut self, slot: Slot, len: usize) {
         let old = std::mem::replace(&mut self.live_len[slot.0 as usize], len as u32);
         self.live_bytes = self.live_bytes - u64::from(old) + len as u64;
@@ -1025,24 +911,6 @@ impl Keys {
             record::encoded_len(entry.key().len(), self.scratch.len()),
         );
     }
-}
-
-/// A compaction in progress: rewrite every claimed key's current value from
-/// memory (tombstones included, so deletes stay deleted), then, once all of
-/// it is durable, let the store drop the segments it supersedes.
-#[derive(Debug)]
-struct Compaction {
-    /// The `compact()` generation it serves (0: automatic).
-    gen: u64,
-    /// From `Store::begin_compaction`.
-    cutoff: u64,
-    /// Next position in the index's claimed list.
-    cursor: usize,
-    /// Claimed keys when it began; later keys are written by normal batches
-    /// into segments after the cutoff.
-    end: usize,
-    /// The last batch it depends on, once every key is submitted.
-    last_seq: Option<u64>,
 }
 
 impl<S: Store> Flusher<S> {

@@ -1,0 +1,339 @@
+//! Compaction, run by the flusher between its other work.
+//!
+//! A store that can say what each of its units (a file store's segments)
+//! holds is compacted **in steps**, oldest unit first: read the keys and
+//! versions of its records ([`Store::read_for_compaction`], about 1 MiB per
+//! pass), rewrite from memory those whose newest submitted record is not
+//! newer than the one in the unit, wait until every batch submitted so far
+//! is durable (so a newer record of a skipped key is durable too), then let
+//! the store drop the unit ([`Store::finish_compaction`]). Each step needs
+//! room only for the live part of one unit and frees a whole one, so a disk
+//! nearly full of the store's own dead segments still compacts.
+//!
+//! A store that cannot ([`CompactionRead::Everything`]) gets the whole live
+//! set rewritten from memory, tombstones included, and drops everything up
+//! to the cutoff once that is durable.
+
+use super::Flusher;
+use crate::config::Durability;
+use crate::record::{self, Version};
+use crate::store::{CompactionRead, Store};
+use crate::sync::{self, Arc, Ordering};
+
+/// Bytes of a unit read per flusher pass (bounds the time a pass spends).
+const READ_BUDGET_BYTES: usize = 1 << 20;
+
+/// A compaction in progress.
+#[derive(Debug)]
+pub(super) struct Compaction {
+    /// The `compact()` generation it serves (0: automatic).
+    gen: u64,
+    /// From `Store::begin_compaction`.
+    cutoff: u64,
+    mode: Mode,
+    /// The last batch the current step depends on, once all its rewrites
+    /// are submitted.
+    last_seq: Option<u64>,
+}
+
+#[derive(Debug)]
+enum Mode {
+    /// Not yet known whether the store compacts in steps.
+    Starting,
+    /// Unit by unit: the keys read from the unit being compacted, the next
+    /// one to consider, and the unit once read whole.
+    Steps {
+        keys: Vec<(Vec<u8>, Version)>,
+        next: usize,
+        whole: Option<u64>,
+    },
+    /// Every claimed key: the next position in the index's claimed list and
+    /// the claimed count when it began (later keys are written by normal
+    /// batches after the cutoff).
+    Everything { cursor: usize, end: usize },
+}
+
+impl<S: Store> Flusher<S> {
+    /// True when the store's dead bytes reach the configured ratio, or many
+    /// short segments could be halved in number (checked at most every
+    /// 10 ms).
+    fn compaction_due(&mut self, now: u64) -> bool {
+        if now.saturating_sub(self.compact_checked_ns) < 10_000_000 {
+            return false;
+        }
+        self.compact_checked_ns = now;
+        let Some((segments, stored)) = self.store.compaction_stats() else {
+            return false;
+        };
+        let config = &self.shared.config;
+        let live = self.keys.live_bytes;
+        let dead = stored > 0
+            && live < stored
+            && (stored - live) as f64 / stored as f64 >= config.compact_dead_ratio;
+        // Many segments holding little (restarts and syncs each leave a
+        // short one behind): compact once that would halve their number.
+        let after = live.div_ceil(config.segment_bytes_max.max(1)) as usize + 1;
+        let sparse = after.saturating_mul(2) <= segments;
+        segments >= config.compact_segments_min && (dead || sparse)
+    }
+
+    /// Starts, advances or finishes a compaction; true if it did something.
+    pub(super) fn compact_step(&mut self, now: u64) -> bool {
+        if self.compaction.is_none() && !self.begin_compaction(now) {
+            return false;
+        }
+        let Some(c) = self.compaction.as_mut() else {
+            return false;
+        };
+        if c.last_seq.is_some() {
+            return self.finish_step();
+        }
+        match &mut c.mode {
+            Mode::Starting | Mode::Steps { whole: None, .. } => self.read_step(),
+            Mode::Steps { .. } => self.rewrite_step(now),
+            Mode::Everything { .. } => self.rewrite_everything(now),
+        }
+    }
+
+    /// Starts a compaction if one is asked for or due.
+    fn begin_compaction(&mut self, now: u64) -> bool {
+        // Acquire: pairs with `compact()`'s RMW.
+        let requested = self.shared.compact_requested.load(Ordering::Acquire);
+        let asked = requested > self.compact_seen;
+        if !asked && (self.sealed || !self.compaction_due(now)) {
+            return false;
+        }
+        self.compact_seen = requested;
+        match self.store.begin_compaction() {
+            Ok(cutoff) => {
+                self.compaction = Some(Compaction {
+                    gen: requested,
+                    cutoff,
+                    mode: Mode::Starting,
+                    last_seq: None,
+                });
+                true
+            }
+            Err(e) => {
+                // A store that does not compact: the request is served
+                // (there is nothing to reclaim), the error recorded.
+                self.publish_compacted(requested, Some(e));
+                false
+            }
+        }
+    }
+
+    /// Reads the next part of the oldest unit.
+    fn read_step(&mut self) -> bool {
+        let Some(c) = self.compaction.as_mut() else {
+            return false;
+        };
+        let mut keys = match std::mem::replace(&mut c.mode, Mode::Starting) {
+            Mode::Steps { keys, .. } => keys,
+            _ => Vec::new(),
+        };
+        let before = keys.len();
+        let read = self
+            .store
+            .read_for_compaction(c.cutoff, READ_BUDGET_BYTES, &mut keys);
+        let (whole, progress) = match read {
+            Ok(CompactionRead::Partial) => (None, keys.len() > before),
+            Ok(CompactionRead::Whole(unit)) => (Some(unit), true),
+            Ok(CompactionRead::Everything) => {
+                let end = self.shared.index.claimed_len();
+                c.mode = Mode::Everything { cursor: 0, end };
+                return true;
+            }
+            Ok(CompactionRead::Done) => {
+                let cutoff = c.cutoff;
+                return self.end_compaction(cutoff);
+            }
+            Err(e) => return self.abandon_compaction(e),
+        };
+        c.mode = Mode::Steps {
+            keys,
+            next: 0,
+            whole,
+        };
+        progress
+    }
+
+    /// Submits a batch of the rewrites the unit read whole needs; once none
+    /// is left, the step waits for durability.
+    fn rewrite_step(&mut self, now: u64) -> bool {
+        if self.in_flight.len() >= self.in_flight_max {
+            self.compaction_waiting = true;
+            return false;
+        }
+        self.compaction_waiting = false;
+        let shared = Arc::clone(&self.shared);
+        let (mut batch, mut entries) = self.fresh_batch();
+        let Some(Compaction {
+            mode: Mode::Steps { keys, next, .. },
+            ..
+        }) = self.compaction.as_mut()
+        else {
+            return false;
+        };
+        while *next < keys.len() && !batch_full(&shared.config, &batch) {
+            let (key, version) = &keys[*next];
+            *next += 1;
+            let Some((slot, _)) = shared.index.get(key) else {
+                continue;
+            };
+            // A newer record was submitted: the step waits for it to be
+            // durable before the unit goes, so this one is dead.
+            if self.keys.batched_version(slot) > version.0 {
+                continue;
+            }
+            self.keys
+                .encode_current(&shared.index, slot, &mut batch.bytes);
+            entries.push(slot);
+            batch.records += 1;
+        }
+        let done = *next >= keys.len();
+        if batch.records > 0 {
+            self.submit_new(batch, entries, now);
+        } else {
+            self.free_batches.push(batch);
+            self.free_lists.push(entries);
+        }
+        if done {
+            let last = self.step_barrier();
+            self.await_durable(last);
+        }
+        true
+    }
+
+    /// Every claimed key's current value, in batches; then the wait.
+    fn rewrite_everything(&mut self, now: u64) -> bool {
+        if self.in_flight.len() >= self.in_flight_max {
+            self.compaction_waiting = true;
+            return false;
+        }
+        self.compaction_waiting = false;
+        let shared = Arc::clone(&self.shared);
+        let (mut batch, mut entries) = self.fresh_batch();
+        let Some(Compaction {
+            mode: Mode::Everything { cursor, end },
+            ..
+        }) = self.compaction.as_mut()
+        else {
+            return false;
+        };
+        while *cursor < *end && !batch_full(&shared.config, &batch) {
+            if let Some(slot) = shared.index.claimed_slot(*cursor) {
+                self.keys
+                    .encode_current(&shared.index, slot, &mut batch.bytes);
+                entries.push(slot);
+                batch.records += 1;
+            }
+            *cursor += 1;
+        }
+        let done = *cursor >= *end;
+        if batch.records > 0 {
+            self.submit_new(batch, entries, now);
+        } else {
+            self.free_batches.push(batch);
+            self.free_lists.push(entries);
+        }
+        if done {
+            let last = self.step_barrier();
+            self.await_durable(last);
+        }
+        true
+    }
+
+    /// The batch a step depends on: every one submitted so far; under
+    /// `Durability::None` a sync point after them, so that an fdatasync
+    /// makes them durable now rather than whenever the store next syncs.
+    fn step_barrier(&mut self) -> u64 {
+        if self.shared.config.durability == Durability::None {
+            self.submit_sync_point()
+        } else {
+            self.next_seq - 1
+        }
+    }
+
+    /// The step (or the whole rewrite) depends on batch `last`.
+    fn await_durable(&mut self, last: u64) {
+        if let Some(c) = self.compaction.as_mut() {
+            c.last_seq = Some(last);
+        }
+    }
+
+    /// Once the step's batches are durable, drops its unit (or, rewriting
+    /// everything, all up to the cutoff and ends).
+    fn finish_step(&mut self) -> bool {
+        let Some(c) = self.compaction.as_mut() else {
+            return false;
+        };
+        if c.last_seq.is_some_and(|last| self.durable_seq < last) {
+            return false;
+        }
+        c.last_seq = None;
+        let unit = match &mut c.mode {
+            Mode::Steps { keys, next, whole } => {
+                keys.clear();
+                *next = 0;
+                whole.take()
+            }
+            Mode::Everything { .. } => {
+                let cutoff = c.cutoff;
+                return self.end_compaction(cutoff);
+            }
+            Mode::Starting => None,
+        };
+        if let Some(unit) = unit {
+            if let Err(e) = self.store.finish_compaction(unit) {
+                return self.abandon_compaction(e);
+            }
+        }
+        true
+    }
+
+    /// Drops what remains up to the cutoff and reports the compaction done.
+    fn end_compaction(&mut self, cutoff: u64) -> bool {
+        let Some(c) = self.compaction.take() else {
+            return false;
+        };
+        let result = self.store.finish_compaction(cutoff);
+        match &result {
+            Err(e) => tracing::warn!("compaction could not remove old segments: {e}"),
+            Ok(()) => self.compactions += 1,
+        }
+        self.publish_compacted(c.gen, result.err());
+        true
+    }
+
+    /// Stops a compaction the store cannot go on with; what it rewrote
+    /// stays (it is current data), the next compaction starts over.
+    fn abandon_compaction(&mut self, e: crate::error::StoreError) -> bool {
+        let Some(c) = self.compaction.take() else {
+            return false;
+        };
+        tracing::warn!("compaction stopped: {e}");
+        self.publish_compacted(c.gen, Some(e));
+        true
+    }
+
+    pub(super) fn publish_compacted(&self, gen: u64, error: Option<crate::error::StoreError>) {
+        // Counters first, so a waiter that wakes reads them up to date.
+        self.publish(self.now_ns());
+        let mut progress = sync::lock(&self.shared.progress);
+        progress.compacted_gen = progress.compacted_gen.max(gen);
+        progress.compact_error = error;
+        self.shared.progress_cv.notify_all();
+    }
+}
+
+/// True once `batch` has no room for another record of the largest size.
+fn batch_full(config: &crate::config::Config, batch: &crate::store::Batch) -> bool {
+    batch.records >= config.batch_ops_max
+        || (batch.records > 0
+            && batch.bytes.len()
+                + record::HEADER_BYTES
+                + config.key_bytes_max
+                + config.value_bytes_max
+                > config.batch_bytes_max)
+}

@@ -591,10 +591,9 @@ fn sync_file(file: &File, all: bool) -> std::io::Result<()> {
 /// Cuts `file` to `len` bytes (the end of its data); `durable`: fsync the
 /// new size.
 fn trim(file: &File, len: u64, durable: bool) -> std::io::Result<()> {
-    trace::record(|| {
-        let path = trace::fd_path(file.as_raw_fd()).unwrap_or_default();
-        IoEvent::Truncate { path, len }
-    });
+    // The path first: `record` holds the trace's lock while it runs.
+    let path = trace::fd_path(file.as_raw_fd()).unwrap_or_default();
+    trace::record(|| IoEvent::Truncate { path, len });
     file.set_len(len)?;
     if durable {
         sync_file(file, true)?;
@@ -605,10 +604,9 @@ fn trim(file: &File, len: u64, durable: bool) -> std::io::Result<()> {
 /// Reserves `len` bytes for `file` (size included), so appends inside it need
 /// no metadata update at fdatasync.
 fn preallocate(file: &File, len: u64) -> std::io::Result<()> {
-    trace::record(|| {
-        let path = trace::fd_path(file.as_raw_fd()).unwrap_or_default();
-        IoEvent::Extend { path, len }
-    });
+    // The path first: `record` holds the trace's lock while it runs.
+    let path = trace::fd_path(file.as_raw_fd()).unwrap_or_default();
+    trace::record(|| IoEvent::Extend { path, len });
     #[cfg(target_os = "linux")]
     {
         // SAFETY: fallocate on a descriptor we own; no memory involved.

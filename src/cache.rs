@@ -9,10 +9,10 @@ use crate::file::FileStore;
 use crate::flusher::{Flusher, StopGuard};
 use crate::index::Index;
 use crate::record::{Kind, Version};
-use crate::shared::{Shared, CLOSE_REQUESTED, SLOT_ACTIVE, SLOT_FREE};
+use crate::shared::{Progress, Shared, CLOSE_REQUESTED, SLOT_ACTIVE, SLOT_FREE};
 use crate::stats::Stats;
 use crate::store::Store;
-use crate::sync::{self, thread, Arc, Ordering};
+use crate::sync::{self, thread, Arc, MutexGuard, Ordering};
 use crate::value::Value;
 use crate::writer::Writer;
 
@@ -179,24 +179,7 @@ impl WriteBehind {
             if progress.synced_gen >= gen {
                 return Ok(());
             }
-            if let Some(stopped) = &progress.stopped {
-                return Err(match stopped {
-                    Ok(()) => Error::Closed,
-                    Err(msg) => Error::FlusherDied(msg.clone()),
-                });
-            }
-            let mut wait = Duration::from_millis(100);
-            if let Some(deadline) = deadline {
-                let now = Instant::now();
-                if now >= deadline {
-                    return Err(Error::Timeout {
-                        waited_ms: millis(now - start),
-                        last_error: sync::lock(&shared.last_error).clone(),
-                    });
-                }
-                wait = wait.min(deadline - now);
-            }
-            progress = sync::wait_timeout(&shared.progress_cv, progress, wait);
+            progress = wait_for_progress(shared, progress, deadline, start)?;
         }
     }
 
@@ -252,29 +235,12 @@ impl WriteBehind {
                     _ => Ok(()),
                 };
             }
-            if let Some(stopped) = &progress.stopped {
-                return Err(match stopped {
-                    Ok(()) => Error::Closed,
-                    Err(msg) => Error::FlusherDied(msg.clone()),
-                });
-            }
-            let now = Instant::now();
-            if failing.observe(shared, now) >= shared.config.close_timeout {
+            if failing.observe(shared, Instant::now()) >= shared.config.close_timeout {
                 if let Some(e) = sync::lock(&shared.last_error).clone() {
                     return Err(Error::Store(e));
                 }
             }
-            let mut wait = Duration::from_millis(100);
-            if let Some(deadline) = deadline {
-                if now >= deadline {
-                    return Err(Error::Timeout {
-                        waited_ms: millis(now - start),
-                        last_error: sync::lock(&shared.last_error).clone(),
-                    });
-                }
-                wait = wait.min(deadline - now);
-            }
-            progress = sync::wait_timeout(&shared.progress_cv, progress, wait);
+            progress = wait_for_progress(shared, progress, deadline, start)?;
         }
     }
 
@@ -365,6 +331,35 @@ impl Drop for WriteBehind {
             tracing::error!("writebehind: close on drop failed: {e}");
         }
     }
+}
+
+/// One wait of `sync()` or `compact()` for the flusher's progress: the error
+/// if the flusher stopped or `deadline` passed (counted from `start`), else
+/// up to 100 ms on the progress condvar.
+fn wait_for_progress<'a>(
+    shared: &'a Shared,
+    progress: MutexGuard<'a, Progress>,
+    deadline: Option<Instant>,
+    start: Instant,
+) -> Result<MutexGuard<'a, Progress>, Error> {
+    if let Some(stopped) = &progress.stopped {
+        return Err(match stopped {
+            Ok(()) => Error::Closed,
+            Err(msg) => Error::FlusherDied(msg.clone()),
+        });
+    }
+    let mut wait = Duration::from_millis(100);
+    if let Some(deadline) = deadline {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(Error::Timeout {
+                waited_ms: millis(now - start),
+                last_error: sync::lock(&shared.last_error).clone(),
+            });
+        }
+        wait = wait.min(deadline - now);
+    }
+    Ok(sync::wait_timeout(&shared.progress_cv, progress, wait))
 }
 
 /// `d` in whole milliseconds, saturating at `u64::MAX`.

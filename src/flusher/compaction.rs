@@ -16,8 +16,9 @@
 
 use super::Flusher;
 use crate::config::Durability;
+use crate::index::Slot;
 use crate::record::{self, Version};
-use crate::store::{CompactionRead, Store};
+use crate::store::{Batch, CompactionRead, Store};
 use crate::sync::{self, Arc, Ordering};
 
 /// Bytes of a unit read per flusher pass (bounds the time a pass spends).
@@ -161,11 +162,9 @@ impl<S: Store> Flusher<S> {
     /// Submits a batch of the rewrites the unit read whole needs; once none
     /// is left, the step waits for durability.
     fn rewrite_step(&mut self, now: u64) -> bool {
-        if self.in_flight.len() >= self.in_flight_max {
-            self.compaction_waiting = true;
+        if !self.compaction_slot_free() {
             return false;
         }
-        self.compaction_waiting = false;
         let shared = Arc::clone(&self.shared);
         let (mut batch, mut entries) = self.fresh_batch();
         let Some(Compaction {
@@ -192,26 +191,15 @@ impl<S: Store> Flusher<S> {
             batch.records += 1;
         }
         let done = *next >= keys.len();
-        if batch.records > 0 {
-            self.submit_new(batch, entries, now);
-        } else {
-            self.free_batches.push(batch);
-            self.free_lists.push(entries);
-        }
-        if done {
-            let last = self.step_barrier();
-            self.await_durable(last);
-        }
+        self.submit_rewrites(batch, entries, done, now);
         true
     }
 
     /// Every claimed key's current value, in batches; then the wait.
     fn rewrite_everything(&mut self, now: u64) -> bool {
-        if self.in_flight.len() >= self.in_flight_max {
-            self.compaction_waiting = true;
+        if !self.compaction_slot_free() {
             return false;
         }
-        self.compaction_waiting = false;
         let shared = Arc::clone(&self.shared);
         let (mut batch, mut entries) = self.fresh_batch();
         let Some(Compaction {
@@ -231,6 +219,20 @@ impl<S: Store> Flusher<S> {
             *cursor += 1;
         }
         let done = *cursor >= *end;
+        self.submit_rewrites(batch, entries, done, now);
+        true
+    }
+
+    /// A compaction batch may take an in-flight slot (else it goes first
+    /// when one frees).
+    fn compaction_slot_free(&mut self) -> bool {
+        self.compaction_waiting = self.in_flight.len() >= self.in_flight_max;
+        !self.compaction_waiting
+    }
+
+    /// Submits a batch of rewrites (if it holds any); once the step's last
+    /// is submitted (`done`), the step waits for durability.
+    fn submit_rewrites(&mut self, batch: Batch, entries: Vec<Slot>, done: bool, now: u64) {
         if batch.records > 0 {
             self.submit_new(batch, entries, now);
         } else {
@@ -241,7 +243,6 @@ impl<S: Store> Flusher<S> {
             let last = self.step_barrier();
             self.await_durable(last);
         }
-        true
     }
 
     /// The batch a step depends on: every one submitted so far; under

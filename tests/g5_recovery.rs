@@ -8,8 +8,10 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use std::time::Duration;
+
 use writebehind::file::scan;
-use writebehind::{Config, Error, WriteBehind};
+use writebehind::{Config, Error, FaultPlan, Faulty, FileStore, StoreErrorKind, WriteBehind};
 
 fn config() -> Config {
     Config {
@@ -211,4 +213,92 @@ fn short_segments_left_by_restarts_are_compacted() {
     assert_eq!(wb.get(b"r5").as_deref(), Some(&b"v"[..]));
     wb.close().unwrap();
     assert!(scan::list_segments(dir.path()).unwrap().len() <= 3);
+}
+
+/// The records of a torn frame never reach the cache, not even those before
+/// the damage: the cache would show a version no segment keeps once the
+/// tail is cut, and compaction would then skip (and remove) the older copy
+/// that a completed `sync()` made durable. (Found by review.)
+#[test]
+fn a_torn_frame_gives_none_of_its_records_to_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    for (key, value) in [(&b"k"[..], &b"v1"[..]), (b"k", b"v2")] {
+        let wb = WriteBehind::open(dir.path(), config()).unwrap();
+        let mut w = wb.writer().unwrap();
+        w.put(key, value).unwrap();
+        if value == b"v2" {
+            w.put(b"z", &[b'z'; 600]).unwrap();
+        }
+        drop(w);
+        wb.close().unwrap();
+    }
+    // The power cut came while the frame [k = v2, z] was being written: its
+    // last sector never reached the disk.
+    let seg2 = scan::list_segments(dir.path()).unwrap()[1].path(dir.path());
+    let mut bytes = std::fs::read(&seg2).unwrap();
+    let len = u32::from_le_bytes(bytes[64 + 8..64 + 12].try_into().unwrap()) as usize;
+    let end = 64 + 24 + len;
+    bytes[end - 100..end].fill(0);
+    std::fs::write(&seg2, &bytes).unwrap();
+    {
+        let wb = WriteBehind::open(dir.path(), config()).unwrap();
+        assert_eq!(wb.stats().torn_tails, 1);
+        assert_eq!(wb.get(b"k").as_deref(), Some(&b"v1"[..]));
+        wb.compact().unwrap();
+        wb.close().unwrap();
+    }
+    let wb = WriteBehind::open(dir.path(), config()).unwrap();
+    assert_eq!(wb.get(b"k").as_deref(), Some(&b"v1"[..]));
+}
+
+/// A batch retried from memory can be re-encoded larger than
+/// `batch_bytes_max` (values grew during the backoff); it goes to a segment
+/// whose header allows a frame that long, so recovery reads it and every
+/// frame after it. (Found by review: the frame, and all later ones, were cut
+/// as a torn tail.)
+#[test]
+fn a_retry_that_grew_past_batch_bytes_max_is_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        value_bytes_max: 1000,
+        batch_bytes_max: 4096,
+        retry_backoff_min: Duration::from_millis(300),
+        retry_backoff_max: Duration::from_secs(1),
+        ..config()
+    };
+    {
+        let plan = FaultPlan::new();
+        let store = FileStore::open(dir.path(), &config).unwrap();
+        let wb = WriteBehind::with_store(Faulty::new(store, plan.clone()), config.clone()).unwrap();
+        let mut w = wb.writer().unwrap();
+        plan.fail_next(1, StoreErrorKind::Write);
+        for i in 0..100u32 {
+            w.put(format!("k{i:03}").as_bytes(), b"x").unwrap();
+        }
+        // The first batch fails; the values grow while it waits to retry.
+        for _ in 0..5_000 {
+            if wb.stats().store_errors > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(wb.stats().store_errors > 0);
+        for i in 0..100u32 {
+            w.put(format!("k{i:03}").as_bytes(), &[b'y'; 1000]).unwrap();
+        }
+        wb.sync().unwrap();
+        w.put(b"after", b"durable").unwrap();
+        wb.sync().unwrap();
+        drop(w);
+        wb.close().unwrap();
+    }
+    let wb = WriteBehind::open(dir.path(), config).unwrap();
+    assert_eq!(wb.stats().torn_tails, 0);
+    assert_eq!(wb.get(b"after").as_deref(), Some(&b"durable"[..]));
+    for i in 0..100u32 {
+        assert_eq!(
+            wb.get(format!("k{i:03}").as_bytes()).as_deref(),
+            Some(&[b'y'; 1000][..])
+        );
+    }
 }

@@ -280,7 +280,9 @@ mod uring {
     impl Uring {
         /// Sets up a ring with room for `ops` frames (two SQEs each).
         pub(crate) fn new(ops: usize) -> std::io::Result<Self> {
-            let entries = (ops * 2).next_power_of_two().max(8) as u32;
+            // Two SQEs per frame (write, fdatasync), and one for a commit
+            // marker at the head of a chain.
+            let entries = (ops * 2 + 1).next_power_of_two().max(8) as u32;
             let ring = IoUring::new(entries)?;
             let ext_arg = ring.params().is_feature_ext_arg();
             Ok(Self {

@@ -74,6 +74,8 @@ struct Active {
     synced_end: u64,
     /// The segment's salt (part of every frame header's checksum).
     salt: u64,
+    /// No frame of this segment may be longer (its header says so).
+    frame_bytes_max: u32,
 }
 
 impl Active {
@@ -109,7 +111,6 @@ impl Active {
 #[derive(Debug)]
 pub struct FileStore {
     dir: PathBuf,
-    lock: DirLock,
     engine: Box<dyn Engine>,
     /// Removes the segments compactions replaced, off the flusher thread.
     reaper: Reaper,
@@ -141,6 +142,11 @@ pub struct FileStore {
     /// `Durability::None`: an fdatasync succeeded; write a commit marker at
     /// the head of the next chain.
     commit_due: bool,
+    /// How long `close` waits for the reaper's removals.
+    close_timeout: Duration,
+    /// Declared last, so dropped last: the directory stays locked until the
+    /// engine's writes and the reaper's removals have stopped.
+    lock: DirLock,
 }
 
 impl FileStore {
@@ -191,6 +197,7 @@ impl FileStore {
             sync_failures_to_inject: 0,
             unsynced: Vec::new(),
             commit_due: false,
+            close_timeout: config.close_timeout,
         })
     }
 
@@ -216,8 +223,9 @@ impl FileStore {
     }
 
     /// Creates the next segment: preallocated, header written and durable,
-    /// directory entry durable.
-    fn create_segment(&mut self) -> Result<Active, StoreError> {
+    /// directory entry durable. No frame in it may be longer than
+    /// `frame_bytes_max`.
+    fn create_segment(&mut self, frame_bytes_max: u32) -> Result<Active, StoreError> {
         let id = SegmentId(self.next_id);
         let path = id.path(&self.dir);
         let fail = |kind, what: &str, e: std::io::Error| {
@@ -251,7 +259,7 @@ impl FileStore {
                     0
                 },
                 sealed: self.pending_seal,
-                frame_bytes_max: self.frame_bytes_max,
+                frame_bytes_max,
                 salt,
             };
             use std::os::unix::fs::FileExt;
@@ -265,7 +273,9 @@ impl FileStore {
         })();
         if let Err(e) = result {
             drop(file);
-            let _ = self.unlink(id);
+            // Durably gone, or a later segment's creation would leave it
+            // behind as an older file that is not a segment.
+            let _ = self.unlink(id).and_then(|()| self.sync_dir());
             return Err(e);
         }
         self.pending_seal = None;
@@ -277,6 +287,7 @@ impl FileStore {
             confirmed_end: SEGMENT_HEADER_BYTES as u64,
             synced_end: SEGMENT_HEADER_BYTES as u64,
             salt,
+            frame_bytes_max,
         })
     }
 
@@ -349,11 +360,15 @@ impl FileStore {
             let frame_len = (FRAME_HEADER_BYTES + batch.bytes.len()) as u64;
             let write = batch.records > 0 || !batch.bytes.is_empty();
             // Rotate when the frame does not fit (a frame larger than a
-            // whole segment gets a fresh segment to itself).
+            // whole segment gets a fresh segment to itself), or is longer
+            // than the segment's header allows (a retry re-encoded from
+            // values that grew): recovery refuses such a frame.
+            let body_len = u32::try_from(batch.bytes.len()).unwrap_or(u32::MAX);
             let full = self.active.as_ref().is_some_and(|a| {
                 write
-                    && a.write_pos + frame_len > self.segment_bytes_max
-                    && a.write_pos > SEGMENT_HEADER_BYTES as u64
+                    && ((a.write_pos + frame_len > self.segment_bytes_max
+                        && a.write_pos > SEGMENT_HEADER_BYTES as u64)
+                        || body_len > a.frame_bytes_max)
             });
             if full {
                 if !chain.is_empty() {
@@ -365,7 +380,7 @@ impl FileStore {
                 }
             }
             if self.active.is_none() {
-                match self.create_segment() {
+                match self.create_segment(self.frame_bytes_max.max(body_len)) {
                     Ok(a) => self.active = Some(a),
                     Err(e) => {
                         tracing::warn!("{e}");
@@ -518,8 +533,15 @@ impl FileStore {
             self.fail_unsynced(&e);
             if let Some(a) = self.active.take() {
                 // Never touch this file again: seal at what an fdatasync
-                // confirmed.
+                // confirmed, in a new segment's header at once (a restart
+                // before it exists would read the failed frames from the
+                // page cache and trust them); if that fails too, the next
+                // write tries again.
                 self.pending_seal = Some((a.id, a.synced_end));
+                match self.create_segment(self.frame_bytes_max) {
+                    Ok(next) => self.active = Some(next),
+                    Err(e) => tracing::warn!("sealing {} after a failure: {e}", a.id.file_name()),
+                }
             }
             self.commit_due = false;
         }
@@ -575,9 +597,17 @@ pub(crate) fn io_error_at(path: &Path, e: std::io::Error) -> Error {
     ))
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Tests: fsyncs and fdatasyncs of segments done by this thread.
+    static SYNCS_ON_THIS_THREAD: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// fsync (`all`) or fdatasync of a segment, recorded in the I/O trace when
 /// it returns success.
 fn sync_file(file: &File, all: bool) -> std::io::Result<()> {
+    #[cfg(test)]
+    SYNCS_ON_THIS_THREAD.with(|n| n.set(n.get() + 1));
     let through = trace::last();
     if all {
         file.sync_all()?;
@@ -646,16 +676,22 @@ impl Store for FileStore {
         }
         if let Some(newest) = report.segments.iter().rev().find(|s| s.header.is_some()) {
             self.pending_seal = Some((newest.id, newest.data_end));
-            if newest.file_bytes > newest.data_end {
-                // Preallocated zeros or a torn tail: never read again.
-                let path = newest.id.path(&self.dir);
-                let file = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(|e| io_error_at(&path, e))?;
-                trace::opened(file.as_raw_fd(), &path);
-                trim(&file, newest.data_end, true).map_err(|e| io_error_at(&path, e))?;
-            }
+            // What the scan read may be only in the page cache (a process
+            // killed before its fdatasync): make it durable before the next
+            // segment's header seals it. Preallocated zeros or a torn tail
+            // past the data are cut, never to be read again.
+            let path = newest.id.path(&self.dir);
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| io_error_at(&path, e))?;
+            trace::opened(file.as_raw_fd(), &path);
+            let synced = if newest.file_bytes > newest.data_end {
+                trim(&file, newest.data_end, true)
+            } else {
+                sync_file(&file, false)
+            };
+            synced.map_err(|e| io_error_at(&path, e))?;
         }
         self.segment_bytes = report
             .segments
@@ -764,7 +800,7 @@ impl Store for FileStore {
     }
 
     fn close(&mut self) -> Result<(), StoreError> {
-        self.reaper.drain();
+        self.reaper.drain(self.close_timeout);
         if let Some(e) = self.reaper.take_error() {
             tracing::warn!("compaction left segments behind: {e}");
         }

@@ -28,8 +28,12 @@ struct State {
     /// Tests: start no removal while set.
     #[cfg(test)]
     paused: bool,
-    /// The last removal that failed, reported by [`Reaper::take_error`].
+    /// The first removal that failed since the last [`Reaper::take_error`].
     error: Option<String>,
+    /// A removal failed: remove nothing more until new work comes (going on
+    /// with a newer segment while an older one stays would leave a seal of
+    /// a missing segment with an older one present, which recovery refuses).
+    stalled: bool,
 }
 
 #[derive(Debug, Default)]
@@ -67,21 +71,38 @@ impl Reaper {
 
     /// Schedules `ids` for removal; never blocks on I/O.
     pub(crate) fn remove(&self, ids: impl IntoIterator<Item = SegmentId>) {
-        self.shared.lock().doomed.extend(ids);
+        let mut state = self.shared.lock();
+        state.doomed.extend(ids);
+        state.stalled = false;
+        drop(state);
         self.shared.wake.notify_all();
     }
 
     /// Waits until every scheduled removal is done (at close: the store's
-    /// files are left as the compaction meant). Bounded by the number of
-    /// segments scheduled.
-    pub(crate) fn drain(&self) {
+    /// files are left as the compaction meant), at most `timeout`, and not
+    /// at all once a removal failed or the thread is gone. What is left is
+    /// superseded segments, oldest removed first: the next open reads them
+    /// (their records are older than the compacted copies) and the next
+    /// compaction removes them.
+    pub(crate) fn drain(&self, timeout: std::time::Duration) {
+        let deadline = std::time::Instant::now().checked_add(timeout);
         let mut state = self.shared.lock();
-        while (state.busy || !state.doomed.is_empty()) && !state.stop {
+        while (state.busy || !state.doomed.is_empty()) && !state.stalled {
+            let alive = self.thread.as_ref().is_some_and(|t| !t.is_finished());
+            let now = std::time::Instant::now();
+            if !alive || deadline.is_some_and(|d| now >= d) {
+                return;
+            }
+            // Bounded waits: the thread's end is noticed too.
+            let wait = deadline.map_or(std::time::Duration::from_millis(100), |d| {
+                (d - now).min(std::time::Duration::from_millis(100))
+            });
             state = self
                 .shared
                 .wake
-                .wait(state)
-                .unwrap_or_else(|p| p.into_inner());
+                .wait_timeout(state, wait)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 
@@ -120,9 +141,9 @@ fn run(shared: &Shared, dir: &std::path::Path) {
                     return;
                 }
                 #[cfg(test)]
-                let paused = state.paused;
+                let paused = state.paused || state.stalled;
                 #[cfg(not(test))]
-                let paused = false;
+                let paused = state.stalled;
                 if let Some(id) = (!paused).then(|| state.doomed.pop_first()).flatten() {
                     state.busy = true;
                     break id;
@@ -135,8 +156,10 @@ fn run(shared: &Shared, dir: &std::path::Path) {
         state.busy = false;
         if let Err(e) = result {
             let e = format!("removing {}: {e}", id.file_name());
-            tracing::warn!("{e}");
-            state.error = Some(e);
+            tracing::warn!("{e}; removing no newer segment until the next compaction");
+            state.doomed.insert(id);
+            state.stalled = true;
+            state.error.get_or_insert(e);
         }
         drop(state);
         // Both the drainer and this thread wait on `wake`.
@@ -157,4 +180,42 @@ fn remove_durably(dir: &std::path::Path, id: SegmentId) -> std::io::Result<()> {
         path: dir.to_path_buf(),
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+    use super::*;
+
+    /// A removal that fails stops the removals: a newer segment must not go
+    /// while an older one stays. New work retries, oldest first.
+    #[test]
+    fn a_failed_removal_stops_the_newer_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        for id in 1..=3 {
+            std::fs::write(SegmentId(id).path(dir.path()), b"old").unwrap();
+        }
+        // Segment 1 cannot be removed with remove_file: a directory is there.
+        let one = SegmentId(1).path(dir.path());
+        std::fs::remove_file(&one).unwrap();
+        std::fs::create_dir(&one).unwrap();
+        let reaper = Reaper::start(dir.path().to_path_buf()).unwrap();
+        reaper.remove([SegmentId(1), SegmentId(2), SegmentId(3)]);
+        reaper.drain(std::time::Duration::from_secs(10));
+        assert!(reaper.take_error().is_some_and(|e| e.contains("000001.wb")));
+        assert!(
+            SegmentId(2).path(dir.path()).exists(),
+            "2 went while 1 stayed"
+        );
+        assert!(SegmentId(3).path(dir.path()).exists());
+        std::fs::remove_dir(&one).unwrap();
+        std::fs::write(&one, b"old").unwrap();
+        reaper.remove([]);
+        reaper.drain(std::time::Duration::from_secs(10));
+        for id in 1..=3 {
+            assert!(!SegmentId(id).path(dir.path()).exists(), "{id}");
+        }
+        assert!(reaper.take_error().is_none());
+    }
 }

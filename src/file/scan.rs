@@ -454,8 +454,13 @@ fn scan_segment(
     }
     let limit = sealed_end.unwrap_or(f.len);
     let mut check = |body: &[u8]| -> Result<(), (usize, String)> {
-        for item in record::iter(body) {
-            let r = item.map_err(|(off, e)| (off, e.to_string()))?;
+        // The whole frame first: the records of a frame that turns out torn
+        // must never reach the caller (it would hold versions no segment
+        // keeps once the tail is cut).
+        if let Some(Err((off, e))) = record::iter(body).find(|r| r.is_err()) {
+            return Err((off, e.to_string()));
+        }
+        for r in record::iter(body).flatten() {
             seg.records += 1;
             seg.versions = Some(seg.versions.map_or((r.version.0, r.version.0), |(a, b)| {
                 (a.min(r.version.0), b.max(r.version.0))

@@ -231,28 +231,21 @@ impl<S: Store> Flusher<S> {
     }
 
     /// Submits a batch of rewrites (if it holds any); once the step's last
-    /// is submitted (`done`), the step waits for durability.
-    fn submit_rewrites(&mut self, batch: Batch, entries: Vec<Slot>, done: bool, now: u64) {
+    /// is submitted (`done`), the step waits until every batch submitted so
+    /// far is durable. Under `Durability::None` the last one asks for an
+    /// fdatasync, so that happens now rather than whenever the store next
+    /// syncs (without one, the store syncs once it has nothing queued).
+    fn submit_rewrites(&mut self, mut batch: Batch, entries: Vec<Slot>, done: bool, now: u64) {
         if batch.records > 0 {
+            batch.sync = done && self.shared.config.durability == Durability::None;
             self.submit_new(batch, entries, now);
         } else {
             self.free_batches.push(batch);
             self.free_lists.push(entries);
         }
         if done {
-            let last = self.step_barrier();
+            let last = self.next_seq - 1;
             self.await_durable(last);
-        }
-    }
-
-    /// The batch a step depends on: every one submitted so far; under
-    /// `Durability::None` a sync point after them, so that an fdatasync
-    /// makes them durable now rather than whenever the store next syncs.
-    fn step_barrier(&mut self) -> u64 {
-        if self.shared.config.durability == Durability::None {
-            self.submit_sync_point()
-        } else {
-            self.next_seq - 1
         }
     }
 

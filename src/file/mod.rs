@@ -21,9 +21,18 @@
 //!
 //! # Recovery (G5)
 //!
-//! [`scan`] reads every segment: see its rules. The first write after
-//! opening starts a new segment whose header seals the previous newest one
-//! at the end of its intact data, so a torn tail, once cut, stays cut.
+//! [`scan`] reads every segment, frame by frame: see its rules. The newest
+//! segment is made durable (and trimmed past its data) before the first
+//! write after opening starts a new segment whose header seals it at the end
+//! of its intact data, so a torn tail, once cut, stays cut.
+//!
+//! # Compaction (G12)
+//!
+//! In steps, oldest segment first: the flusher reads a segment's keys and
+//! versions through [`Store::read_for_compaction`], rewrites those still
+//! live, and once that is durable hands the segment to `reaper`, a thread
+//! that removes it (each unlink made durable before the next, so removed
+//! segments are always the oldest ones, which `scan` relies on).
 
 pub mod format;
 mod io;

@@ -29,19 +29,23 @@
 //! and make data durable sooner). It stays in `[TARGET_MIN, batch_ops_max]`.
 
 mod compaction;
+mod guard;
+mod keys;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::config::Durability;
 use crate::error::Error;
-use crate::index::{Index, Slot};
+use crate::index::Slot;
 use crate::record;
 use crate::ring::{Consumer, Ring};
 use crate::shared::{Record, Shared, CLOSE_REQUESTED, CLOSE_SEALED, SLOT_FREE, SLOT_RETIRED};
 use crate::store::{Batch, BatchSeq, Completion, Store};
 use crate::sync::{self, Arc, Ordering};
 use compaction::Compaction;
+pub(crate) use guard::StopGuard;
+use keys::Keys;
 
 /// Smallest adaptive target, in dirty keys.
 const TARGET_MIN: usize = 1024;
@@ -838,142 +842,4 @@ impl<S: Store> Flusher<S> {
 /// duration saturates too.
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// The flusher's private per-key state, indexed by index slot. Kept here,
-/// not in the entry, so that draining a ring never touches (and steals from
-/// the writer) the entry's cache line.
-#[derive(Debug)]
-struct Keys {
-    /// Highest version put into a submitted batch, with `DIRTY_BIT` while
-    /// the key is on the dirty list.
-    flush_state: Vec<u64>,
-    /// Encoded length of the key's newest record written (0: none).
-    live_len: Vec<u32>,
-    /// Sum of `live_len`: the bytes a compacted store would hold.
-    live_bytes: u64,
-    scratch: Vec<u8>,
-}
-
-impl Keys {
-    /// State for every slot of `index`; keys recovered into it count as
-    /// batched (and live) at their current version.
-    fn new(index: &Index) -> Self {
-        // vec![0; n] allocates zeroed memory: pages are mapped as used.
-        let mut keys = Self {
-            flush_state: vec![0u64; index.slots()],
-            live_len: vec![0u32; index.slots()],
-            live_bytes: 0,
-            scratch: Vec::new(),
-        };
-        for i in 0..index.claimed_len() {
-            let Some(slot) = index.claimed_slot(i) else {
-                continue;
-            };
-            let entry = index.entry(slot);
-            let snap = entry.read(&mut keys.scratch);
-            keys.flush_state[slot.0 as usize] = snap.version.0;
-            keys.set_live_len(
-                slot,
-                record::encoded_len(entry.key().len(), keys.scratch.len()),
-            );
-        }
-        keys
-    }
-
-    /// The highest version of `slot` put into a submitted batch.
-    fn batched_version(&self, slot: Slot) -> u64 {
-        self.flush_state[slot.0 as usize] & !DIRTY_BIT
-    }
-
-    fn set_live_len(&mut self, slot: Slot, len: usize) {
-        let old = std::mem::replace(&mut self.live_len[slot.0 as usize], len as u32);
-        self.live_bytes = self.live_bytes - u64::from(old) + len as u64;
-    }
-
-    /// Encodes `slot`'s current value and version into `out` and records it
-    /// as batched (a retry from memory, or compaction). The version is at
-    /// least any the flusher batched before for this key (G2).
-    fn encode_current(&mut self, index: &Index, slot: Slot, out: &mut Vec<u8>) {
-        let entry = index.entry(slot);
-        let snap = entry.read(&mut self.scratch);
-        let state = &mut self.flush_state[slot.0 as usize];
-        let batched = *state & !DIRTY_BIT;
-        // The index always holds a key's newest version.
-        assert!(
-            snap.version.0 >= batched,
-            "index version behind a batched one"
-        );
-        record::encode(out, snap.kind, snap.version, entry.key(), &self.scratch);
-        *state = (*state & DIRTY_BIT) | batched.max(snap.version.0);
-        self.set_live_len(
-            slot,
-            record::encoded_len(entry.key().len(), self.scratch.len()),
-        );
-    }
-}
-
-impl<S: Store> Flusher<S> {
-    /// [`run`](Self::run) on the flusher's thread. If it panics (a bug),
-    /// the death is published with the panic's message before the panic
-    /// goes on: writers are refused with `FlusherDied` from then on, a
-    /// blocked writer and `sync()`/`compact()` waiters wake with it.
-    pub(crate) fn run_guarded(self, guard: StopGuard) -> Result<(), Error> {
-        // Under loom a failing model must unwind untouched (see
-        // `sync::unwinding_in_model`): the guard alone covers it.
-        #[cfg(loom)]
-        {
-            let _guard = guard;
-            self.run()
-        }
-        #[cfg(not(loom))]
-        {
-            // AssertUnwindSafe: the flusher (and its store) is dropped by the
-            // unwinding and never used again; the shared state it leaves is
-            // atomics and mutexes that `sync::lock` takes past poisoning, and
-            // the death bit keeps everyone from relying on it.
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || self.run())) {
-                Ok(result) => {
-                    drop(guard);
-                    result
-                }
-                Err(payload) => {
-                    let message = payload
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_owned())
-                        .or_else(|| payload.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "a panic without a message".into());
-                    guard.died(format!("it panicked: {message}"));
-                    std::panic::resume_unwind(payload)
-                }
-            }
-        }
-    }
-}
-
-/// Publishes the flusher's death if its thread unwinds (a bug), so writers
-/// are refused and waiters do not block forever.
-#[derive(Debug)]
-pub(crate) struct StopGuard(pub Arc<Shared>);
-
-impl StopGuard {
-    /// The flusher panicked with `reason`: publish it.
-    #[cfg(not(loom))]
-    fn died(self, reason: String) {
-        if !self.0.flusher_stopped.load(Ordering::Acquire) {
-            self.0.announce_died(reason);
-        }
-    }
-}
-
-impl Drop for StopGuard {
-    fn drop(&mut self) {
-        if sync::unwinding_in_model() {
-            return;
-        }
-        // Acquire: pairs with the Release store in `Shared::announce`.
-        if !self.0.flusher_stopped.load(Ordering::Acquire) {
-            self.0.announce_died("the flusher thread panicked".into());
-        }
-    }
 }

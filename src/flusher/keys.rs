@@ -1,0 +1,78 @@
+//! The flusher's private per-key state.
+
+use super::DIRTY_BIT;
+use crate::index::{Index, Slot};
+use crate::record;
+
+/// The flusher's private per-key state, indexed by index slot. Kept here,
+/// not in the entry, so that draining a ring never touches (and steals from
+/// the writer) the entry's cache line.
+#[derive(Debug)]
+pub(super) struct Keys {
+    /// Highest version put into a submitted batch, with `DIRTY_BIT` while
+    /// the key is on the dirty list.
+    pub(super) flush_state: Vec<u64>,
+    /// Encoded length of the key's newest record written (0: none).
+    live_len: Vec<u32>,
+    /// Sum of `live_len`: the bytes a compacted store would hold.
+    pub(super) live_bytes: u64,
+    pub(super) scratch: Vec<u8>,
+}
+
+impl Keys {
+    /// State for every slot of `index`; keys recovered into it count as
+    /// batched (and live) at their current version.
+    pub(super) fn new(index: &Index) -> Self {
+        // vec![0; n] allocates zeroed memory: pages are mapped as used.
+        let mut keys = Self {
+            flush_state: vec![0u64; index.slots()],
+            live_len: vec![0u32; index.slots()],
+            live_bytes: 0,
+            scratch: Vec::new(),
+        };
+        for i in 0..index.claimed_len() {
+            let Some(slot) = index.claimed_slot(i) else {
+                continue;
+            };
+            let entry = index.entry(slot);
+            let snap = entry.read(&mut keys.scratch);
+            keys.flush_state[slot.0 as usize] = snap.version.0;
+            keys.set_live_len(
+                slot,
+                record::encoded_len(entry.key().len(), keys.scratch.len()),
+            );
+        }
+        keys
+    }
+
+    /// The highest version of `slot` put into a submitted batch.
+    pub(super) fn batched_version(&self, slot: Slot) -> u64 {
+        self.flush_state[slot.0 as usize] & !DIRTY_BIT
+    }
+
+    pub(super) fn set_live_len(&mut self, slot: Slot, len: usize) {
+        let old = std::mem::replace(&mut self.live_len[slot.0 as usize], len as u32);
+        self.live_bytes = self.live_bytes - u64::from(old) + len as u64;
+    }
+
+    /// Encodes `slot`'s current value and version into `out` and records it
+    /// as batched (a retry from memory, or compaction). The version is at
+    /// least any the flusher batched before for this key (G2).
+    pub(super) fn encode_current(&mut self, index: &Index, slot: Slot, out: &mut Vec<u8>) {
+        let entry = index.entry(slot);
+        let snap = entry.read(&mut self.scratch);
+        let state = &mut self.flush_state[slot.0 as usize];
+        let batched = *state & !DIRTY_BIT;
+        // The index always holds a key's newest version.
+        assert!(
+            snap.version.0 >= batched,
+            "index version behind a batched one"
+        );
+        record::encode(out, snap.kind, snap.version, entry.key(), &self.scratch);
+        *state = (*state & DIRTY_BIT) | batched.max(snap.version.0);
+        self.set_live_len(
+            slot,
+            record::encoded_len(entry.key().len(), self.scratch.len()),
+        );
+    }
+}

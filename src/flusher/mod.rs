@@ -28,6 +28,7 @@
 //! the store goes idle with little dirty (smaller batches cost nothing then
 //! and make data durable sooner). It stays in `[TARGET_MIN, batch_ops_max]`.
 
+mod barriers;
 mod compaction;
 mod guard;
 mod keys;
@@ -43,6 +44,7 @@ use crate::ring::{Consumer, Ring};
 use crate::shared::{Record, Shared, CLOSE_REQUESTED, CLOSE_SEALED, SLOT_FREE, SLOT_RETIRED};
 use crate::store::{Batch, BatchSeq, Completion, Store};
 use crate::sync::{self, Arc, Ordering};
+use barriers::Barriers;
 use compaction::Compaction;
 pub(crate) use guard::StopGuard;
 use keys::Keys;
@@ -134,8 +136,8 @@ pub(crate) struct Flusher<S> {
     cut_blocked: bool,
     sync_seen: u64,
     collecting: Option<Collect>,
-    /// (generation, batch seq) pairs waiting for the watermark.
-    barriers: VecDeque<(u64, u64)>,
+    /// `sync()` requests waiting for the watermark.
+    barriers: Barriers,
     failures_in_a_row: u32,
     /// The compaction in progress.
     compaction: Option<Compaction>,
@@ -190,7 +192,7 @@ impl<S: Store> Flusher<S> {
             cut_blocked: false,
             sync_seen: 0,
             collecting: None,
-            barriers: VecDeque::new(),
+            barriers: Barriers::default(),
             failures_in_a_row: 0,
             sealed: false,
             close_deadline_ns: 0,
@@ -445,24 +447,16 @@ impl<S: Store> Flusher<S> {
                 if self.shared.config.durability == Durability::None {
                     if self.in_flight.len() < self.in_flight_max {
                         let seq = self.submit_sync_point();
-                        self.barriers.push_back((gen, seq));
+                        self.barriers.push(gen, seq);
                         self.collecting = None;
                     }
                 } else {
-                    self.barriers.push_back((gen, self.next_seq - 1));
+                    self.barriers.push(gen, self.next_seq - 1);
                     self.collecting = None;
                 }
             }
         }
-        let mut synced = None;
-        while let Some(&(gen, seq)) = self.barriers.front() {
-            if seq > self.durable_seq && !sync::bug(sync::Bug::SyncBeforeDurable) {
-                break;
-            }
-            synced = Some(gen);
-            self.barriers.pop_front();
-        }
-        if let Some(gen) = synced {
+        if let Some(gen) = self.barriers.release(self.durable_seq) {
             self.publish_synced(gen);
         }
     }

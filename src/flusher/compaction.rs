@@ -226,7 +226,7 @@ impl<S: Store> Flusher<S> {
     /// A compaction batch may take an in-flight slot (else it goes first
     /// when one frees).
     fn compaction_slot_free(&mut self) -> bool {
-        self.compaction_waiting = self.in_flight.len() >= self.in_flight_max;
+        self.compaction_waiting = !self.window.has_room();
         !self.compaction_waiting
     }
 
@@ -244,7 +244,7 @@ impl<S: Store> Flusher<S> {
             self.free_lists.push(entries);
         }
         if done {
-            let last = self.next_seq - 1;
+            let last = self.window.last_seq();
             self.await_durable(last);
         }
     }
@@ -262,7 +262,9 @@ impl<S: Store> Flusher<S> {
         let Some(c) = self.compaction.as_mut() else {
             return false;
         };
-        if c.last_seq.is_some_and(|last| self.durable_seq < last) {
+        if c.last_seq
+            .is_some_and(|last| self.window.durable_seq() < last)
+        {
             return false;
         }
         c.last_seq = None;

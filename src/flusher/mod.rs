@@ -32,6 +32,7 @@ mod barriers;
 mod compaction;
 mod guard;
 mod keys;
+mod window;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -48,6 +49,7 @@ use barriers::Barriers;
 use compaction::Compaction;
 pub(crate) use guard::StopGuard;
 use keys::Keys;
+use window::{State, Window};
 
 /// Smallest adaptive target, in dirty keys.
 const TARGET_MIN: usize = 1024;
@@ -66,28 +68,6 @@ struct Dirty {
     slot: Slot,
     /// When the flusher first saw it dirty (ns since `Flusher::base`).
     since_ns: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Submitted,
-    Done,
-    Failed { retry_at_ns: u64 },
-}
-
-/// A batch between cut and durable.
-#[derive(Debug)]
-struct InFlight {
-    seq: u64,
-    /// The keys it holds, so a retry can re-encode them from memory.
-    entries: Vec<Slot>,
-    records: usize,
-    bytes: usize,
-    /// Oldest `since_ns` of its entries (durable lag).
-    oldest_ns: u64,
-    state: State,
-    /// The buffer, held while waiting to retry.
-    batch: Option<Batch>,
 }
 
 /// A `sync()` request being served. Phase 1: drain every ring up to the
@@ -116,18 +96,11 @@ pub(crate) struct Flusher<S> {
     /// Entries ever pushed on / taken off the dirty list.
     dirty_enqueued: u64,
     dirty_dequeued: u64,
-    /// Batches cut and not yet durable, in seq order; `len() <=
-    /// in_flight_max`.
-    in_flight: VecDeque<InFlight>,
-    /// Most batches in flight: `Config::batches_in_flight_max`, or less if
-    /// the store asks for less ([`Store::in_flight_max`]).
-    in_flight_max: usize,
+    /// Batches cut and not yet durable, at most `Config::batches_in_flight_max`
+    /// or fewer if the store asks for fewer ([`Store::in_flight_max`]).
+    window: Window,
     /// A compaction batch found no free slot last time: it goes first next.
     compaction_waiting: bool,
-    /// Next batch number (starts at 1).
-    next_seq: u64,
-    /// Every batch with `seq <= durable_seq` is durable. Only grows.
-    durable_seq: u64,
     free_batches: Vec<Batch>,
     free_lists: Vec<Vec<Slot>>,
     completions: Vec<Completion>,
@@ -138,7 +111,6 @@ pub(crate) struct Flusher<S> {
     collecting: Option<Collect>,
     /// `sync()` requests waiting for the watermark.
     barriers: Barriers,
-    failures_in_a_row: u32,
     /// The compaction in progress.
     compaction: Option<Compaction>,
     /// `compact()` generations seen.
@@ -171,16 +143,16 @@ impl<S: Store> Flusher<S> {
         Self {
             keys,
             dirty: VecDeque::with_capacity(config.dirty_keys_max.min(1 << 20)),
-            in_flight: VecDeque::with_capacity(config.batches_in_flight_max),
-            in_flight_max: crate::store::in_flight_bound(&store, config.batches_in_flight_max),
+            window: Window::new(crate::store::in_flight_bound(
+                &store,
+                config.batches_in_flight_max,
+            )),
             compaction_waiting: false,
             consumers,
             shared,
             store,
             dirty_enqueued: 0,
             dirty_dequeued: 0,
-            next_seq: 1,
-            durable_seq: 0,
             free_batches: Vec::new(),
             free_lists: Vec::new(),
             completions: Vec::new(),
@@ -193,7 +165,6 @@ impl<S: Store> Flusher<S> {
             sync_seen: 0,
             collecting: None,
             barriers: Barriers::default(),
-            failures_in_a_row: 0,
             sealed: false,
             close_deadline_ns: 0,
             drained: 0,
@@ -271,20 +242,7 @@ impl<S: Store> Flusher<S> {
         self.completions = completions;
         // The watermark moves over the contiguous prefix of durable batches
         // only: never past a batch still in flight or waiting to retry.
-        while self
-            .in_flight
-            .front()
-            .is_some_and(|f| f.state == State::Done)
-        {
-            let Some(f) = self.in_flight.pop_front() else {
-                break;
-            };
-            assert_eq!(
-                f.seq,
-                self.durable_seq + 1,
-                "watermark must advance in submission order"
-            );
-            self.durable_seq = f.seq;
+        while let Some(f) = self.window.take_durable() {
             self.persisted_records += f.records as u64;
             self.persisted_bytes += f.bytes as u64;
             self.batches += 1;
@@ -297,7 +255,7 @@ impl<S: Store> Flusher<S> {
             if self.cut_blocked {
                 self.target_ops = (self.target_ops * 2).min(self.shared.config.batch_ops_max);
                 self.cut_blocked = false;
-            } else if self.in_flight.is_empty() && self.dirty.len() < self.target_ops / 2 {
+            } else if self.window.is_empty() && self.dirty.len() < self.target_ops / 2 {
                 self.target_ops =
                     (self.target_ops / 2).max(TARGET_MIN.min(self.shared.config.batch_ops_max));
             }
@@ -306,50 +264,25 @@ impl<S: Store> Flusher<S> {
     }
 
     fn complete(&mut self, c: Completion, now: u64) {
-        let Some(front) = self.in_flight.front().map(|f| f.seq) else {
-            panic!(
-                "completion of batch {} with nothing in flight",
-                c.batch.seq.0
-            );
-        };
-        let i = c
-            .batch
-            .seq
-            .0
-            .checked_sub(front)
-            .map(|i| i as usize)
-            .filter(|&i| i < self.in_flight.len())
-            .unwrap_or_else(|| panic!("completion of unknown batch {}", c.batch.seq.0));
-        let f = &mut self.in_flight[i];
-        assert_eq!(f.state, State::Submitted, "batch {} completed twice", f.seq);
+        let seq = c.batch.seq.0;
         match c.result {
             Ok(()) => {
-                f.state = State::Done;
+                let failures = self.window.succeeded(seq);
                 self.free_batches.push(c.batch);
-                if self.failures_in_a_row > 0 {
-                    tracing::info!("store recovered after {} failures", self.failures_in_a_row);
+                if failures > 0 {
+                    tracing::info!("store recovered after {failures} failures");
                 }
-                self.failures_in_a_row = 0;
             }
             Err(e) => {
                 // G8: the records stay un-durable (the watermark cannot pass
                 // this batch) and are rewritten from memory after a backoff.
-                self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);
                 let config = &self.shared.config;
-                let shift = (self.failures_in_a_row - 1).min(20);
-                let backoff = config
-                    .retry_backoff_min
-                    .saturating_mul(1 << shift)
-                    .min(config.retry_backoff_max);
-                f.state = State::Failed {
-                    retry_at_ns: now.saturating_add(nanos(backoff)),
-                };
-                f.batch = Some(c.batch);
+                let (min, max) = (config.retry_backoff_min, config.retry_backoff_max);
+                let backoff = self.window.failed(seq, c.batch, now, min, max);
                 self.store_errors += 1;
                 tracing::warn!(
-                    "store failed batch {} ({} in a row), retrying in {backoff:?}: {e}",
-                    f.seq,
-                    self.failures_in_a_row
+                    "store failed batch {seq} ({} in a row), retrying in {backoff:?}: {e}",
+                    self.window.failures_in_a_row()
                 );
                 *sync::lock(&self.shared.last_error) = Some(e);
             }
@@ -445,18 +378,18 @@ impl<S: Store> Flusher<S> {
                 // makes the store force everything before it.
                 let gen = c.gen;
                 if self.shared.config.durability == Durability::None {
-                    if self.in_flight.len() < self.in_flight_max {
+                    if self.window.has_room() {
                         let seq = self.submit_sync_point();
                         self.barriers.push(gen, seq);
                         self.collecting = None;
                     }
                 } else {
-                    self.barriers.push(gen, self.next_seq - 1);
+                    self.barriers.push(gen, self.window.last_seq());
                     self.collecting = None;
                 }
             }
         }
-        if let Some(gen) = self.barriers.release(self.durable_seq) {
+        if let Some(gen) = self.barriers.release(self.window.durable_seq()) {
             self.publish_synced(gen);
         }
     }
@@ -475,18 +408,10 @@ impl<S: Store> Flusher<S> {
     /// Numbers `batch`, records it in flight with the keys it holds, and
     /// submits it; returns its seq.
     fn submit_new(&mut self, mut batch: Batch, entries: Vec<Slot>, oldest_ns: u64) -> u64 {
-        let seq = self.next_seq;
-        self.next_seq += 1;
+        let seq = self
+            .window
+            .open(entries, batch.records, batch.bytes.len(), oldest_ns);
         batch.seq = BatchSeq(seq);
-        self.in_flight.push_back(InFlight {
-            seq,
-            entries,
-            records: batch.records,
-            bytes: batch.bytes.len(),
-            oldest_ns,
-            state: State::Submitted,
-            batch: None,
-        });
         self.store.submit(batch);
         seq
     }
@@ -538,7 +463,7 @@ impl<S: Store> Flusher<S> {
             if !due {
                 break;
             }
-            if self.in_flight.len() >= self.in_flight_max {
+            if !self.window.has_room() {
                 self.cut_blocked = true;
                 break;
             }
@@ -615,13 +540,7 @@ impl<S: Store> Flusher<S> {
     fn retry_failed(&mut self, now: u64) -> bool {
         let shared = &*self.shared;
         let mut any = false;
-        for f in self.in_flight.iter_mut() {
-            let State::Failed { retry_at_ns } = f.state else {
-                continue;
-            };
-            if retry_at_ns > now {
-                continue;
-            }
+        for f in self.window.due_retries(now) {
             let mut batch = f.batch.take().unwrap_or_default();
             batch.bytes.clear();
             for &slot in &f.entries {
@@ -651,7 +570,7 @@ impl<S: Store> Flusher<S> {
     fn publish(&self, now: u64) {
         let c = &self.shared.counters;
         let oldest_dirty = self.dirty.front().map(|d| d.since_ns);
-        let oldest_in_flight = self.in_flight.iter().map(|f| f.oldest_ns).min();
+        let oldest_in_flight = self.window.oldest_ns();
         let oldest = match (oldest_dirty, oldest_in_flight) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -664,8 +583,9 @@ impl<S: Store> Flusher<S> {
             .store(self.persisted_bytes, Ordering::Relaxed);
         c.batches.store(self.batches, Ordering::Relaxed);
         c.batches_in_flight
-            .store(self.in_flight.len() as u64, Ordering::Relaxed);
-        c.durable_seq.store(self.durable_seq, Ordering::Relaxed);
+            .store(self.window.len() as u64, Ordering::Relaxed);
+        c.durable_seq
+            .store(self.window.durable_seq(), Ordering::Relaxed);
         c.dirty_keys
             .store(self.dirty.len() as u64, Ordering::Relaxed);
         c.oldest_dirty_ns.store(
@@ -687,7 +607,7 @@ impl<S: Store> Flusher<S> {
             c.stored_bytes.store(stored, Ordering::Relaxed);
         }
         c.failing
-            .store(self.failures_in_a_row > 0, Ordering::Relaxed);
+            .store(self.window.failures_in_a_row() > 0, Ordering::Relaxed);
     }
 
     /// Serves `close()`: seals writers out, then finishes once everything
@@ -720,7 +640,7 @@ impl<S: Store> Flusher<S> {
         if writers_idle
             && rings_empty
             && self.dirty.is_empty()
-            && self.in_flight.is_empty()
+            && self.window.is_empty()
             && self.compaction.is_none()
         {
             let result = self.store.close().map_err(Error::Store);
@@ -737,7 +657,7 @@ impl<S: Store> Flusher<S> {
             tracing::error!(
                 "close gave up with {} dirty keys and {} batches not durable",
                 self.dirty.len(),
-                self.in_flight.len()
+                self.window.len()
             );
             self.finish(&result);
             return Some(result);
@@ -766,15 +686,13 @@ impl<S: Store> Flusher<S> {
         // The oldest dirty key's deadline matters only if a batch could be
         // cut for it; with every in-flight slot taken, the next event is a
         // completion (or a retry time), not a deadline.
-        let can_cut = self.in_flight.len() < self.in_flight_max;
+        let can_cut = self.window.has_room();
         if let Some(d) = self.dirty.front().filter(|_| can_cut) {
             let due = d.since_ns.saturating_add(nanos(config.flush_interval));
             wait_ns = wait_ns.min(due.saturating_sub(now));
         }
-        for f in &self.in_flight {
-            if let State::Failed { retry_at_ns } = f.state {
-                wait_ns = wait_ns.min(retry_at_ns.saturating_sub(now));
-            }
+        if let Some(retry_at_ns) = self.window.next_retry_ns() {
+            wait_ns = wait_ns.min(retry_at_ns.saturating_sub(now));
         }
         if self.sealed {
             // Waiting for a writer to finish its operation: short naps (a

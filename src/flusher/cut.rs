@@ -1,0 +1,133 @@
+//! Cutting batches: when a cut is due (the adaptive target, the oldest dirty
+//! key's age, a `sync()` or `close()`), encoding each dirty key's current
+//! value and version, and resubmitting failed batches from memory.
+
+use super::*;
+
+impl<S: Store> Flusher<S> {
+    /// True if a sync or close needs the dirty list emptied now.
+    pub(super) fn forced(&self) -> bool {
+        self.sealed
+            || self
+                .collecting
+                .as_ref()
+                .and_then(|c| c.dirty_mark)
+                .is_some_and(|m| self.dirty_dequeued < m)
+    }
+
+    /// Cuts and submits batches while one is due and the store has room.
+    pub(super) fn cut_batches(&mut self, now: u64) -> bool {
+        let config = &self.shared.config;
+        let interval_ns = nanos(config.flush_interval);
+        let trigger = self.target_ops.min(config.dirty_keys_max);
+        let mut cut = false;
+        while let Some(front) = self.dirty.front() {
+            let due = self.forced()
+                || self.dirty.len() >= trigger
+                || now.saturating_sub(front.since_ns) >= interval_ns;
+            if !due {
+                break;
+            }
+            if !self.window.has_room() {
+                self.cut_blocked = true;
+                break;
+            }
+            cut |= self.cut_one();
+        }
+        cut
+    }
+
+    /// Encodes one batch from the front of the dirty list and submits it.
+    pub(super) fn cut_one(&mut self) -> bool {
+        let (mut batch, mut entries) = self.fresh_batch();
+        let shared = &*self.shared;
+        let config = &shared.config;
+        let mut oldest_ns = u64::MAX;
+        while let Some(&d) = self.dirty.front() {
+            if batch.records >= config.batch_ops_max {
+                break;
+            }
+            if let Some(ahead) = self.dirty.get(PREFETCH_AHEAD) {
+                shared.index.prefetch(ahead.slot);
+            }
+            let entry = shared.index.entry(d.slot);
+            let snap = entry.read(&mut self.keys.scratch);
+            let len = record::encoded_len(entry.key().len(), self.keys.scratch.len());
+            if batch.records > 0 && batch.bytes.len() + len > config.batch_bytes_max {
+                break;
+            }
+            self.dirty.pop_front();
+            self.dirty_dequeued += 1;
+            let state = &mut self.keys.flush_state[d.slot.0 as usize];
+            let batched = *state & !DIRTY_BIT;
+            // The index always holds a key's newest version (G2).
+            assert!(
+                snap.version.0 >= batched,
+                "index version behind a batched one"
+            );
+            if snap.version.0 == batched {
+                // An earlier batch (retried from memory) already holds this
+                // version; that batch is numbered lower, so any barrier that
+                // covers this entry covers it.
+                *state = batched;
+                continue;
+            }
+            *state = snap.version.0;
+            record::encode(
+                &mut batch.bytes,
+                snap.kind,
+                snap.version,
+                entry.key(),
+                &self.keys.scratch,
+            );
+            self.keys.set_live_len(d.slot, len);
+            entries.push(d.slot);
+            batch.records += 1;
+            oldest_ns = oldest_ns.min(d.since_ns);
+        }
+        if batch.records == 0 {
+            self.free_batches.push(batch);
+            self.free_lists.push(entries);
+            return false;
+        }
+        self.encoded += batch.records as u64;
+        self.submit_new(batch, entries, oldest_ns);
+        true
+    }
+
+    /// Resubmits failed batches whose backoff has passed, re-encoded from the
+    /// index: each entry's current value and version, which is at least the
+    /// version the failed attempt carried, so nothing older is ever written
+    /// after something newer (G2).
+    ///
+    /// A retried batch can exceed `batch_bytes_max` if values grew meanwhile;
+    /// it stays within `batch_ops_max` records of at most the largest record.
+    pub(super) fn retry_failed(&mut self, now: u64) -> bool {
+        let shared = &*self.shared;
+        let mut any = false;
+        for f in self.window.due_retries(now) {
+            let mut batch = f.batch.take().unwrap_or_default();
+            batch.bytes.clear();
+            for &slot in &f.entries {
+                self.keys
+                    .encode_current(&shared.index, slot, &mut batch.bytes);
+            }
+            batch.records = f.entries.len();
+            batch.seq = BatchSeq(f.seq);
+            // Under `Durability::None` a sync point submitted after this batch
+            // may already have completed; the retry must force itself, or the
+            // watermark would pass that sync point with this batch's records
+            // only in the page cache.
+            if shared.config.durability == Durability::None {
+                batch.sync = true;
+            }
+            f.records = batch.records;
+            f.bytes = batch.bytes.len();
+            f.state = State::Submitted;
+            self.retries += 1;
+            self.store.submit(batch);
+            any = true;
+        }
+        any
+    }
+}

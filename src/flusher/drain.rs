@@ -1,0 +1,51 @@
+//! Draining the writer rings into the dirty list (coalescing).
+
+use super::*;
+
+impl<S: Store> Flusher<S> {
+    /// Drains the rings into the dirty list; returns records drained.
+    pub(super) fn drain_rings(&mut self, now: u64) -> usize {
+        let shared = &*self.shared;
+        let per_pass = shared.config.drain_per_pass_max;
+        let mut room = shared.config.dirty_keys_max - self.dirty.len();
+        let dirty = &mut self.dirty;
+        let flush_state = &mut self.keys.flush_state;
+        let mut enqueued = 0u64;
+        let mut total = 0;
+        for (consumer, slot) in self.consumers.iter_mut().zip(shared.slots.iter()) {
+            // Acquire: a writer's pushes happen-before its RETIRED store.
+            let retired = slot.state.load(Ordering::Acquire) == SLOT_RETIRED;
+            let before = enqueued;
+            let n = consumer.drain(per_pass.min(room), |rec| {
+                let state = &mut flush_state[rec.slot.0 as usize];
+                if *state & DIRTY_BIT != 0 || rec.version.0 <= *state {
+                    return; // coalesced: already queued, or already batched
+                }
+                *state |= DIRTY_BIT;
+                dirty.push_back(Dirty {
+                    slot: rec.slot,
+                    since_ns: now,
+                });
+                enqueued += 1;
+            });
+            room -= (enqueued - before) as usize;
+            total += n;
+            if n > 0 {
+                // SeqCst fence: pairs with the parked writer's fence between
+                // setting `waiting` and re-checking room (Dekker).
+                sync::fence(Ordering::SeqCst);
+                if slot.waiting.load(Ordering::Relaxed) {
+                    let _guard = sync::lock(&slot.park);
+                    slot.room.notify_one();
+                }
+            }
+            if retired && consumer.is_empty() {
+                // Release: our reads of its slots happen-before a new writer.
+                slot.state.store(SLOT_FREE, Ordering::Release);
+            }
+        }
+        self.dirty_enqueued += enqueued;
+        self.drained += total as u64;
+        total
+    }
+}

@@ -1,0 +1,144 @@
+//! Closing and idling: when the flusher may stop (everything acknowledged
+//! durable, or the close deadline passed), announcing it, and what it waits
+//! for when there is nothing to do.
+
+use super::*;
+
+impl<S: Store> Flusher<S> {
+    /// Serves `close()`: seals writers out, then finishes once everything
+    /// acknowledged is durable (or the deadline passes with the store still
+    /// failing). `None` while there is work left.
+    pub(super) fn check_close(&mut self, now: u64) -> Option<Result<(), Error>> {
+        let shared = &*self.shared;
+        if !self.sealed {
+            // Acquire: pairs with close()'s RMW.
+            if shared.closing.load(Ordering::Acquire) & CLOSE_REQUESTED == 0 {
+                return None;
+            }
+            // The RMW and the fence are our half of the handshake in
+            // `Writer::begin_op`: from here on, every writer operation either
+            // sees `closing` and is refused, or is visible to us as
+            // `op_active` below (or already finished and pushed).
+            shared.closing.fetch_or(CLOSE_SEALED, Ordering::SeqCst);
+            sync::fence(Ordering::SeqCst);
+            self.sealed = true;
+            // `close_timeout` may be `Duration::MAX` ("for ever"): saturate.
+            self.close_deadline_ns = now.saturating_add(nanos(shared.config.close_timeout));
+        }
+        // Acquire: pairs with `end_op`'s Release, so its push is visible.
+        let writers_idle = sync::bug(sync::Bug::CloseWithoutHandshake)
+            || shared
+                .slots
+                .iter()
+                .all(|s| !s.op_active.load(Ordering::Acquire));
+        let rings_empty = self.consumers.iter_mut().all(|c| c.is_empty());
+        if writers_idle
+            && rings_empty
+            && self.dirty.is_empty()
+            && self.window.is_empty()
+            && self.compaction.is_none()
+        {
+            let result = self.store.close().map_err(Error::Store);
+            self.finish(&result);
+            return Some(result);
+        }
+        if now >= self.close_deadline_ns {
+            let last_error = sync::lock(&shared.last_error).clone();
+            let result = Err(Error::Timeout {
+                waited_ms: u64::try_from(shared.config.close_timeout.as_millis())
+                    .unwrap_or(u64::MAX),
+                last_error,
+            });
+            tracing::error!(
+                "close gave up with {} dirty keys and {} batches not durable",
+                self.dirty.len(),
+                self.window.len()
+            );
+            self.finish(&result);
+            return Some(result);
+        }
+        None
+    }
+
+    /// Publishes the exit: syncs requested so far are served if everything
+    /// is durable; blocked writers and waiters are released.
+    pub(super) fn finish(&self, result: &Result<(), Error>) {
+        let shared = &*self.shared;
+        // On success everything acknowledged is durable, so every sync
+        // requested so far is served.
+        let synced = result
+            .is_ok()
+            .then(|| shared.sync_requested.load(Ordering::Acquire));
+        let outcome = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
+        shared.announce_stopped(outcome, synced);
+    }
+
+    /// Nothing to do right now: wait for the store or park.
+    pub(super) fn idle(&mut self, now: u64) {
+        let config = &self.shared.config;
+        // Next deadline: the oldest dirty key's age limit, or a retry.
+        let mut wait_ns = nanos(config.idle_park_max.min(config.flush_interval / 2));
+        // The oldest dirty key's deadline matters only if a batch could be
+        // cut for it; with every in-flight slot taken, the next event is a
+        // completion (or a retry time), not a deadline.
+        let can_cut = self.window.has_room();
+        if let Some(d) = self.dirty.front().filter(|_| can_cut) {
+            let due = d.since_ns.saturating_add(nanos(config.flush_interval));
+            wait_ns = wait_ns.min(due.saturating_sub(now));
+        }
+        if let Some(retry_at_ns) = self.window.next_retry_ns() {
+            wait_ns = wait_ns.min(retry_at_ns.saturating_sub(now));
+        }
+        if self.sealed {
+            // Waiting for a writer to finish its operation: short naps (a
+            // writer does not wake us when it ends one). Loom has no clock,
+            // so there we yield to the writer instead.
+            #[cfg(loom)]
+            if self
+                .shared
+                .slots
+                .iter()
+                .any(|s| s.op_active.load(Ordering::Acquire))
+            {
+                sync::thread::yield_now();
+                return;
+            }
+            wait_ns = wait_ns.min(50_000);
+        }
+        let wait = Duration::from_nanos(wait_ns.max(1_000));
+        if self.store.in_flight() > 0 {
+            self.collect_completions(wait.min(STORE_WAIT_MAX), now);
+            return;
+        }
+        let shared = &*self.shared;
+        shared.flusher_sleeping.store(true, Ordering::Relaxed);
+        // SeqCst fence: pairs with `wake_flusher_if_sleeping` (Dekker): either
+        // we see the reason for waking below, or the waker sees us sleeping.
+        sync::fence(Ordering::SeqCst);
+        // Work that this loop can act on right now (not work it is blocked
+        // on: a sync behind one still collecting, rings while the dirty list
+        // is full).
+        let room = self.dirty.len() < config.dirty_keys_max;
+        // A sync or close that needs the dirty list cut, with room to cut:
+        // e.g. close sealed after this pass's cut had already run.
+        let cut_now = self.forced() && !self.dirty.is_empty() && can_cut;
+        let work_waiting = cut_now
+            || (self.collecting.is_none()
+                && shared.sync_requested.load(Ordering::Relaxed) > self.sync_seen)
+            || (shared.closing.load(Ordering::Relaxed) != 0 && !self.sealed)
+            || (room && self.consumers.iter_mut().any(|c| !c.is_empty()))
+            || (room
+                && shared
+                    .slots
+                    .iter()
+                    .any(|s| s.state.load(Ordering::Relaxed) == SLOT_RETIRED));
+        if !work_waiting {
+            let mut woken = sync::lock(&shared.flusher_wake);
+            if !*woken {
+                woken = sync::wait_timeout(&shared.flusher_cv, woken, wait);
+            }
+            *woken = false;
+        }
+        shared.flusher_sleeping.store(false, Ordering::Relaxed);
+    }
+}

@@ -17,7 +17,7 @@ pub enum Backpressure {
     Fail,
 }
 
-/// What a crash may lose (DESIGN.md section 4). `sync()` makes everything
+/// What a crash may lose. `sync()` makes everything
 /// acknowledged before it durable under either mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {

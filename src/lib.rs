@@ -38,11 +38,12 @@
 //!
 //! ## The contract
 //!
-//! G1..G9 of `DESIGN.md`: per-writer FIFO, per-key version order,
-//! read-your-writes, `sync()` as a durability barrier, crash safety, bounded
-//! memory, shutdown drains, store faults lose nothing, bad input is refused up
-//! front. Each is tested in `tests/`; the starred ones are model-checked with
-//! loom in `loom-tests/`.
+//! G1 per-writer FIFO, G2 per-key version order, G3 read-your-writes, G4
+//! `sync()` as a durability barrier, G5 crash safety (power cuts included),
+//! G6 bounded memory, G7 shutdown drains, G8 store faults lose nothing, G9
+//! bad input is refused up front (G10..G12, eviction, read-through and
+//! reclamation, are still to come). Each is tested in `tests/`; G1-G4, G6's
+//! park and wake and G7 are model-checked with loom in `loom-tests/`.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]

@@ -122,7 +122,8 @@ impl Writer {
 
     /// Marks an operation in progress and checks that the cache is open.
     ///
-    /// With the flusher's side in `Flusher::seal` this is a Dekker handshake:
+    /// With the flusher's side in `Flusher::check_close` this is a Dekker
+    /// handshake:
     /// the writer stores `op_active = true`, fences, loads `closing`; the
     /// flusher sets `closing` with a read-modify-write, fences, loads
     /// `op_active`. Under SeqCst fences at least one of them sees the other,

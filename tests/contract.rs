@@ -360,7 +360,6 @@ fn g8_failed_batches_are_retried_and_nothing_is_lost() {
             i,
         ));
     }
-    let start = Instant::now();
     wb.sync().unwrap();
     let stats = wb.stats();
     assert_eq!(plan.injected(), 6);
@@ -380,7 +379,6 @@ fn g8_failed_batches_are_retried_and_nothing_is_lost() {
         assert_eq!(state[&key(i)].1.as_deref(), Some(&cached[..]));
     }
     assert_no_regressions(&data);
-    assert!(start.elapsed() < Duration::from_secs(20));
     drop(w);
     wb.close().unwrap();
 }

@@ -1,6 +1,6 @@
 //! A cheap clock for timing single operations: `rdtsc` on x86-64 (about
-//! 22 ns here, against about 40 ns for `Instant::now()`, DESIGN.md section
-//! 6), calibrated against `Instant` at start; `Instant` elsewhere.
+//! 22 ns here, against about 40 ns for `Instant::now()`, measured when
+//! the project was designed), calibrated against `Instant` at start; `Instant` elsewhere.
 
 use std::time::{Duration, Instant};
 

@@ -1,8 +1,10 @@
 //! `wb`: the writebehind command-line tool.
 //!
-//! `wb bench` runs a closed-loop put workload against the cache and reports
-//! throughput, coalescing and what reached the store. (Open-loop latency,
-//! the file store, baselines and the game scenario arrive with later issues.)
+//! `wb bench` runs a put workload against the cache (closed loop, or open
+//! loop with `--rate`) and reports throughput, latency, coalescing and what
+//! reached the store, beside baselines measured in the same run; `wb
+//! inspect`, `verify` and `compact` work on a store directory; `wb
+//! crash-test` and `wb soak` check the store under kill -9 and load.
 
 use std::process::ExitCode;
 
@@ -117,7 +119,7 @@ enum Dist {
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 enum Scenario {
-    /// The standard workload (DESIGN.md section 6).
+    /// The standard workload (16-byte keys, 64-byte values, zipf 0.99).
     Standard,
     /// Game-score updates (counter adds) offered at 50,000/s times --scale
     /// against a store that takes 1,000 batches/s (slow:1000).

@@ -1,4 +1,4 @@
-//! Workloads for `wb bench` and the criterion benches: DESIGN.md section
+//! Workloads for `wb bench` and the criterion benches: the project's design, section
 //! 6's standard workload (16-byte keys, 64-byte values, 100K keys, zipf 0.99
 //! as in YCSB, or uniform) as a precomputed trace, so generating keys costs
 //! nothing in a timed loop; and [`NullStore`], a store that keeps nothing, so
@@ -149,7 +149,7 @@ impl Workload {
         }
     }
 
-    /// DESIGN.md section 6's standard workload.
+    /// The project's standard workload (16-byte keys, 64-byte values).
     pub fn standard(dist: Distribution) -> Self {
         Self::new(100_000, 16, 64, dist, 1 << 20, 0x5EED)
     }

@@ -57,7 +57,40 @@ pub(crate) struct FrameOp {
 unsafe impl Send for FrameOp {}
 
 impl FrameOp {
-    pub(crate) fn new(
+    /// A batch's frame at `offset`: `header` and the batch's records
+    /// (nothing is written for an empty batch, a sync point), then an
+    /// fdatasync if `sync`.
+    pub(crate) fn frame(
+        file: Arc<File>,
+        offset: u64,
+        header: [u8; FRAME_HEADER_BYTES],
+        batch: Batch,
+        sync: bool,
+    ) -> Box<Self> {
+        let write = writes(&batch);
+        Self::new(file, offset, write, header, batch, sync)
+    }
+
+    /// The store's own commit marker: `header` alone, no fdatasync.
+    pub(crate) fn commit_marker(
+        file: Arc<File>,
+        offset: u64,
+        header: [u8; FRAME_HEADER_BYTES],
+    ) -> Box<Self> {
+        let mut op = Self::new(file, offset, true, header, Batch::default(), false);
+        op.internal = true;
+        op
+    }
+
+    /// The store's own fdatasync of frames already written.
+    pub(crate) fn sync_only(file: Arc<File>, offset: u64) -> Box<Self> {
+        let header = [0; FRAME_HEADER_BYTES];
+        let mut op = Self::new(file, offset, false, header, Batch::default(), true);
+        op.internal = true;
+        op
+    }
+
+    fn new(
         file: Arc<File>,
         offset: u64,
         write: bool,
@@ -95,6 +128,12 @@ impl FrameOp {
 }
 
 pub(crate) type Chain = Vec<Box<FrameOp>>;
+
+/// True if `batch`'s frame writes anything (an empty batch is a sync point
+/// only).
+pub(crate) fn writes(batch: &Batch) -> bool {
+    batch.records > 0 || !batch.bytes.is_empty()
+}
 
 fn io_error(kind: StoreErrorKind, what: &str, op: &FrameOp, e: &std::io::Error) -> StoreError {
     let kind = if e.raw_os_error() == Some(libc::ENOSPC) {

@@ -347,15 +347,7 @@ impl FileStore {
         if self.queue.is_empty() {
             // Nothing to write, but batches wait for an fdatasync: do one.
             if let (Some(a), false) = (self.active.as_ref(), self.unsynced.is_empty()) {
-                let mut op = FrameOp::new(
-                    Arc::clone(&a.file),
-                    a.write_pos,
-                    false,
-                    [0; FRAME_HEADER_BYTES],
-                    Batch::default(),
-                    true,
-                );
-                op.internal = true;
+                let op = FrameOp::sync_only(Arc::clone(&a.file), a.write_pos);
                 self.in_chain = 1;
                 self.engine.submit(vec![op]);
             }
@@ -367,7 +359,7 @@ impl FileStore {
                 break;
             };
             let frame_len = (FRAME_HEADER_BYTES + batch.bytes.len()) as u64;
-            let write = batch.records > 0 || !batch.bytes.is_empty();
+            let write = io::writes(batch);
             // Rotate when the frame does not fit (a frame larger than a
             // whole segment gets a fresh segment to itself), or is longer
             // than the segment's header allows (a retry re-encoded from
@@ -428,15 +420,7 @@ impl FileStore {
                 // frame before that point is damage, see `scan`).
                 self.commit_due = false;
                 let header = active.frame_header(self.durability, FRAME_FLAG_COMMIT, 0);
-                let mut op = FrameOp::new(
-                    Arc::clone(&active.file),
-                    active.write_pos,
-                    true,
-                    header,
-                    Batch::default(),
-                    false,
-                );
-                op.internal = true;
+                let op = FrameOp::commit_marker(Arc::clone(&active.file), active.write_pos, header);
                 active.write_pos += FRAME_HEADER_BYTES as u64;
                 chain.push(op);
             }
@@ -448,10 +432,9 @@ impl FileStore {
                 self.durability == Durability::Batch || batch.sync || held + 1 >= self.chain_max;
             let flags = if sync { FRAME_FLAG_SYNC } else { 0 };
             let header = active.frame_header(self.durability, flags, batch.bytes.len() as u32);
-            let mut op = FrameOp::new(
+            let mut op = FrameOp::frame(
                 Arc::clone(&active.file),
                 active.write_pos,
-                write,
                 header,
                 batch,
                 sync,

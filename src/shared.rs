@@ -13,7 +13,7 @@ use crate::sync::{self, Arc, AtomicBool, AtomicU64, AtomicU8, Condvar, Mutex, Or
 /// and to which version (16 bytes). The value itself stays in the index; the flusher reads the
 /// newest one when it cuts a batch (coalescing for free).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Record {
+pub(crate) struct Change {
     pub slot: Slot,
     pub version: Version,
 }
@@ -29,7 +29,7 @@ pub(crate) struct WriterSlot {
     /// `SLOT_FREE -> SLOT_ACTIVE` (`writer()`), `-> SLOT_RETIRED` (the
     /// writer dropped), `-> SLOT_FREE` (the flusher drained the ring).
     pub state: AtomicU8,
-    pub ring: Arc<Ring<Record>>,
+    pub ring: Arc<Ring<Change>>,
     /// True while the writer is inside an operation; with `Shared::closing`
     /// it forms the handshake that lets `close()` wait for in-progress puts
     /// (see `Writer::begin_op`). Written on every operation, so it has a line

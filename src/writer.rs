@@ -11,7 +11,7 @@ use crate::entry::{Update, Written};
 use crate::error::Error;
 use crate::record::Version;
 use crate::ring::{Producer, Ring};
-use crate::shared::{Record, Shared, SLOT_RETIRED};
+use crate::shared::{Change, Shared, SLOT_RETIRED};
 use crate::sync::{self, Arc, Backoff, Ordering};
 
 /// A handle for updates, made by [`WriteBehind::writer`](crate::WriteBehind::writer).
@@ -41,7 +41,7 @@ use crate::sync::{self, Arc, Backoff, Ordering};
 pub struct Writer {
     shared: Arc<Shared>,
     slot: usize,
-    producer: Producer<Record>,
+    producer: Producer<Change>,
     /// Ring length at which a sleeping flusher is woken.
     wake_at: usize,
     last_version: Version,
@@ -181,7 +181,7 @@ impl Writer {
             return Ok(written);
         }
         // 3. Tell the flusher which entry changed, in order.
-        self.producer.push_reserved(Record {
+        self.producer.push_reserved(Change {
             slot,
             version: written.version,
         });

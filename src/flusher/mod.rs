@@ -46,7 +46,7 @@ use crate::error::Error;
 use crate::index::Slot;
 use crate::record;
 use crate::ring::{Consumer, Ring};
-use crate::shared::{Record, Shared, CLOSE_REQUESTED, CLOSE_SEALED, SLOT_FREE, SLOT_RETIRED};
+use crate::shared::{Change, Shared, CLOSE_REQUESTED, CLOSE_SEALED, SLOT_FREE, SLOT_RETIRED};
 use crate::store::{Batch, BatchSeq, Completion, Store};
 use crate::sync::{self, Arc, Ordering};
 use barriers::Barriers;
@@ -93,7 +93,7 @@ struct Collect {
 pub(crate) struct Flusher<S> {
     shared: Arc<Shared>,
     store: S,
-    consumers: Vec<Consumer<Record>>,
+    consumers: Vec<Consumer<Change>>,
     /// Per-key bookkeeping, indexed by slot.
     keys: Keys,
     dirty: VecDeque<Dirty>,

@@ -229,7 +229,7 @@ impl WriteBehind {
         loop {
             if progress.compacted_gen >= gen {
                 return match &progress.compact_error {
-                    Some(e) if e.kind != crate::error::StoreErrorKind::Other => {
+                    Some(e) if e.kind != crate::error::StoreErrorKind::Unsupported => {
                         Err(Error::Store(e.clone()))
                     }
                     _ => Ok(()),

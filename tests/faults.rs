@@ -7,7 +7,11 @@ use common::crc32c_of;
 use std::time::{Duration, Instant};
 
 use writebehind::file::format::{SegmentHeader, SegmentId};
-use writebehind::{Config, Error, FaultPlan, Faulty, FileStore, WriteBehind};
+use writebehind::record::RecordRef;
+use writebehind::{
+    Batch, Completion, Config, Error, FaultPlan, Faulty, FileStore, MemStore, RecoveryReport,
+    Store, StoreError, StoreErrorKind, Throttled, WriteBehind,
+};
 
 /// The store stalls for 1.5 s: writers keep going (into the rings and the
 /// dirty set), stats show the durable lag growing, and once the stall ends
@@ -91,4 +95,75 @@ fn an_unreadable_directory_is_a_clear_error() {
         WriteBehind::open(&file, Config::default()),
         Err(Error::Io(_))
     ));
+}
+
+/// Fault injection reaches a file store behind another decorator: a
+/// `Throttled` in between used to drop `fail_next_syncs` silently.
+#[test]
+fn g8_injected_fdatasync_failures_pass_through_throttled() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::default();
+    let plan = FaultPlan::new();
+    let store = Throttled::new(FileStore::open(dir.path(), &config).unwrap(), 1_000);
+    let wb = WriteBehind::with_store(Faulty::new(store, plan.clone()), config).unwrap();
+    let mut w = wb.writer().unwrap();
+    plan.fail_next_syncs(1);
+    w.put(b"k", b"v").unwrap();
+    wb.sync().unwrap();
+    assert_eq!(
+        plan.injected(),
+        1,
+        "the injected failure never reached the file store"
+    );
+    assert!(wb.stats().store_errors >= 1);
+    drop(w);
+    wb.close().unwrap();
+}
+
+/// A store that says it cannot compact right now for a reason of its own
+/// (`StoreErrorKind::Other`) makes `compact()` fail with it; only a store
+/// that does not compact at all (`Unsupported`) makes it `Ok`.
+#[test]
+fn g12_a_genuine_compaction_failure_is_not_reported_as_success() {
+    struct Refusing(MemStore, StoreErrorKind);
+    impl Store for Refusing {
+        fn backend(&self) -> &'static str {
+            "refusing"
+        }
+        fn recover(
+            &mut self,
+            visit: &mut dyn FnMut(RecordRef<'_>),
+        ) -> Result<RecoveryReport, Error> {
+            self.0.recover(visit)
+        }
+        fn submit(&mut self, batch: Batch) {
+            self.0.submit(batch)
+        }
+        fn poll(&mut self, out: &mut Vec<Completion>, timeout: Duration) {
+            self.0.poll(out, timeout)
+        }
+        fn in_flight(&self) -> usize {
+            self.0.in_flight()
+        }
+        fn begin_compaction(&mut self) -> Result<u64, StoreError> {
+            Err(StoreError::new(self.1, "the volume is read-only"))
+        }
+    }
+    let wb = WriteBehind::with_store(
+        Refusing(MemStore::new(), StoreErrorKind::Other),
+        Config::default(),
+    )
+    .unwrap();
+    match wb.compact() {
+        Err(Error::Store(e)) => assert!(e.message.contains("read-only"), "{e}"),
+        other => panic!("expected the store's error, got {other:?}"),
+    }
+    wb.close().unwrap();
+    let wb = WriteBehind::with_store(
+        Refusing(MemStore::new(), StoreErrorKind::Unsupported),
+        Config::default(),
+    )
+    .unwrap();
+    wb.compact().unwrap();
+    wb.close().unwrap();
 }

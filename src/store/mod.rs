@@ -133,7 +133,7 @@ pub trait Store: Send + 'static {
     /// storage (a file store's segment) the compaction replaces.
     fn begin_compaction(&mut self) -> Result<u64, StoreError> {
         Err(StoreError::new(
-            StoreErrorKind::Other,
+            StoreErrorKind::Unsupported,
             "this store does not compact",
         ))
     }

@@ -87,6 +87,10 @@ impl<S: Store> Store for Throttled<S> {
         self.inner.in_flight_max()
     }
 
+    fn inject_sync_failure(&mut self) -> bool {
+        self.inner.inject_sync_failure()
+    }
+
     fn compaction_stats(&self) -> Option<(usize, u64)> {
         self.inner.compaction_stats()
     }

@@ -5,15 +5,15 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::file::FileStore;
 use crate::flusher::{Flusher, StopGuard};
 use crate::index::Index;
-use crate::record::{Kind, Version};
+use crate::primitives::{self, thread, Arc, MutexGuard, Ordering};
 use crate::shared::{Progress, Shared, CLOSE_REQUESTED, SLOT_ACTIVE, SLOT_FREE};
 use crate::stats::Stats;
+use crate::store::file::{FileOptions, FileStore};
 use crate::store::Store;
-use crate::sync::{self, thread, Arc, MutexGuard, Ordering};
 use crate::value::Value;
+use crate::version::{Kind, Version};
 use crate::writer::Writer;
 
 /// A write-behind cache over a [`Store`].
@@ -62,12 +62,7 @@ impl WriteBehind {
         if let Some(e) = failure {
             return Err(e);
         }
-        let shared = Arc::new(Shared::new(
-            config,
-            index,
-            store.backend(),
-            report.torn_tails,
-        ));
+        let shared = Arc::new(Shared::new(config, index, store.info(), report.torn_tails));
         let flusher = Flusher::new(Arc::clone(&shared), store);
         let guard = StopGuard(Arc::clone(&shared));
         let handle = thread::spawn_named("wb-flusher", move || flusher.run_guarded(guard))?;
@@ -78,7 +73,10 @@ impl WriteBehind {
     }
 
     /// Opens (or creates) the embedded file store in `dir` and a cache over
-    /// it: recovers every key with its version, then starts the flusher.
+    /// it: recovers every key with its version, then starts the flusher. The
+    /// store's options are [`FileOptions::for_cache`]`(&config)`; for others
+    /// (segment size, I/O engine) open the store yourself and use
+    /// [`with_store`](Self::with_store).
     ///
     /// ```
     /// # let dir = std::env::temp_dir().join(format!("wb-doc-open-{}", std::process::id()));
@@ -93,7 +91,9 @@ impl WriteBehind {
     /// # Ok::<(), writebehind::Error>(())
     /// ```
     pub fn open(dir: impl AsRef<std::path::Path>, config: Config) -> Result<Self, Error> {
-        let store = FileStore::open(dir, &config)?;
+        // The config first: a bad one must not even create the directory.
+        config.validate()?;
+        let store = FileStore::open(dir, &FileOptions::for_cache(&config))?;
         Self::with_store(store, config)
     }
 
@@ -174,7 +174,7 @@ impl WriteBehind {
         // happened-before the call; the flusher acquires it.
         let gen = shared.sync_requested.fetch_add(1, Ordering::SeqCst) + 1;
         shared.wake_flusher();
-        let mut progress = sync::lock(&shared.progress);
+        let mut progress = primitives::lock(&shared.progress);
         loop {
             if progress.synced_gen >= gen {
                 return Ok(());
@@ -225,18 +225,16 @@ impl WriteBehind {
         let gen = shared.compact_requested.fetch_add(1, Ordering::SeqCst) + 1;
         shared.wake_flusher();
         let mut failing = FailingSince::default();
-        let mut progress = sync::lock(&shared.progress);
+        let mut progress = primitives::lock(&shared.progress);
         loop {
             if progress.compacted_gen >= gen {
                 return match &progress.compact_error {
-                    Some(e) if e.kind != crate::error::StoreErrorKind::Unsupported => {
-                        Err(Error::Store(e.clone()))
-                    }
-                    _ => Ok(()),
+                    Some(e) => Err(Error::Store(e.clone())),
+                    None => Ok(()),
                 };
             }
             if failing.observe(shared, Instant::now()) >= shared.config.close_timeout {
-                if let Some(e) = sync::lock(&shared.last_error).clone() {
+                if let Some(e) = primitives::lock(&shared.last_error).clone() {
                     return Err(Error::Store(e));
                 }
             }
@@ -273,8 +271,7 @@ impl WriteBehind {
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         let shared = &*self.shared;
-        let c = &shared.counters;
-        let load = |a: &crate::sync::AtomicU64| a.load(Ordering::Relaxed);
+        let c = shared.counters.snapshot();
         let mut ring_depths = Vec::new();
         let mut acked_ops = 0;
         let mut ring_full_events = 0;
@@ -285,37 +282,38 @@ impl WriteBehind {
                 ring_depths.push(slot.ring.len());
             }
         }
-        let drained_ops = load(&c.drained);
+        let drained_ops = c.drained;
         // Acquire: pairs with the Release store in `announce`.
         let flusher_alive = !shared.flusher_stopped.load(Ordering::Acquire);
         Stats {
             backend: shared.backend,
             acked_ops,
             drained_ops,
-            coalesced_ops: drained_ops.saturating_sub(load(&c.encoded)),
-            persisted_records: load(&c.persisted_records),
-            persisted_bytes: load(&c.persisted_bytes),
-            batches: load(&c.batches),
-            batches_in_flight: load(&c.batches_in_flight),
-            batch_target_ops: load(&c.target_ops),
+            coalesced_ops: drained_ops.saturating_sub(c.encoded),
+            persisted_records: c.persisted_records,
+            persisted_bytes: c.persisted_bytes,
+            batches: c.batches,
+            batches_in_flight: c.batches_in_flight,
+            batches_in_flight_max: shared.in_flight_max,
+            batch_target_ops: c.target_ops,
             writers: ring_depths.len(),
             ring_depths,
             ring_full_events,
-            dirty_keys: load(&c.dirty_keys),
-            oldest_dirty_age: Duration::from_nanos(load(&c.oldest_dirty_ns)),
-            durable_lag: Duration::from_nanos(load(&c.durable_lag_ns)),
+            dirty_keys: c.dirty_keys,
+            oldest_dirty_age: Duration::from_nanos(c.oldest_dirty_ns),
+            durable_lag: Duration::from_nanos(c.durable_lag_ns),
             keys: shared.index.len(),
-            store_errors: load(&c.store_errors),
-            retries: load(&c.retries),
-            last_store_error: sync::lock(&shared.last_error).clone(),
-            healthy: flusher_alive && !c.failing.load(Ordering::Relaxed),
+            store_errors: c.store_errors,
+            retries: c.retries,
+            last_store_error: primitives::lock(&shared.last_error).clone(),
+            healthy: flusher_alive && c.failures_in_a_row == 0,
             flusher_alive,
             flusher_death: shared.death(),
             torn_tails: shared.torn_tails,
-            compactions: load(&c.compactions),
-            live_bytes: load(&c.live_bytes),
-            stored_bytes: load(&c.stored_bytes),
-            segments: load(&c.segments),
+            compactions: c.compactions,
+            live_bytes: c.live_bytes,
+            stored_bytes: c.stored_bytes,
+            segments: c.segments,
         }
     }
 }
@@ -324,7 +322,7 @@ impl Drop for WriteBehind {
     /// Best-effort close: errors are logged, not returned (use
     /// [`WriteBehind::close`] to see them).
     fn drop(&mut self) {
-        if sync::unwinding_in_model() {
+        if primitives::unwinding_in_model() {
             return;
         }
         if let Err(e) = self.close_inner() {
@@ -354,12 +352,16 @@ fn wait_for_progress<'a>(
         if now >= deadline {
             return Err(Error::Timeout {
                 waited_ms: millis(now - start),
-                last_error: sync::lock(&shared.last_error).clone(),
+                last_error: primitives::lock(&shared.last_error).clone(),
             });
         }
         wait = wait.min(deadline - now);
     }
-    Ok(sync::wait_timeout(&shared.progress_cv, progress, wait))
+    Ok(primitives::wait_timeout(
+        &shared.progress_cv,
+        progress,
+        wait,
+    ))
 }
 
 /// `d` in whole milliseconds, saturating at `u64::MAX`.
@@ -379,14 +381,14 @@ impl FailingSince {
     /// Samples the counters at `now`; returns for how long the store has
     /// failed without a success (zero if it is not failing).
     fn observe(&mut self, shared: &Shared, now: Instant) -> Duration {
-        let c = &shared.counters;
-        // Relaxed: statistics; a stale sample only delays the verdict by one
-        // wait.
-        if !c.failing.load(Ordering::Relaxed) {
+        // Relaxed loads: statistics; a stale sample only delays the verdict
+        // by one wait.
+        let c = shared.counters.snapshot();
+        if c.failures_in_a_row == 0 {
             self.since = None;
             return Duration::ZERO;
         }
-        let batches = c.batches.load(Ordering::Relaxed);
+        let batches = c.batches;
         match self.since {
             // Failing all along and nothing made durable in between.
             Some((since, seen)) if seen == batches => now - since,

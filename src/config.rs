@@ -33,7 +33,7 @@ pub enum Durability {
     None,
 }
 
-/// Which I/O engine the file store uses.
+/// Which I/O engine the file store uses ([`FileOptions::io_backend`](crate::FileOptions::io_backend)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IoBackend {
     /// io_uring where the kernel allows it, else pwrite.
@@ -45,16 +45,21 @@ pub enum IoBackend {
     Pwrite,
 }
 
-/// Configuration of a [`WriteBehind`](crate::WriteBehind). Build with
-/// `Config::default()` and struct update syntax; [`Config::validate`] is
-/// called by every constructor.
+/// Configuration of a [`WriteBehind`](crate::WriteBehind). Start from
+/// `Config::default()` and set what you need with the setter of the same
+/// name as the field (or assign the field); [`Config::validate`] is called
+/// by every constructor. New settings may come in any release, with
+/// defaults, so a `Config` is never built field by field.
 ///
 /// ```
 /// use writebehind::{Backpressure, Config};
-/// let config = Config { ring_slots: 1 << 12, backpressure: Backpressure::Fail, ..Config::default() };
+/// let config = Config::default()
+///     .ring_slots(1 << 12)
+///     .backpressure(Backpressure::Fail);
 /// config.validate().unwrap();
 /// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// Writers that may be registered at once.
     pub writers_max: usize,
@@ -110,16 +115,11 @@ pub struct Config {
     pub idle_park_max: Duration,
     /// Pin the flusher thread to this core.
     pub flusher_core: Option<usize>,
-    /// File store: a segment is rotated once it holds this many bytes (it is
-    /// preallocated to this size, and trimmed to its data when left behind or
-    /// closed). At most 4 GiB.
-    pub segment_bytes_max: u64,
-    /// File store: the I/O engine.
-    pub io_backend: IoBackend,
     /// Compact when at least this fraction of the stored record bytes is
     /// dead (superseded)...
     pub compact_dead_ratio: f64,
-    /// ...and the store has at least this many segments. Also compacted,
+    /// ...and the store has at least this many units of storage (a file
+    /// store's segments). Also compacted,
     /// whatever the dead fraction, once it has at least this many segments
     /// and compacting would halve their number (many short segments, as
     /// restarts and frequent rotations leave).
@@ -232,8 +232,6 @@ impl Default for Config {
             close_timeout: Duration::from_secs(30),
             idle_park_max: Duration::from_millis(100),
             flusher_core: None,
-            segment_bytes_max: 64 << 20,
-            io_backend: IoBackend::Auto,
             compact_dead_ratio: 0.5,
             compact_segments_min: 4,
             postgres: PgConfig::default(),
@@ -250,6 +248,45 @@ fn check_interval(field: &str, value: Duration) -> Result<(), Error> {
         )));
     }
     Ok(())
+}
+
+/// One chainable setter per field: `Config::default().ring_slots(1 << 12)`.
+macro_rules! setters {
+    ($($name:ident: $ty:ty,)*) => {
+        impl Config {
+            $(
+                #[doc = concat!("Sets [`", stringify!($name), "`](Self::", stringify!($name), ").")]
+                pub fn $name(mut self, value: $ty) -> Self {
+                    self.$name = value;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+setters! {
+    writers_max: usize,
+    ring_slots: usize,
+    key_bytes_max: usize,
+    value_bytes_max: usize,
+    keys_max: usize,
+    dirty_keys_max: usize,
+    batch_bytes_max: usize,
+    batch_ops_max: usize,
+    flush_interval: Duration,
+    batches_in_flight_max: usize,
+    drain_per_pass_max: usize,
+    backpressure: Backpressure,
+    durability: Durability,
+    retry_backoff_min: Duration,
+    retry_backoff_max: Duration,
+    close_timeout: Duration,
+    idle_park_max: Duration,
+    flusher_core: Option<usize>,
+    compact_dead_ratio: f64,
+    compact_segments_min: usize,
+    postgres: PgConfig,
 }
 
 impl Config {
@@ -340,12 +377,6 @@ impl Config {
                  store); Duration::MAX waits for ever"
                     .into(),
             );
-        }
-        if self.segment_bytes_max < 4096 || self.segment_bytes_max > 1 << 32 {
-            return bad(format!(
-                "segment_bytes_max = {} must be in 4096..=4 GiB (each segment is preallocated to it; the default is 64 MiB)",
-                self.segment_bytes_max
-            ));
         }
         if !(self.compact_dead_ratio > 0.0 && self.compact_dead_ratio <= 1.0) {
             return bad(format!(

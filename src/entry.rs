@@ -38,9 +38,9 @@
 use std::ptr;
 
 use crate::error::Error;
-use crate::record::{Kind, Version};
-use crate::sync::{fence, AtomicPtr, AtomicU32, AtomicU64, Backoff, Ordering};
+use crate::primitives::{fence, AtomicPtr, AtomicU32, AtomicU64, Backoff, Ordering};
 use crate::value::Sink;
+use crate::version::{Kind, Version};
 
 /// Words of value stored inside the entry.
 pub(crate) const INLINE_WORDS: usize = 8;
@@ -241,7 +241,7 @@ impl Entry {
                 // re-check of seq (Boehm's reader).
                 fence(Ordering::Acquire);
                 if self.seq.load(Ordering::Relaxed) == s1
-                    || crate::sync::bug(crate::sync::Bug::SeqlockReaderNoRecheck)
+                    || crate::primitives::bug(crate::primitives::Bug::SeqlockReaderNoRecheck)
                 {
                     return Snapshot {
                         version: Version(s1 / 2),
@@ -320,7 +320,7 @@ impl Entry {
         let mut backoff = Backoff::new();
         loop {
             let s = self.seq.load(Ordering::Relaxed);
-            if crate::sync::bug(crate::sync::Bug::SeqlockNoCas) && s & 1 == 0 {
+            if crate::primitives::bug(crate::primitives::Bug::SeqlockNoCas) && s & 1 == 0 {
                 self.seq.store(s + 1, Ordering::Relaxed);
                 fence(Ordering::Release);
                 return s;

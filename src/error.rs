@@ -33,9 +33,6 @@ pub enum StoreErrorKind {
     Connection,
     /// The database cancelled the statement (a statement timeout): retried.
     Timeout,
-    /// The store does not do what was asked (compaction, for a store that
-    /// does not compact): not a failure, nothing to retry.
-    Unsupported,
     /// Anything else: retried.
     Other,
 }

@@ -18,9 +18,9 @@
 
 use crate::entry::{Entry, SLOT_CLAIMED, SLOT_EMPTY, SLOT_READY};
 use crate::error::Error;
-use crate::record::Version;
-use crate::sync::{AtomicU32, AtomicUsize, Backoff, Ordering};
+use crate::primitives::{AtomicU32, AtomicUsize, Backoff, Ordering};
 use crate::table::Table;
+use crate::version::Version;
 
 /// Position of an entry in the index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -345,7 +345,7 @@ const FULL_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl Drop for Index {
     fn drop(&mut self) {
-        if crate::sync::unwinding_in_model() {
+        if crate::primitives::unwinding_in_model() {
             return;
         }
         let n = self.claimed_len.load(Ordering::Relaxed);

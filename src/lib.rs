@@ -51,45 +51,73 @@
 
 mod cache;
 mod config;
+mod counters;
 mod entry;
 mod error;
-pub mod file;
 mod flusher;
 mod index;
-pub mod record;
-pub mod ring;
+pub mod inspect;
+mod primitives;
+mod record;
+mod ring;
 mod shared;
 mod stats;
-pub mod store;
-mod sync;
+mod store;
 mod table;
+pub mod testing;
 mod value;
+mod version;
 mod writer;
 
 pub use cache::WriteBehind;
 pub use config::{Backpressure, Config, Durability, IoBackend, PgConfig};
-pub use entry::INLINE_BYTES;
 pub use error::{Error, StoreError, StoreErrorKind};
-pub use file::FileStore;
 /// The PostgreSQL client crate [`PgStore`] uses (re-exported so callers get
 /// the same version).
 #[cfg(feature = "postgres")]
 pub use postgres;
-pub use record::Version;
+pub use record::{DecodeError, RecordRef};
 pub use stats::Stats;
 pub use store::{
-    Batch, BatchSeq, Blocking, BlockingStore, CompactionRead, Completion, FaultPlan, Faulty,
-    MemStore, RecoveryReport, Store, Throttled,
+    Batch, BatchSeq, Blocking, BlockingStore, Compaction, CompactionRead, Completion, FileOptions,
+    FileStore, MemStore, MemStoreData, RecoveryReport, Store, StoreInfo, StoredKey, StoredSize,
+    UnitId,
 };
 #[cfg(feature = "postgres")]
 pub use store::{PgStats, PgStatsHandle, PgStore};
 pub use value::Value;
+pub use version::{Kind, Version};
 pub use writer::Writer;
+
+/// What the workspace's own fuzz targets, benches and tests reach inside the
+/// crate (the ring, the record and segment formats). Not an API: hidden,
+/// behind the feature `__internals`, and free to change in any release.
+#[cfg(feature = "__internals")]
+#[doc(hidden)]
+pub mod __internals {
+    /// The record format.
+    pub mod record {
+        pub use crate::record::*;
+    }
+    /// The SPSC ring.
+    pub mod ring {
+        pub use crate::ring::*;
+    }
+    /// The segment and frame formats.
+    pub mod format {
+        pub use crate::store::file::format::*;
+    }
+    /// The file store's I/O recording (power-cut tests).
+    #[cfg(feature = "__power_cut")]
+    pub mod trace {
+        pub use crate::store::file::trace::*;
+    }
+}
 
 /// Deliberate bugs for the loom models (only with `RUSTFLAGS="--cfg loom"`).
 #[cfg(loom)]
 #[doc(hidden)]
-pub use sync::weaken as loom_weaken;
+pub use primitives::weaken as loom_weaken;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -17,7 +17,7 @@
 //! so a torn or flipped byte anywhere in a record (lengths included) fails the
 //! check; a length that points past the buffer is reported as truncation.
 
-use std::fmt;
+use crate::version::{Kind, Version};
 
 /// Bytes before the key.
 pub const HEADER_BYTES: usize = 20;
@@ -25,26 +25,6 @@ pub const HEADER_BYTES: usize = 20;
 pub const KEY_BYTES_LIMIT: usize = u16::MAX as usize;
 /// Longest value the format accepts (256 MiB; the field could hold more).
 pub const VALUE_BYTES_LIMIT: usize = 1 << 28;
-
-/// The version of one update of one key. Every update of a key gets a version
-/// strictly larger than the one it replaced (G2); 0 means "never written".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Version(pub u64);
-
-impl fmt::Display for Version {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "v{}", self.0)
-    }
-}
-
-/// What a record does to its key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// The key now has the record's value.
-    Put = 1,
-    /// The key is deleted (a tombstone; no value).
-    Delete = 2,
-}
 
 /// A decoded record borrowing from its buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

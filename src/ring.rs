@@ -22,12 +22,12 @@ use std::mem::MaybeUninit;
 
 use crossbeam_utils::CachePadded;
 
-use crate::sync::{Arc, AtomicU64, Ordering, UnsafeCell};
+use crate::primitives::{Arc, AtomicU64, Ordering, UnsafeCell};
 
 /// A bounded SPSC ring of `capacity` slots; returns its two halves.
 ///
 /// ```
-/// let (mut tx, mut rx) = writebehind::ring::channel::<u32>(4);
+/// let (mut tx, mut rx) = writebehind::__internals::ring::channel::<u32>(4);
 /// tx.push(1).unwrap();
 /// tx.push(2).unwrap();
 /// let mut got = Vec::new();
@@ -37,6 +37,8 @@ use crate::sync::{Arc, AtomicU64, Ordering, UnsafeCell};
 ///
 /// # Panics
 /// If `capacity` is not a power of two >= 2.
+// Used by the ring's own tests, benches and loom model (`__internals`).
+#[cfg_attr(not(feature = "__internals"), allow(dead_code))]
 pub fn channel<T>(capacity: usize) -> (Producer<T>, Consumer<T>) {
     let ring = Ring::new(capacity);
     (Ring::producer(&ring), Ring::consumer(&ring))
@@ -188,6 +190,7 @@ impl<T> Producer<T> {
 
     /// Pushes `value`, or gives it back if the ring is full.
     #[inline]
+    #[cfg_attr(not(feature = "__internals"), allow(dead_code))]
     pub fn push(&mut self, value: T) -> Result<(), T> {
         if !self.has_room() {
             return Err(value);
@@ -219,7 +222,7 @@ impl<T> Producer<T> {
         // of tail.
         self.ring.tail.store(
             self.tail,
-            crate::sync::release_unless(crate::sync::Bug::RingTailRelaxed),
+            crate::primitives::release_unless(crate::primitives::Bug::RingTailRelaxed),
         );
     }
 
@@ -244,6 +247,7 @@ impl<T> Producer<T> {
     }
 
     /// Position of the next push (records pushed so far by all producers).
+    #[cfg_attr(not(feature = "__internals"), allow(dead_code))]
     pub fn position(&self) -> u64 {
         self.tail
     }
@@ -261,6 +265,7 @@ pub struct Consumer<T> {
 
 impl<T> Consumer<T> {
     /// Pops one record.
+    #[cfg_attr(not(feature = "__internals"), allow(dead_code))]
     pub fn pop(&mut self) -> Option<T> {
         let mut out = None;
         self.drain(1, |v| out = Some(v));

@@ -3,11 +3,13 @@
 use crossbeam_utils::CachePadded;
 
 use crate::config::Config;
+use crate::counters::PublishedCounts;
 use crate::error::{Error, StoreError};
 use crate::index::{Index, Slot};
-use crate::record::Version;
+use crate::primitives::{self, Arc, AtomicBool, AtomicU64, AtomicU8, Condvar, Mutex, Ordering};
 use crate::ring::Ring;
-use crate::sync::{self, Arc, AtomicBool, AtomicU64, AtomicU8, Condvar, Mutex, Ordering};
+use crate::store::{in_flight_bound, StoreInfo};
+use crate::version::Version;
 
 /// What a writer pushes for each applied update: which index slot changed,
 /// and to which version (16 bytes). The value itself stays in the index; the flusher reads the
@@ -67,29 +69,6 @@ pub(crate) struct Progress {
     pub stopped: Option<Result<(), String>>,
 }
 
-/// Counters the flusher publishes (Relaxed stores; statistics only).
-#[derive(Debug, Default)]
-pub(crate) struct FlusherCounters {
-    pub drained: AtomicU64,
-    pub encoded: AtomicU64,
-    pub persisted_records: AtomicU64,
-    pub persisted_bytes: AtomicU64,
-    pub batches: AtomicU64,
-    pub batches_in_flight: AtomicU64,
-    pub durable_seq: AtomicU64,
-    pub dirty_keys: AtomicU64,
-    pub oldest_dirty_ns: AtomicU64,
-    pub durable_lag_ns: AtomicU64,
-    pub store_errors: AtomicU64,
-    pub retries: AtomicU64,
-    pub target_ops: AtomicU64,
-    pub compactions: AtomicU64,
-    pub live_bytes: AtomicU64,
-    pub stored_bytes: AtomicU64,
-    pub segments: AtomicU64,
-    pub failing: AtomicBool,
-}
-
 /// Everything shared.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -114,19 +93,17 @@ pub(crate) struct Shared {
     pub flusher_stopped: AtomicBool,
     pub progress: Mutex<Progress>,
     pub progress_cv: Condvar,
-    pub counters: FlusherCounters,
+    pub counters: PublishedCounts,
     pub last_error: Mutex<Option<StoreError>>,
     pub backend: &'static str,
+    /// The most batches the flusher keeps in flight on this store.
+    pub in_flight_max: usize,
     pub torn_tails: u64,
 }
 
 impl Shared {
-    pub(crate) fn new(
-        config: Config,
-        index: Index,
-        backend: &'static str,
-        torn_tails: u64,
-    ) -> Self {
+    pub(crate) fn new(config: Config, index: Index, store: StoreInfo, torn_tails: u64) -> Self {
+        let in_flight_max = in_flight_bound(store, config.batches_in_flight_max);
         let slots = (0..config.writers_max)
             .map(|_| WriterSlot {
                 state: AtomicU8::new(SLOT_FREE),
@@ -151,16 +128,17 @@ impl Shared {
             flusher_stopped: AtomicBool::new(false),
             progress: Mutex::new(Progress::default()),
             progress_cv: Condvar::new(),
-            counters: FlusherCounters::default(),
+            counters: PublishedCounts::new(),
             last_error: Mutex::new(None),
-            backend,
+            backend: store.backend,
+            in_flight_max,
             torn_tails,
         }
     }
 
     /// Wakes the flusher (or makes its next wait return at once).
     pub(crate) fn wake_flusher(&self) {
-        *sync::lock(&self.flusher_wake) = true;
+        *primitives::lock(&self.flusher_wake) = true;
         self.flusher_cv.notify_one();
     }
 
@@ -171,7 +149,7 @@ impl Shared {
         // SeqCst fence: pairs with the flusher's fence between setting
         // `flusher_sleeping` and re-checking for work (Dekker): either it sees
         // our reason or we see it sleeping.
-        sync::fence(Ordering::SeqCst);
+        primitives::fence(Ordering::SeqCst);
         if self.flusher_sleeping.load(Ordering::Relaxed) {
             self.wake_flusher();
         }
@@ -193,7 +171,7 @@ impl Shared {
 
     fn announce(&self, outcome: Result<(), String>, synced_gen: Option<u64>, died: bool) {
         {
-            let mut progress = sync::lock(&self.progress);
+            let mut progress = primitives::lock(&self.progress);
             if let Some(gen) = synced_gen {
                 progress.synced_gen = progress.synced_gen.max(gen);
             }
@@ -210,7 +188,7 @@ impl Shared {
         self.flusher_stopped.store(true, Ordering::Release);
         self.progress_cv.notify_all();
         for slot in self.slots.iter() {
-            let _guard = sync::lock(&slot.park);
+            let _guard = primitives::lock(&slot.park);
             slot.room.notify_all();
         }
     }
@@ -239,7 +217,7 @@ impl Shared {
         if self.closing.load(Ordering::Acquire) & FLUSHER_DEAD == 0 {
             return None;
         }
-        match &sync::lock(&self.progress).stopped {
+        match &primitives::lock(&self.progress).stopped {
             Some(Err(reason)) => Some(reason.clone()),
             _ => Some("the flusher thread panicked".into()),
         }

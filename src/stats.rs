@@ -27,6 +27,9 @@ pub struct Stats {
     pub batches: u64,
     /// Batches submitted (or waiting to be retried) and not yet durable.
     pub batches_in_flight: u64,
+    /// The most batches the flusher keeps in flight on this store:
+    /// `Config::batches_in_flight_max`, or fewer if the store asks for fewer.
+    pub batches_in_flight_max: usize,
     /// The adaptive batch target, in dirty keys.
     pub batch_target_ops: u64,
     /// Records waiting in each registered writer's ring.

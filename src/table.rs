@@ -99,7 +99,7 @@ impl Deref for Table {
 
 impl Drop for Table {
     fn drop(&mut self) {
-        if crate::sync::unwinding_in_model() {
+        if crate::primitives::unwinding_in_model() {
             return; // leak: the entries' loom atomics cannot be touched now
         }
         #[cfg(not(loom))]

@@ -6,7 +6,7 @@ use std::fmt;
 use std::ops::Deref;
 
 use crate::entry::INLINE_BYTES;
-use crate::record::Version;
+use crate::version::Version;
 
 /// Where a reader copies a value to.
 pub(crate) trait Sink {

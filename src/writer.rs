@@ -9,10 +9,10 @@ use std::time::Duration;
 use crate::config::Backpressure;
 use crate::entry::{Update, Written};
 use crate::error::Error;
-use crate::record::Version;
+use crate::primitives::{self, Arc, Backoff, Ordering};
 use crate::ring::{Producer, Ring};
 use crate::shared::{Change, Shared, SLOT_RETIRED};
-use crate::sync::{self, Arc, Backoff, Ordering};
+use crate::version::Version;
 
 /// A handle for updates, made by [`WriteBehind::writer`](crate::WriteBehind::writer).
 ///
@@ -139,7 +139,7 @@ impl Writer {
     fn begin_op(&mut self) -> Result<(), Error> {
         let slot = &self.shared.slots[self.slot];
         slot.op_active.store(true, Ordering::Relaxed);
-        sync::fence(Ordering::SeqCst);
+        primitives::fence(Ordering::SeqCst);
         if self.shared.is_closing() {
             slot.op_active.store(false, Ordering::Relaxed);
             return Err(self.shared.refusal());
@@ -219,10 +219,10 @@ impl Writer {
         // the flusher frees room (Release store of head), fences, checks
         // `waiting` and then notifies under the mutex we hold until we wait.
         loop {
-            let guard = sync::lock(&slot.park);
+            let guard = primitives::lock(&slot.park);
             slot.waiting.store(true, Ordering::Relaxed);
-            sync::fence(Ordering::SeqCst);
-            if !sync::bug(sync::Bug::ParkWithoutRecheck) && self.producer.has_room() {
+            primitives::fence(Ordering::SeqCst);
+            if !primitives::bug(primitives::Bug::ParkWithoutRecheck) && self.producer.has_room() {
                 slot.waiting.store(false, Ordering::Relaxed);
                 return Ok(());
             }
@@ -236,7 +236,7 @@ impl Writer {
             shared.wake_flusher();
             // The timeout is a safety net, not part of the protocol (the loom
             // model runs without it).
-            drop(sync::wait_timeout(
+            drop(primitives::wait_timeout(
                 &slot.room,
                 guard,
                 Duration::from_millis(100),
@@ -248,7 +248,7 @@ impl Writer {
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        if sync::unwinding_in_model() {
+        if primitives::unwinding_in_model() {
             return;
         }
         // An operation that panicked midway left `op_active` set; close()

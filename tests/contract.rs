@@ -11,10 +11,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{assert_no_regressions, small_config, store_state};
-use writebehind::{
-    Backpressure, Config, Error, FaultPlan, Faulty, MemStore, StoreErrorKind, Throttled, Version,
-    WriteBehind,
-};
+use writebehind::testing::{FaultPlan, Faulty, Throttled};
+use writebehind::{Backpressure, Config, Error, MemStore, StoreErrorKind, Version, WriteBehind};
 
 /// The handles have the thread-safety the design promises: the cache is
 /// shared (`Send + Sync`), a writer moves between threads but is used by one
@@ -39,10 +37,7 @@ fn g1_one_writers_updates_arrive_once_in_order() {
     let store = MemStore::new();
     let data = store.data();
     data.lock().unwrap().log_order = true;
-    let config = Config {
-        ring_slots: 8,
-        ..small_config()
-    };
+    let config = small_config().ring_slots(8);
     let wb = WriteBehind::with_store(store, config).unwrap();
     let mut w = wb.writer().unwrap();
     const N: u64 = 20_000;
@@ -134,11 +129,7 @@ fn g3_read_your_writes_across_threads() {
 fn g4_sync_is_a_durability_barrier() {
     let store = MemStore::new();
     let data = store.data();
-    let config = Config {
-        batches_in_flight_max: 3,
-        batch_ops_max: 64,
-        ..small_config()
-    };
+    let config = small_config().batches_in_flight_max(3).batch_ops_max(64);
     let wb = WriteBehind::with_store(Throttled::new(store, 2_000), config).unwrap();
     let mut w = wb.writer().unwrap();
     for round in 0..5u64 {
@@ -167,14 +158,12 @@ fn g4_sync_is_a_durability_barrier() {
 fn g6_fail_policy_refuses_with_nothing_applied() {
     let plan = FaultPlan::new();
     plan.stall_for(Duration::from_secs(60));
-    let config = Config {
-        ring_slots: 16,
-        dirty_keys_max: 32,
-        batch_ops_max: 8,
-        batches_in_flight_max: 1,
-        backpressure: Backpressure::Fail,
-        ..small_config()
-    };
+    let config = small_config()
+        .ring_slots(16)
+        .dirty_keys_max(32)
+        .batch_ops_max(8)
+        .batches_in_flight_max(1)
+        .backpressure(Backpressure::Fail);
     let store = MemStore::new();
     let data = store.data();
     let wb = WriteBehind::with_store(Faulty::new(store, plan.clone()), config).unwrap();
@@ -223,13 +212,11 @@ fn g6_fail_policy_refuses_with_nothing_applied() {
 fn g6_block_policy_waits_and_resumes() {
     let plan = FaultPlan::new();
     plan.stall_for(Duration::from_millis(300));
-    let config = Config {
-        ring_slots: 16,
-        dirty_keys_max: 32,
-        batch_ops_max: 8,
-        batches_in_flight_max: 1,
-        ..small_config()
-    };
+    let config = small_config()
+        .ring_slots(16)
+        .dirty_keys_max(32)
+        .batch_ops_max(8)
+        .batches_in_flight_max(1);
     let store = MemStore::new();
     let data = store.data();
     let wb = Arc::new(WriteBehind::with_store(Faulty::new(store, plan.clone()), config).unwrap());
@@ -389,10 +376,7 @@ fn g8_failed_batches_are_retried_and_nothing_is_lost() {
 fn g8_close_reports_a_store_that_never_recovers() {
     let plan = FaultPlan::new();
     plan.fail_next(u64::MAX, StoreErrorKind::NoSpace);
-    let config = Config {
-        close_timeout: Duration::from_millis(300),
-        ..small_config()
-    };
+    let config = small_config().close_timeout(Duration::from_millis(300));
     let wb = WriteBehind::with_store(Faulty::new(MemStore::new(), plan), config).unwrap();
     let mut w = wb.writer().unwrap();
     w.put(b"k", b"v").unwrap();
@@ -416,12 +400,10 @@ fn g8_close_reports_a_store_that_never_recovers() {
 /// G9: bad input is refused with a typed error and nothing is applied.
 #[test]
 fn g9_bad_input_is_refused_up_front() {
-    let config = Config {
-        key_bytes_max: 16,
-        value_bytes_max: 32,
-        writers_max: 2,
-        ..small_config()
-    };
+    let config = small_config()
+        .key_bytes_max(16)
+        .value_bytes_max(32)
+        .writers_max(2);
     let wb = WriteBehind::with_store(MemStore::new(), config).unwrap();
     let mut w = wb.writer().unwrap();
     assert!(matches!(
@@ -450,18 +432,12 @@ fn g9_bad_input_is_refused_up_front() {
     assert!(wb.get(&[1; 17]).is_none());
     assert_eq!(wb.stats().keys, 1);
     // Invalid configs are refused before anything starts.
-    let bad = Config {
-        ring_slots: 1000,
-        ..Config::default()
-    };
+    let bad = Config::default().ring_slots(1000);
     assert!(matches!(
         WriteBehind::with_store(MemStore::new(), bad),
         Err(Error::Config(_))
     ));
-    let bad = Config {
-        batch_bytes_max: 64,
-        ..Config::default()
-    };
+    let bad = Config::default().batch_bytes_max(64);
     assert!(matches!(
         WriteBehind::with_store(MemStore::new(), bad),
         Err(Error::Config(_))
@@ -472,11 +448,7 @@ fn g9_bad_input_is_refused_up_front() {
 /// still update.
 #[test]
 fn g9_index_full_is_a_typed_error() {
-    let config = Config {
-        keys_max: 10,
-        dirty_keys_max: 10,
-        ..small_config()
-    };
+    let config = small_config().keys_max(10).dirty_keys_max(10);
     let wb = WriteBehind::with_store(MemStore::new(), config).unwrap();
     let mut w = wb.writer().unwrap();
     for i in 0..10 {
@@ -550,10 +522,7 @@ fn reopen_recovers_and_versions_continue() {
 fn writer_slots_are_reused() {
     let store = MemStore::new();
     let data = store.data();
-    let config = Config {
-        writers_max: 1,
-        ..small_config()
-    };
+    let config = small_config().writers_max(1);
     let wb = WriteBehind::with_store(store, config).unwrap();
     for round in 0..50u64 {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -593,13 +562,15 @@ fn values_of_all_sizes_round_trip() {
 }
 
 /// G6: a store that asks for fewer batches in flight than the config allows
-/// (`Store::in_flight_max`, as the `Blocking` adapter does) never gets more:
+/// (`StoreInfo::in_flight_max`, as the `Blocking` adapter does) never gets more:
 /// not for regular batches, sync points under `Durability::None`, or retries
 /// of failed batches; and every sync barrier still completes.
 #[test]
 fn g6_the_store_can_lower_the_in_flight_bound() {
     use std::sync::atomic::AtomicUsize;
-    use writebehind::{Batch, Completion, Durability, RecoveryReport, Store};
+    use writebehind::{
+        Batch, Compaction, Completion, Durability, RecoveryReport, Store, StoreInfo,
+    };
 
     #[derive(Debug)]
     struct OneAtATime<S> {
@@ -607,12 +578,12 @@ fn g6_the_store_can_lower_the_in_flight_bound() {
         max_seen: Arc<AtomicUsize>,
     }
     impl<S: Store> Store for OneAtATime<S> {
-        fn backend(&self) -> &'static str {
-            "one-at-a-time"
+        fn info(&self) -> StoreInfo {
+            StoreInfo::new("one-at-a-time").with_in_flight_max(1)
         }
         fn recover(
             &mut self,
-            visit: &mut dyn FnMut(writebehind::record::RecordRef<'_>),
+            visit: &mut dyn FnMut(writebehind::RecordRef<'_>),
         ) -> Result<RecoveryReport, Error> {
             self.inner.recover(visit)
         }
@@ -629,8 +600,11 @@ fn g6_the_store_can_lower_the_in_flight_bound() {
         fn in_flight(&self) -> usize {
             self.inner.in_flight()
         }
-        fn in_flight_max(&self) -> Option<usize> {
-            Some(1)
+        fn compaction(&mut self) -> Option<&mut dyn Compaction> {
+            self.inner.compaction()
+        }
+        fn close(&mut self) -> Result<(), writebehind::StoreError> {
+            self.inner.close()
         }
     }
 
@@ -639,14 +613,12 @@ fn g6_the_store_can_lower_the_in_flight_bound() {
         let mem = MemStore::new();
         let data = mem.data();
         let plan = FaultPlan::new();
-        let config = Config {
-            batches_in_flight_max: 8,
-            batch_ops_max: 16,
-            durability,
-            retry_backoff_min: Duration::from_micros(100),
-            retry_backoff_max: Duration::from_millis(2),
-            ..small_config()
-        };
+        let config = small_config()
+            .batches_in_flight_max(8)
+            .batch_ops_max(16)
+            .durability(durability)
+            .retry_backoff_min(Duration::from_micros(100))
+            .retry_backoff_max(Duration::from_millis(2));
         let store = OneAtATime {
             inner: Faulty::new(mem, plan.clone()),
             max_seen: Arc::clone(&max_seen),

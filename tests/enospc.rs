@@ -6,7 +6,21 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use writebehind::{Backpressure, Config, Error, StoreErrorKind, WriteBehind};
+use writebehind::{
+    Backpressure, Config, Error, FileOptions, FileStore, StoreErrorKind, WriteBehind,
+};
+
+/// The file store's options for a cache of `config`: segments of 256 << 10 bytes.
+fn file(config: &Config) -> FileOptions {
+    FileOptions::for_cache(config).segment_bytes_max(256 << 10)
+}
+
+/// A cache of `config` over a file store in `dir` (see [`file`]).
+fn open(dir: impl AsRef<std::path::Path>, config: Config) -> Result<WriteBehind, Error> {
+    config.validate()?;
+    let store = FileStore::open(dir, &file(&config))?;
+    WriteBehind::with_store(store, config)
+}
 
 fn mount_tmpfs(dir: &Path, size: &str) -> bool {
     Command::new("mount")
@@ -40,16 +54,13 @@ fn a_full_filesystem_is_reported_bounded_and_recovered_from() {
     }
     let _unmount = Unmount(mnt.path());
     let dir = mnt.path().join("store");
-    let config = Config {
-        segment_bytes_max: 256 << 10,
-        compact_segments_min: 1_000,
-        backpressure: Backpressure::Fail,
-        ring_slots: 1 << 10,
-        dirty_keys_max: 1 << 12,
-        retry_backoff_max: Duration::from_millis(20),
-        ..Config::default()
-    };
-    let wb = WriteBehind::open(&dir, config.clone()).unwrap();
+    let config = Config::default()
+        .compact_segments_min(1_000)
+        .backpressure(Backpressure::Fail)
+        .ring_slots(1 << 10)
+        .dirty_keys_max(1 << 12)
+        .retry_backoff_max(Duration::from_millis(20));
+    let wb = open(&dir, config.clone()).unwrap();
     let mut w = wb.writer().unwrap();
     let value = vec![7u8; 200];
     let mut acked = Vec::new();
@@ -91,7 +102,7 @@ fn a_full_filesystem_is_reported_bounded_and_recovered_from() {
     assert!(wb.stats().healthy);
     drop(w);
     wb.close().unwrap();
-    let wb = WriteBehind::open(&dir, config).unwrap();
+    let wb = open(&dir, config).unwrap();
     for (key, version) in &acked {
         let v = wb
             .get(key.as_bytes())

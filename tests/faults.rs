@@ -6,11 +6,12 @@ mod common;
 use common::crc32c_of;
 use std::time::{Duration, Instant};
 
-use writebehind::file::format::{SegmentHeader, SegmentId};
-use writebehind::record::RecordRef;
+use writebehind::__internals::format::{SegmentHeader, SegmentId};
+use writebehind::testing::{FaultPlan, Faulty, Throttled};
 use writebehind::{
-    Batch, Completion, Config, Error, FaultPlan, Faulty, FileStore, MemStore, RecoveryReport,
-    Store, StoreError, StoreErrorKind, Throttled, WriteBehind,
+    Batch, Compaction, CompactionRead, Completion, Config, Error, FileOptions, FileStore, MemStore,
+    RecordRef, RecoveryReport, Store, StoreError, StoreErrorKind, StoreInfo, StoredKey, StoredSize,
+    UnitId, WriteBehind,
 };
 
 /// The store stalls for 1.5 s: writers keep going (into the rings and the
@@ -19,12 +20,9 @@ use writebehind::{
 #[test]
 fn a_store_that_stalls_for_seconds() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        dirty_keys_max: 1 << 16,
-        ..Config::default()
-    };
+    let config = Config::default().dirty_keys_max(1 << 16);
     let plan = FaultPlan::new();
-    let store = FileStore::open(dir.path(), &config).unwrap();
+    let store = FileStore::open(dir.path(), &FileOptions::for_cache(&config)).unwrap();
     let wb = WriteBehind::with_store(Faulty::new(store, plan.clone()), config.clone()).unwrap();
     let mut w = wb.writer().unwrap();
     let persisted_before = wb.stats().persisted_records;
@@ -97,21 +95,24 @@ fn an_unreadable_directory_is_a_clear_error() {
     ));
 }
 
-/// Fault injection reaches a file store behind another decorator: a
-/// `Throttled` in between used to drop `fail_next_syncs` silently.
+/// Fault injection reaches a file store behind other decorators: the
+/// handle comes from the file store itself (a `Throttled` in between used to
+/// drop `fail_next_syncs` silently when it went through the decorators).
 #[test]
 fn g8_injected_fdatasync_failures_pass_through_throttled() {
     let dir = tempfile::tempdir().unwrap();
     let config = Config::default();
     let plan = FaultPlan::new();
-    let store = Throttled::new(FileStore::open(dir.path(), &config).unwrap(), 1_000);
+    let file = FileStore::open(dir.path(), &FileOptions::for_cache(&config)).unwrap();
+    let syncs = file.sync_faults();
+    let store = Throttled::new(file, 1_000);
     let wb = WriteBehind::with_store(Faulty::new(store, plan.clone()), config).unwrap();
     let mut w = wb.writer().unwrap();
-    plan.fail_next_syncs(1);
+    syncs.fail_next(1);
     w.put(b"k", b"v").unwrap();
     wb.sync().unwrap();
     assert_eq!(
-        plan.injected(),
+        syncs.injected(),
         1,
         "the injected failure never reached the file store"
     );
@@ -120,15 +121,15 @@ fn g8_injected_fdatasync_failures_pass_through_throttled() {
     wb.close().unwrap();
 }
 
-/// A store that says it cannot compact right now for a reason of its own
-/// (`StoreErrorKind::Other`) makes `compact()` fail with it; only a store
-/// that does not compact at all (`Unsupported`) makes it `Ok`.
+/// A store whose compaction fails (here: it cannot begin) makes
+/// `compact()` fail with its error, whatever the error's kind; only a store
+/// that does not compact at all (no `Compaction`) makes it `Ok`.
 #[test]
 fn g12_a_genuine_compaction_failure_is_not_reported_as_success() {
-    struct Refusing(MemStore, StoreErrorKind);
+    struct Refusing(MemStore, Option<StoreErrorKind>);
     impl Store for Refusing {
-        fn backend(&self) -> &'static str {
-            "refusing"
+        fn info(&self) -> StoreInfo {
+            StoreInfo::new("refusing")
         }
         fn recover(
             &mut self,
@@ -145,25 +146,43 @@ fn g12_a_genuine_compaction_failure_is_not_reported_as_success() {
         fn in_flight(&self) -> usize {
             self.0.in_flight()
         }
-        fn begin_compaction(&mut self) -> Result<u64, StoreError> {
-            Err(StoreError::new(self.1, "the volume is read-only"))
+        fn compaction(&mut self) -> Option<&mut dyn Compaction> {
+            self.1.is_some().then_some(self as &mut dyn Compaction)
+        }
+        fn close(&mut self) -> Result<(), StoreError> {
+            self.0.close()
         }
     }
-    let wb = WriteBehind::with_store(
-        Refusing(MemStore::new(), StoreErrorKind::Other),
-        Config::default(),
-    )
-    .unwrap();
-    match wb.compact() {
-        Err(Error::Store(e)) => assert!(e.message.contains("read-only"), "{e}"),
-        other => panic!("expected the store's error, got {other:?}"),
+    impl Compaction for Refusing {
+        fn stored(&self) -> StoredSize {
+            StoredSize::default()
+        }
+        fn begin(&mut self) -> Result<UnitId, StoreError> {
+            let kind = self.1.unwrap_or(StoreErrorKind::Other);
+            Err(StoreError::new(kind, "the volume is read-only"))
+        }
+        fn read(
+            &mut self,
+            _: UnitId,
+            _: usize,
+            _: &mut Vec<StoredKey>,
+        ) -> Result<CompactionRead, StoreError> {
+            Ok(CompactionRead::Everything)
+        }
+        fn finish(&mut self, _: UnitId) -> Result<(), StoreError> {
+            Ok(())
+        }
     }
-    wb.close().unwrap();
-    let wb = WriteBehind::with_store(
-        Refusing(MemStore::new(), StoreErrorKind::Unsupported),
-        Config::default(),
-    )
-    .unwrap();
+    for kind in [StoreErrorKind::Other, StoreErrorKind::Write] {
+        let wb = WriteBehind::with_store(Refusing(MemStore::new(), Some(kind)), Config::default())
+            .unwrap();
+        match wb.compact() {
+            Err(Error::Store(e)) => assert!(e.message.contains("read-only"), "{e}"),
+            other => panic!("expected the store's error, got {other:?}"),
+        }
+        wb.close().unwrap();
+    }
+    let wb = WriteBehind::with_store(Refusing(MemStore::new(), None), Config::default()).unwrap();
     wb.compact().unwrap();
     wb.close().unwrap();
 }

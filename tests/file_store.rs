@@ -7,12 +7,12 @@ use common::crc32c_of;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use writebehind::file::format::{
+use writebehind::__internals::format::{
     FrameHeader, SegmentHeader, SegmentId, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES,
 };
-use writebehind::file::scan;
+use writebehind::inspect;
 use writebehind::{
-    Config, Durability, Error, FaultPlan, Faulty, FileStore, IoBackend, Version, WriteBehind,
+    Config, Durability, Error, FileOptions, FileStore, IoBackend, Version, WriteBehind,
 };
 
 const BACKENDS: [(IoBackend, &str); 2] = [
@@ -20,18 +20,34 @@ const BACKENDS: [(IoBackend, &str); 2] = [
     (IoBackend::Pwrite, "pwrite"),
 ];
 
-fn config(io_backend: IoBackend) -> Config {
-    Config {
-        io_backend,
-        writers_max: 4,
-        keys_max: 1 << 21,
-        dirty_keys_max: 1 << 16,
-        batch_ops_max: 4096,
-        batch_bytes_max: 1 << 20,
-        segment_bytes_max: 16 << 20,
-        value_bytes_max: 4096,
-        ..Config::default()
-    }
+fn config(_io_backend: IoBackend) -> Config {
+    Config::default()
+        .writers_max(4)
+        .keys_max(1 << 21)
+        .dirty_keys_max(1 << 16)
+        .batch_ops_max(4096)
+        .batch_bytes_max(1 << 20)
+        .value_bytes_max(4096)
+}
+
+/// The file store's options for a cache of `config`, on `backend`, with
+/// segments of `segment_bytes`.
+fn file(config: &Config, backend: IoBackend, segment_bytes: u64) -> FileOptions {
+    FileOptions::for_cache(config)
+        .io_backend(backend)
+        .segment_bytes_max(segment_bytes)
+}
+
+/// A cache of `config` over a file store in `dir` (see [`file`]).
+fn open(
+    dir: &Path,
+    config: Config,
+    backend: IoBackend,
+    segment_bytes: u64,
+) -> Result<WriteBehind, Error> {
+    config.validate()?;
+    let store = FileStore::open(dir, &file(&config, backend, segment_bytes))?;
+    WriteBehind::with_store(store, config)
 }
 
 fn key(i: u64) -> Vec<u8> {
@@ -60,7 +76,11 @@ fn frames(path: &Path) -> Vec<(u64, u64)> {
 }
 
 fn newest_segment(dir: &Path) -> PathBuf {
-    scan::list_segments(dir).unwrap().last().unwrap().path(dir)
+    inspect::list_segments(dir)
+        .unwrap()
+        .last()
+        .unwrap()
+        .path(dir)
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -79,7 +99,7 @@ fn a_million_keys_survive_close_and_reopen_and_versions_continue() {
         let dir = tempfile::tempdir().unwrap();
         const N: u64 = 1_000_000;
         {
-            let wb = WriteBehind::open(dir.path(), config(backend)).unwrap();
+            let wb = open(dir.path(), config(backend), backend, 16 << 20).unwrap();
             assert_eq!(wb.stats().backend, name);
             let mut w = wb.writer().unwrap();
             for i in 0..N {
@@ -89,10 +109,10 @@ fn a_million_keys_survive_close_and_reopen_and_versions_continue() {
             wb.close().unwrap();
         }
         assert!(
-            scan::list_segments(dir.path()).unwrap().len() > 1,
+            inspect::list_segments(dir.path()).unwrap().len() > 1,
             "{name}: 16 MiB segments must rotate"
         );
-        let wb = WriteBehind::open(dir.path(), config(backend)).unwrap();
+        let wb = open(dir.path(), config(backend), backend, 16 << 20).unwrap();
         assert_eq!(wb.stats().keys, N as usize);
         for i in 0..N {
             let v = wb
@@ -110,7 +130,7 @@ fn a_million_keys_survive_close_and_reopen_and_versions_continue() {
         assert_eq!(w.add(b"counter", 3).unwrap(), 3);
         drop(w);
         wb.close().unwrap();
-        let wb = WriteBehind::open(dir.path(), config(backend)).unwrap();
+        let wb = open(dir.path(), config(backend), backend, 16 << 20).unwrap();
         assert_eq!(wb.get(&key(5)).unwrap().version(), Version(2));
         assert_eq!(wb.get(b"counter").unwrap().as_counter(), Some(3));
     }
@@ -119,11 +139,8 @@ fn a_million_keys_survive_close_and_reopen_and_versions_continue() {
 /// Writes `n` unique keys in small batches and closes; returns the dir.
 fn small_batches_store(backend: IoBackend, n: u64) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        batch_ops_max: 50,
-        ..config(backend)
-    };
-    let wb = WriteBehind::open(dir.path(), config).unwrap();
+    let config = config(backend).batch_ops_max(50);
+    let wb = open(dir.path(), config, IoBackend::Auto, 16 << 20).unwrap();
     let mut w = wb.writer().unwrap();
     for i in 0..n {
         w.put(&key(i), &value(i, 0)).unwrap();
@@ -145,7 +162,7 @@ fn keys_before(path: &Path, cut: u64) -> HashMap<Vec<u8>, Vec<u8>> {
             break;
         }
         let body = &bytes[start as usize + FRAME_HEADER_BYTES..end as usize];
-        for r in writebehind::record::iter(body) {
+        for r in writebehind::__internals::record::iter(body) {
             let r = r.unwrap();
             out.insert(r.key.to_vec(), r.value.to_vec());
         }
@@ -182,7 +199,7 @@ fn a_torn_tail_is_cut_at_every_offset_and_the_prefix_survives() {
                 .unwrap()
                 .set_len(cut)
                 .unwrap();
-            let wb = WriteBehind::open(copy.path(), config(backend))
+            let wb = open(copy.path(), config(backend), backend, 16 << 20)
                 .unwrap_or_else(|e| panic!("{name}: cut at {cut}: {e}"));
             let expected = keys_before(&seg, cut);
             let at_boundary =
@@ -210,7 +227,7 @@ fn a_torn_tail_is_cut_at_every_offset_and_the_prefix_survives() {
             w.put(b"after", b"cut").unwrap();
             drop(w);
             wb.close().unwrap();
-            let wb = WriteBehind::open(copy.path(), config(backend)).unwrap();
+            let wb = open(copy.path(), config(backend), backend, 16 << 20).unwrap();
             assert_eq!(
                 wb.stats().torn_tails,
                 0,
@@ -233,7 +250,7 @@ fn a_flipped_bit_in_an_older_record_is_an_error_naming_segment_and_offset() {
         let mut bytes = std::fs::read(&seg_path).unwrap();
         bytes[record_at as usize + 25] ^= 0x10; // inside the first record's key
         std::fs::write(&seg_path, &bytes).unwrap();
-        match WriteBehind::open(src.path(), config(backend)) {
+        match open(src.path(), config(backend), backend, 16 << 20) {
             Err(Error::Corrupt {
                 segment, offset, ..
             }) => {
@@ -243,7 +260,7 @@ fn a_flipped_bit_in_an_older_record_is_an_error_naming_segment_and_offset() {
         }
         // The report also comes from the scan alone (what `wb verify` uses).
         assert!(matches!(
-            scan::scan_dir(src.path(), &mut |_, _| {}),
+            inspect::scan_dir(src.path(), &mut |_, _| {}),
             Err(Error::Corrupt { .. })
         ));
     }
@@ -252,13 +269,27 @@ fn a_flipped_bit_in_an_older_record_is_an_error_naming_segment_and_offset() {
 #[test]
 fn a_locked_directory_refuses_a_second_open() {
     let dir = tempfile::tempdir().unwrap();
-    let wb = WriteBehind::open(dir.path(), config(IoBackend::Auto)).unwrap();
+    let wb = open(
+        dir.path(),
+        config(IoBackend::Auto),
+        IoBackend::Auto,
+        16 << 20,
+    )
+    .unwrap();
     assert!(matches!(
-        WriteBehind::open(dir.path(), config(IoBackend::Auto)),
+        open(
+            dir.path(),
+            config(IoBackend::Auto),
+            IoBackend::Auto,
+            16 << 20
+        ),
         Err(Error::Locked { .. })
     ));
     assert!(matches!(
-        FileStore::open(dir.path(), &config(IoBackend::Auto)),
+        FileStore::open(
+            dir.path(),
+            &file(&config(IoBackend::Auto), IoBackend::Auto, 16 << 20)
+        ),
         Err(Error::Locked { .. })
     ));
     // Another process sees the lock too (flock(1) from util-linux, if present).
@@ -272,7 +303,13 @@ fn a_locked_directory_refuses_a_second_open() {
         assert!(!status.success(), "another process took the lock");
     }
     wb.close().unwrap();
-    let wb = WriteBehind::open(dir.path(), config(IoBackend::Auto)).unwrap();
+    let wb = open(
+        dir.path(),
+        config(IoBackend::Auto),
+        IoBackend::Auto,
+        16 << 20,
+    )
+    .unwrap();
     wb.close().unwrap();
 }
 
@@ -280,21 +317,18 @@ fn a_locked_directory_refuses_a_second_open() {
 fn a_failed_fdatasync_seals_the_segment_and_nothing_acknowledged_is_lost() {
     for (backend, name) in BACKENDS {
         // No automatic compaction: the sealed segments must stay visible.
-        let config = |b| Config {
-            compact_segments_min: 1_000,
-            ..config(b)
-        };
+        let config = |b| config(b).compact_segments_min(1_000);
         let dir = tempfile::tempdir().unwrap();
-        let plan = FaultPlan::new();
         let mut acked: HashMap<Vec<u8>, (Version, Vec<u8>)> = HashMap::new();
         {
-            let store = FileStore::open(dir.path(), &config(backend)).unwrap();
-            let wb =
-                WriteBehind::with_store(Faulty::new(store, plan.clone()), config(backend)).unwrap();
+            let store =
+                FileStore::open(dir.path(), &file(&config(backend), backend, 16 << 20)).unwrap();
+            let syncs = store.sync_faults();
+            let wb = WriteBehind::with_store(store, config(backend)).unwrap();
             let mut w = wb.writer().unwrap();
             for round in 0..4u64 {
                 if round == 1 {
-                    plan.fail_next_syncs(3);
+                    syncs.fail_next(3);
                 }
                 for i in 0..5_000u64 {
                     let v = value(i, round);
@@ -304,16 +338,16 @@ fn a_failed_fdatasync_seals_the_segment_and_nothing_acknowledged_is_lost() {
                 wb.sync().unwrap();
             }
             let stats = wb.stats();
-            assert_eq!(plan.injected(), 3, "{name}");
+            assert_eq!(syncs.injected(), 3, "{name}");
             assert!(stats.store_errors >= 1, "{name}: {stats:?}");
             drop(w);
             wb.close().unwrap();
         }
         assert!(
-            scan::list_segments(dir.path()).unwrap().len() >= 2,
+            inspect::list_segments(dir.path()).unwrap().len() >= 2,
             "{name}: the failed segment was sealed"
         );
-        let wb = WriteBehind::open(dir.path(), config(backend)).unwrap();
+        let wb = open(dir.path(), config(backend), backend, 16 << 20).unwrap();
         for (k, (version, v)) in &acked {
             let got = wb.get(k).unwrap_or_else(|| panic!("{name}: {k:?} lost"));
             assert_eq!((got.version(), &got[..]), (*version, &v[..]), "{name}");
@@ -325,12 +359,8 @@ fn a_failed_fdatasync_seals_the_segment_and_nothing_acknowledged_is_lost() {
 fn durability_none_still_makes_sync_durable() {
     for (backend, name) in BACKENDS {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            durability: Durability::None,
-            segment_bytes_max: 1 << 16,
-            ..config(backend)
-        };
-        let wb = WriteBehind::open(dir.path(), config.clone()).unwrap();
+        let config = config(backend).durability(Durability::None);
+        let wb = open(dir.path(), config.clone(), backend, 1 << 16).unwrap();
         let mut w = wb.writer().unwrap();
         for i in 0..10_000u64 {
             w.put(&key(i), &value(i, 1)).unwrap();
@@ -338,7 +368,7 @@ fn durability_none_still_makes_sync_durable() {
         wb.sync().unwrap();
         drop(w);
         wb.close().unwrap();
-        let wb = WriteBehind::open(dir.path(), config).unwrap();
+        let wb = open(dir.path(), config, backend, 1 << 16).unwrap();
         for i in 0..10_000u64 {
             assert_eq!(wb.get(&key(i)).as_deref(), Some(&value(i, 1)[..]), "{name}");
         }
@@ -352,21 +382,18 @@ fn durability_none_still_makes_sync_durable() {
 fn durability_none_survives_a_failed_fdatasync() {
     for (backend, name) in BACKENDS {
         let dir = tempfile::tempdir().unwrap();
-        let plan = FaultPlan::new();
-        let config = Config {
-            durability: Durability::None,
-            compact_segments_min: 1_000,
-            ..config(backend)
-        };
+        let config = config(backend)
+            .durability(Durability::None)
+            .compact_segments_min(1_000);
         let mut acked = HashMap::new();
         {
-            let store = FileStore::open(dir.path(), &config).unwrap();
-            let wb =
-                WriteBehind::with_store(Faulty::new(store, plan.clone()), config.clone()).unwrap();
+            let store = FileStore::open(dir.path(), &file(&config, backend, 16 << 20)).unwrap();
+            let syncs = store.sync_faults();
+            let wb = WriteBehind::with_store(store, config.clone()).unwrap();
             let mut w = wb.writer().unwrap();
             for round in 0..3u64 {
                 if round == 1 {
-                    plan.fail_next_syncs(2);
+                    syncs.fail_next(2);
                 }
                 for i in 0..3_000u64 {
                     let v = value(i, round);
@@ -374,12 +401,12 @@ fn durability_none_survives_a_failed_fdatasync() {
                 }
                 wb.sync().unwrap();
             }
-            assert_eq!(plan.injected(), 2, "{name}");
+            assert_eq!(syncs.injected(), 2, "{name}");
             assert!(wb.stats().store_errors >= 1, "{name}");
             drop(w);
             wb.close().unwrap();
         }
-        let wb = WriteBehind::open(dir.path(), config).unwrap();
+        let wb = open(dir.path(), config, backend, 16 << 20).unwrap();
         for (k, (version, v)) in &acked {
             let got = wb.get(k).unwrap_or_else(|| panic!("{name}: {k:?} lost"));
             assert_eq!((got.version(), &got[..]), (*version, &v[..]), "{name}");
@@ -391,7 +418,13 @@ fn durability_none_survives_a_failed_fdatasync() {
 #[test]
 fn deleted_keys_stay_deleted_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let wb = WriteBehind::open(dir.path(), config(IoBackend::Auto)).unwrap();
+    let wb = open(
+        dir.path(),
+        config(IoBackend::Auto),
+        IoBackend::Auto,
+        16 << 20,
+    )
+    .unwrap();
     let mut w = wb.writer().unwrap();
     for i in 0..100 {
         w.put(&key(i), b"x").unwrap();
@@ -401,7 +434,13 @@ fn deleted_keys_stay_deleted_after_reopen() {
     }
     drop(w);
     wb.close().unwrap();
-    let wb = WriteBehind::open(dir.path(), config(IoBackend::Auto)).unwrap();
+    let wb = open(
+        dir.path(),
+        config(IoBackend::Auto),
+        IoBackend::Auto,
+        16 << 20,
+    )
+    .unwrap();
     for i in 0..100 {
         assert_eq!(wb.get(&key(i)).is_some(), i >= 50);
     }
@@ -413,9 +452,14 @@ fn deleted_keys_stay_deleted_after_reopen() {
 #[test]
 fn a_segment_whose_creation_was_interrupted_is_dropped() {
     let src = small_batches_store(IoBackend::Auto, 300);
-    let next = scan::list_segments(src.path()).unwrap().last().unwrap().0 + 1;
+    let next = inspect::list_segments(src.path())
+        .unwrap()
+        .last()
+        .unwrap()
+        .0
+        + 1;
     let header_start = {
-        let h = writebehind::file::format::SegmentHeader {
+        let h = writebehind::__internals::format::SegmentHeader {
             id: SegmentId(next),
             flags: 0,
             sealed: None,
@@ -428,14 +472,25 @@ fn a_segment_whose_creation_was_interrupted_is_dropped() {
         let copy = tempfile::tempdir().unwrap();
         copy_dir(src.path(), copy.path());
         std::fs::write(SegmentId(next).path(copy.path()), &contents).unwrap();
-        let wb = WriteBehind::open(copy.path(), config(IoBackend::Auto))
-            .unwrap_or_else(|e| panic!("{} bytes: {e}", contents.len()));
+        let wb = open(
+            copy.path(),
+            config(IoBackend::Auto),
+            IoBackend::Auto,
+            16 << 20,
+        )
+        .unwrap_or_else(|e| panic!("{} bytes: {e}", contents.len()));
         assert_eq!(wb.stats().keys, 300);
         let mut w = wb.writer().unwrap();
         w.put(b"new", b"segment").unwrap();
         drop(w);
         wb.close().unwrap();
-        let wb = WriteBehind::open(copy.path(), config(IoBackend::Auto)).unwrap();
+        let wb = open(
+            copy.path(),
+            config(IoBackend::Auto),
+            IoBackend::Auto,
+            16 << 20,
+        )
+        .unwrap();
         assert_eq!(wb.stats().keys, 301);
         assert_eq!(wb.stats().torn_tails, 0);
     }
@@ -446,7 +501,12 @@ fn files_that_are_not_segments_are_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("000001.wb"), vec![7u8; 200]).unwrap();
     assert!(matches!(
-        WriteBehind::open(dir.path(), config(IoBackend::Auto)),
+        open(
+            dir.path(),
+            config(IoBackend::Auto),
+            IoBackend::Auto,
+            16 << 20
+        ),
         Err(Error::Format { .. })
     ));
     assert_eq!(
@@ -456,7 +516,12 @@ fn files_that_are_not_segments_are_refused_and_left_alone() {
     );
     std::fs::write(dir.path().join("junk.wb"), b"x").unwrap();
     assert!(matches!(
-        WriteBehind::open(dir.path(), config(IoBackend::Auto)),
+        open(
+            dir.path(),
+            config(IoBackend::Auto),
+            IoBackend::Auto,
+            16 << 20
+        ),
         Err(Error::Format { .. })
     ));
 }
@@ -465,12 +530,8 @@ fn files_that_are_not_segments_are_refused_and_left_alone() {
 fn compaction_keeps_the_live_set_and_deletes_stay_deleted() {
     for (backend, name) in BACKENDS {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            segment_bytes_max: 1 << 16,
-            compact_segments_min: 1_000,
-            ..config(backend)
-        };
-        let wb = WriteBehind::open(dir.path(), config.clone()).unwrap();
+        let config = config(backend).compact_segments_min(1_000);
+        let wb = open(dir.path(), config.clone(), backend, 1 << 16).unwrap();
         let mut w = wb.writer().unwrap();
         for round in 0..5u64 {
             for i in 0..2_000u64 {
@@ -505,7 +566,7 @@ fn compaction_keeps_the_live_set_and_deletes_stay_deleted() {
         }
         drop(w);
         wb.close().unwrap();
-        let wb = WriteBehind::open(dir.path(), config).unwrap();
+        let wb = open(dir.path(), config, backend, 1 << 16).unwrap();
         for i in 0..2_000u64 {
             let got = wb.get(&key(i));
             if i < 500 {
@@ -527,13 +588,11 @@ fn compaction_keeps_the_live_set_and_deletes_stay_deleted() {
 #[test]
 fn compaction_runs_by_itself_while_a_writer_keeps_going() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        segment_bytes_max: 1 << 16,
-        compact_segments_min: 3,
-        compact_dead_ratio: 0.5,
-        ..config(IoBackend::Auto)
-    };
-    let wb = std::sync::Arc::new(WriteBehind::open(dir.path(), config.clone()).unwrap());
+    let config = config(IoBackend::Auto)
+        .compact_segments_min(3)
+        .compact_dead_ratio(0.5);
+    let wb =
+        std::sync::Arc::new(open(dir.path(), config.clone(), IoBackend::Auto, 1 << 16).unwrap());
     let writer = {
         let wb = std::sync::Arc::clone(&wb);
         std::thread::spawn(move || {
@@ -559,7 +618,7 @@ fn compaction_runs_by_itself_while_a_writer_keeps_going() {
     assert!(stats.compactions >= 1, "{stats:?}");
     let wb = std::sync::Arc::into_inner(wb).unwrap();
     wb.close().unwrap();
-    let wb = WriteBehind::open(dir.path(), config).unwrap();
+    let wb = open(dir.path(), config, IoBackend::Auto, 1 << 16).unwrap();
     for (k, v) in &last {
         assert_eq!(wb.get(k).as_deref(), Some(&v[..]));
     }
@@ -575,16 +634,16 @@ fn compaction_is_not_starved_by_a_saturated_store() {
     use std::time::{Duration, Instant};
     for in_flight in [1, 4] {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            batches_in_flight_max: in_flight,
-            batch_ops_max: 1_024,
-            compact_segments_min: 1_000,
-            segment_bytes_max: 1 << 20,
-            ..config(IoBackend::Auto)
-        };
+        let config = config(IoBackend::Auto)
+            .batches_in_flight_max(in_flight)
+            .batch_ops_max(1_024)
+            .compact_segments_min(1_000);
         // 200 batches/s of at most 1,024 records: a writer cycling 50,000
         // keys keeps it busy, and the compaction needs ~50 batches.
-        let store = writebehind::Throttled::new(FileStore::open(dir.path(), &config).unwrap(), 200);
+        let store = writebehind::testing::Throttled::new(
+            FileStore::open(dir.path(), &file(&config, IoBackend::Auto, 1 << 20)).unwrap(),
+            200,
+        );
         let wb = Arc::new(WriteBehind::with_store(store, config.clone()).unwrap());
         let stop = Arc::new(AtomicBool::new(false));
         let writer = {
@@ -625,7 +684,7 @@ fn compaction_is_not_starved_by_a_saturated_store() {
             .map(|i| wb.get(&key(i)).map(|v| v.to_vec()))
             .collect();
         Arc::into_inner(wb).unwrap().close().unwrap();
-        let wb = WriteBehind::open(dir.path(), config).unwrap();
+        let wb = open(dir.path(), config, IoBackend::Auto, 1 << 20).unwrap();
         for (i, v) in expected.iter().enumerate() {
             assert_eq!(
                 wb.get(&key(i as u64)).map(|v| v.to_vec()).as_ref(),
@@ -645,7 +704,12 @@ fn zeros_in_the_middle_of_a_segment_are_an_error_not_an_end() {
     let mut bytes = std::fs::read(&seg).unwrap();
     bytes[start as usize..start as usize + FRAME_HEADER_BYTES].fill(0);
     std::fs::write(&seg, &bytes).unwrap();
-    match WriteBehind::open(src.path(), config(IoBackend::Auto)) {
+    match open(
+        src.path(),
+        config(IoBackend::Auto),
+        IoBackend::Auto,
+        16 << 20,
+    ) {
         Err(Error::Corrupt { offset, .. }) => assert_eq!(offset, start),
         other => panic!("expected a corruption error, got {other:?}"),
     }
@@ -662,7 +726,13 @@ fn user_data_that_looks_like_a_frame_does_not_turn_a_torn_tail_into_an_error() {
     for lose_header in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         let (seg, value) = {
-            let wb = WriteBehind::open(dir.path(), config(IoBackend::Auto)).unwrap();
+            let wb = open(
+                dir.path(),
+                config(IoBackend::Auto),
+                IoBackend::Auto,
+                16 << 20,
+            )
+            .unwrap();
             let mut w = wb.writer().unwrap();
             w.put(b"first", b"v").unwrap();
             wb.sync().unwrap();
@@ -692,8 +762,13 @@ fn user_data_that_looks_like_a_frame_does_not_turn_a_torn_tail_into_an_error() {
             bytes.truncate(end as usize - 3);
         }
         std::fs::write(&seg, &bytes).unwrap();
-        let wb = WriteBehind::open(dir.path(), config(IoBackend::Auto))
-            .unwrap_or_else(|e| panic!("header lost: {lose_header}: {e}"));
+        let wb = open(
+            dir.path(),
+            config(IoBackend::Auto),
+            IoBackend::Auto,
+            16 << 20,
+        )
+        .unwrap_or_else(|e| panic!("header lost: {lose_header}: {e}"));
         assert_eq!(wb.stats().torn_tails, u64::from(!lose_header));
         assert_eq!(wb.get(b"first").as_deref(), Some(&b"v"[..]));
         assert!(wb.get(b"last").is_none());
@@ -706,13 +781,11 @@ fn user_data_that_looks_like_a_frame_does_not_turn_a_torn_tail_into_an_error() {
 #[test]
 fn durability_none_still_reports_damage_before_a_commit() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        durability: Durability::None,
-        batch_ops_max: 50,
-        ..config(IoBackend::Auto)
-    };
+    let config = config(IoBackend::Auto)
+        .durability(Durability::None)
+        .batch_ops_max(50);
     {
-        let wb = WriteBehind::open(dir.path(), config.clone()).unwrap();
+        let wb = open(dir.path(), config.clone(), IoBackend::Auto, 16 << 20).unwrap();
         let mut w = wb.writer().unwrap();
         for i in 0..1_000u64 {
             w.put(&key(i), &value(i, 0)).unwrap();
@@ -734,7 +807,7 @@ fn durability_none_still_reports_damage_before_a_commit() {
     bytes[data.0 as usize + FRAME_HEADER_BYTES + 25] ^= 0x10;
     std::fs::write(&seg, &bytes).unwrap();
     assert!(matches!(
-        WriteBehind::open(dir.path(), config),
+        open(dir.path(), config, IoBackend::Auto, 16 << 20),
         Err(Error::Corrupt { .. })
     ));
 }

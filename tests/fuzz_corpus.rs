@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-use writebehind::file::format::{FrameHeader, FramePlace, SegmentHeader, SegmentId};
-use writebehind::file::scan;
+use writebehind::__internals::format::{FrameHeader, FramePlace, SegmentHeader, SegmentId};
+use writebehind::inspect;
 
 fn inputs(target: &str) -> Vec<Vec<u8>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -25,7 +25,7 @@ fn the_decode_corpus_replays_cleanly() {
     let corpus = inputs("decode");
     assert!(corpus.len() >= 10, "the corpus is missing");
     for data in &corpus {
-        for r in writebehind::record::iter(data).flatten() {
+        for r in writebehind::__internals::record::iter(data).flatten() {
             assert!(!r.key.is_empty());
         }
         let _ = FrameHeader::decode(
@@ -54,6 +54,6 @@ fn the_recover_corpus_replays_cleanly() {
             std::fs::write(SegmentId(id).path(dir.path()), &rest[2..2 + len]).unwrap();
             rest = &rest[2 + len..];
         }
-        let _ = scan::scan_dir(dir.path(), &mut |_, r| assert!(!r.key.is_empty()));
+        let _ = inspect::scan_dir(dir.path(), &mut |_, r| assert!(!r.key.is_empty()));
     }
 }

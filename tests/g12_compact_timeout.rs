@@ -15,10 +15,9 @@ use std::thread;
 use std::time::Duration;
 
 use common::small_config;
-use writebehind::record::RecordRef;
 use writebehind::{
-    Batch, Completion, Config, Error, RecoveryReport, Store, StoreError, StoreErrorKind,
-    WriteBehind,
+    Batch, Compaction, CompactionRead, Completion, Error, RecordRef, RecoveryReport, Store,
+    StoreError, StoreErrorKind, StoreInfo, StoredKey, StoredSize, UnitId, WriteBehind,
 };
 
 const DENIED: &str = "open 000002.wb: Permission denied (os error 13)";
@@ -28,10 +27,10 @@ const DENIED: &str = "open 000002.wb: Permission denied (os error 13)";
 struct Control {
     /// Every batch fails with `DENIED`.
     fail_batches: AtomicBool,
-    /// `begin_compaction` makes the store stall: no batch completes again.
+    /// `Compaction::begin` makes the store stall: no batch completes again.
     stall_on_compaction: AtomicBool,
     stalled: AtomicBool,
-    /// `finish_compaction` fails with `DENIED`.
+    /// `Compaction::finish` fails with `DENIED`.
     fail_finish: AtomicBool,
 }
 
@@ -57,8 +56,8 @@ fn denied() -> StoreError {
 }
 
 impl Store for TestStore {
-    fn backend(&self) -> &'static str {
-        "test"
+    fn info(&self) -> StoreInfo {
+        StoreInfo::new("test")
     }
 
     fn recover(&mut self, _visit: &mut dyn FnMut(RecordRef<'_>)) -> Result<RecoveryReport, Error> {
@@ -85,20 +84,40 @@ impl Store for TestStore {
         self.submitted.len()
     }
 
-    /// Never enough dead bytes for an automatic compaction: only the
-    /// test's calls compact.
-    fn compaction_stats(&self) -> Option<(usize, u64)> {
-        Some((0, 0))
+    fn compaction(&mut self) -> Option<&mut dyn Compaction> {
+        Some(self)
     }
 
-    fn begin_compaction(&mut self) -> Result<u64, StoreError> {
+    fn close(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+impl Compaction for TestStore {
+    /// Never enough dead bytes for an automatic compaction: only the
+    /// test's calls compact.
+    fn stored(&self) -> StoredSize {
+        StoredSize::default()
+    }
+
+    fn begin(&mut self) -> Result<UnitId, StoreError> {
         if self.control.stall_on_compaction.load(Ordering::Relaxed) {
             self.control.stalled.store(true, Ordering::Relaxed);
         }
-        Ok(0)
+        Ok(UnitId(0))
     }
 
-    fn finish_compaction(&mut self, _cutoff: u64) -> Result<(), StoreError> {
+    /// Cannot say what a unit holds: the flusher rewrites every key.
+    fn read(
+        &mut self,
+        _cutoff: UnitId,
+        _budget_bytes: usize,
+        _out: &mut Vec<StoredKey>,
+    ) -> Result<CompactionRead, StoreError> {
+        Ok(CompactionRead::Everything)
+    }
+
+    fn finish(&mut self, _upto: UnitId) -> Result<(), StoreError> {
         if self.control.fail_finish.load(Ordering::Relaxed) {
             return Err(denied());
         }
@@ -107,10 +126,7 @@ impl Store for TestStore {
 }
 
 fn open(store: TestStore, close_timeout: Duration) -> WriteBehind {
-    let config = Config {
-        close_timeout,
-        ..small_config()
-    };
+    let config = small_config().close_timeout(close_timeout);
     WriteBehind::with_store(store, config).unwrap()
 }
 

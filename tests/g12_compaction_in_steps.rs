@@ -14,7 +14,19 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use writebehind::{Config, WriteBehind};
+use writebehind::{Config, Error, FileOptions, FileStore, WriteBehind};
+
+/// The file store's options for a cache of `config`: segments of 1 << 20 bytes.
+fn file(config: &Config) -> FileOptions {
+    FileOptions::for_cache(config).segment_bytes_max(1 << 20)
+}
+
+/// A cache of `config` over a file store in `dir` (see [`file`]).
+fn open(dir: impl AsRef<std::path::Path>, config: Config) -> Result<WriteBehind, Error> {
+    config.validate()?;
+    let store = FileStore::open(dir, &file(&config))?;
+    WriteBehind::with_store(store, config)
+}
 
 /// A tmpfs of `bytes`, unmounted when dropped.
 struct Tmpfs {
@@ -73,21 +85,18 @@ fn g12_compaction_finishes_with_less_free_space_than_the_live_set() {
         return;
     };
     let dir = fs.dir.join("store");
-    let config = Config {
-        segment_bytes_max: 1 << 20,
-        batch_bytes_max: 256 << 10,
-        value_bytes_max: 4096,
-        keys_max: 1 << 14,
-        dirty_keys_max: 1 << 12,
+    let config = Config::default()
+        .batch_bytes_max(256 << 10)
+        .value_bytes_max(4096)
+        .keys_max(1 << 14)
+        .dirty_keys_max(1 << 12)
         // Compaction only when asked (the test fills the disk first).
-        compact_dead_ratio: 1.0,
-        compact_segments_min: 1 << 20,
+        .compact_dead_ratio(1.0)
+        .compact_segments_min(1 << 20)
         // A store that keeps failing is reported after this long.
-        close_timeout: Duration::from_secs(3),
-        ..Config::default()
-    };
+        .close_timeout(Duration::from_secs(3));
     let (keys, overwritten) = (1_200u64, 600u64);
-    let wb = WriteBehind::open(&dir, config.clone()).unwrap();
+    let wb = open(&dir, config.clone()).unwrap();
     let mut w = wb.writer().unwrap();
     for k in 0..keys {
         w.put(&k.to_le_bytes(), &value(k, 0)).unwrap();
@@ -109,7 +118,7 @@ fn g12_compaction_finishes_with_less_free_space_than_the_live_set() {
     w.put(b"after", b"compaction").unwrap();
     drop(w);
     wb.close().unwrap();
-    let wb = WriteBehind::open(&dir, config).unwrap();
+    let wb = open(&dir, config).unwrap();
     for k in 0..keys {
         let round = if k < overwritten { 2 } else { 0 };
         assert_eq!(

@@ -1,5 +1,5 @@
 //! A power-cut simulation of the file store (G4, G5), built on the store's
-//! I/O recording (`writebehind::file::trace`, hidden feature `__power_cut`).
+//! I/O recording (`writebehind::__internals::trace`, hidden feature `__power_cut`).
 //!
 //! ```text
 //! cargo test --release --features __power_cut --test g5_power_cut -- --nocapture
@@ -50,8 +50,8 @@ use std::path::Path;
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
-use writebehind::file::trace::{self, IoEvent};
-use writebehind::{Config, Durability, Error, IoBackend, WriteBehind};
+use writebehind::__internals::trace::{self, IoEvent};
+use writebehind::{Config, Durability, Error, FileOptions, FileStore, IoBackend, WriteBehind};
 
 /// Held by each test for its whole run: recordings must not overlap, and a
 /// state being checked must not write into another test's recording.
@@ -152,23 +152,42 @@ impl Rng {
     }
 }
 
-fn config(durability: Durability, io_backend: IoBackend) -> Config {
-    Config {
-        writers_max: 2,
-        ring_slots: 1 << 10,
-        key_bytes_max: 64,
-        value_bytes_max: VALUE_BYTES_MAX,
-        keys_max: 1 << 12,
-        dirty_keys_max: 1 << 10,
+fn config(durability: Durability) -> Config {
+    Config::default()
+        .writers_max(2)
+        .ring_slots(1 << 10)
+        .key_bytes_max(64)
+        .value_bytes_max(VALUE_BYTES_MAX)
+        .keys_max(1 << 12)
+        .dirty_keys_max(1 << 10)
         // One record of the largest key and value, and a little more.
-        batch_bytes_max: 48 << 10,
-        batch_ops_max: 8,
-        flush_interval: Duration::from_millis(1),
-        segment_bytes_max: 64 << 10,
-        durability,
-        io_backend,
-        close_timeout: Duration::from_secs(10),
-        ..Config::default()
+        .batch_bytes_max(48 << 10)
+        .batch_ops_max(8)
+        .flush_interval(Duration::from_millis(1))
+        .durability(durability)
+        .close_timeout(Duration::from_secs(10))
+}
+
+/// A workload's settings: the cache's and its file store's (small
+/// segments, so the workload rotates).
+#[derive(Debug, Clone)]
+struct Setup {
+    cache: Config,
+    file: FileOptions,
+}
+
+impl Setup {
+    fn new(durability: Durability, io_backend: IoBackend) -> Self {
+        let cache = config(durability);
+        let file = FileOptions::for_cache(&cache)
+            .segment_bytes_max(64 << 10)
+            .io_backend(io_backend);
+        Self { cache, file }
+    }
+
+    fn open(&self, dir: &Path) -> Result<WriteBehind, Error> {
+        let store = FileStore::open(dir, &self.file)?;
+        WriteBehind::with_store(store, self.cache.clone())
     }
 }
 
@@ -193,7 +212,7 @@ struct Recording {
 
 /// Runs the workload on a fresh directory, recording its I/O. `Err`: the
 /// cache did not open (io_uring refused, say) or an operation failed.
-fn record_workload(config: &Config, seed: u64, ops: usize) -> Result<Recording, Error> {
+fn record_workload(config: &Setup, seed: u64, ops: usize) -> Result<Recording, Error> {
     let dir = tempfile::Builder::new()
         .prefix("wb-powercut-run-")
         .tempdir()?;
@@ -203,8 +222,8 @@ fn record_workload(config: &Config, seed: u64, ops: usize) -> Result<Recording, 
     result.map(|log| Recording { events, log })
 }
 
-fn run_workload(dir: &Path, config: &Config, seed: u64, ops: usize) -> Result<Log, Error> {
-    let cache = WriteBehind::open(dir, config.clone())?;
+fn run_workload(dir: &Path, config: &Setup, seed: u64, ops: usize) -> Result<Log, Error> {
+    let cache = config.open(dir)?;
     let mut w = cache.writer()?;
     let mut rng = Rng::new(seed);
     let mut log = Log::default();
@@ -572,8 +591,8 @@ impl std::fmt::Display for Violation {
 
 /// Opens the state in `dir` and checks every key against the log and the
 /// bound. Returns the violations found (empty: none).
-fn check_state(dir: &Path, config: &Config, log: &Log, bound: &[u64]) -> Vec<Violation> {
-    let cache = match WriteBehind::open(dir, config.clone()) {
+fn check_state(dir: &Path, config: &Setup, log: &Log, bound: &[u64]) -> Vec<Violation> {
+    let cache = match config.open(dir) {
         Ok(c) => c,
         Err(e) => return vec![Violation::Open(format!("open failed: {e}"))],
     };
@@ -644,7 +663,7 @@ struct Outcome {
 /// one's cut point.
 fn run_states(
     rec: &Recording,
-    config: &Config,
+    config: &Setup,
     model: Model,
     states: usize,
     seed: u64,
@@ -662,8 +681,8 @@ fn run_states(
         watchdog.step(|| {
             format!(
                 "{model:?} state durability={:?} engine={} cut={cut} seed={state_seed:#018x}",
-                config.durability,
-                engine_name(config.io_backend)
+                config.cache.durability,
+                engine_name(config.file.io_backend)
             )
         });
         let dir = tempfile::Builder::new()
@@ -755,7 +774,7 @@ fn power_cuts_lose_nothing_a_sync_covered() {
     let total = states_total();
     let mut recordings = Vec::new();
     for (i, &(durability, io)) in configs.iter().enumerate() {
-        let config = config(durability, io);
+        let config = Setup::new(durability, io);
         watchdog.step(|| {
             format!(
                 "workload durability={durability:?} engine={}",
@@ -836,7 +855,7 @@ fn a_model_that_loses_a_synced_frame_is_caught() {
     let _guard = recording_lock();
     let watchdog = Watchdog::new("a_model_that_loses_a_synced_frame_is_caught");
     watchdog.step(|| "workload durability=Batch engine=pwrite".into());
-    let config = config(Durability::Batch, IoBackend::Pwrite);
+    let config = Setup::new(Durability::Batch, IoBackend::Pwrite);
     let rec = record_workload(&config, 0xbad_5eed, 600).unwrap();
     // Just after each mark: every key has a bound there.
     let after_marks: Vec<usize> = rec

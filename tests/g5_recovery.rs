@@ -10,16 +10,24 @@ use std::path::Path;
 
 use std::time::Duration;
 
-use writebehind::file::scan;
-use writebehind::{Config, Error, FaultPlan, Faulty, FileStore, StoreErrorKind, WriteBehind};
+use writebehind::inspect;
+use writebehind::testing::{FaultPlan, Faulty};
+use writebehind::{Config, Error, FileOptions, FileStore, StoreErrorKind, WriteBehind};
+
+/// The file store's options for a cache of `config`: segments of 1 << 20 bytes.
+fn file(config: &Config) -> FileOptions {
+    FileOptions::for_cache(config).segment_bytes_max(1 << 20)
+}
+
+/// A cache of `config` over a file store in `dir` (see [`file`]).
+fn open(dir: impl AsRef<std::path::Path>, config: Config) -> Result<WriteBehind, Error> {
+    config.validate()?;
+    let store = FileStore::open(dir, &file(&config))?;
+    WriteBehind::with_store(store, config)
+}
 
 fn config() -> Config {
-    Config {
-        keys_max: 1 << 14,
-        dirty_keys_max: 1 << 12,
-        segment_bytes_max: 1 << 20,
-        ..Config::default()
-    }
+    Config::default().keys_max(1 << 14).dirty_keys_max(1 << 12)
 }
 
 /// Names and contents of every file in `dir`.
@@ -40,7 +48,7 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
 /// at every reopen), and closes.
 fn store_with_segments(dir: &Path, rounds: u64) {
     for round in 0..rounds {
-        let wb = WriteBehind::open(dir, config()).unwrap();
+        let wb = open(dir, config()).unwrap();
         let mut w = wb.writer().unwrap();
         for i in 0..10u64 {
             w.put(format!("k{i}").as_bytes(), format!("{round}").as_bytes())
@@ -67,7 +75,7 @@ fn a_foreign_file_named_like_a_segment_is_refused_and_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("000001.wb"), contents).unwrap();
         let before = snapshot(dir.path());
-        match WriteBehind::open(dir.path(), config()) {
+        match open(dir.path(), config()) {
             Err(Error::Format { path, reason }) => {
                 assert!(path.ends_with("000001.wb"), "{path:?}");
                 assert!(reason.contains("not a writebehind segment"), "{reason}");
@@ -90,7 +98,7 @@ fn a_refused_store_keeps_its_own_lock_file() {
     std::fs::write(dir.path().join("000009.wb"), b"not ours").unwrap();
     let before = snapshot(dir.path());
     assert!(matches!(
-        WriteBehind::open(dir.path(), config()),
+        open(dir.path(), config()),
         Err(Error::Format { .. })
     ));
     assert_eq!(snapshot(dir.path()), before);
@@ -102,7 +110,7 @@ fn opening_a_regular_file_names_it() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("store");
     std::fs::write(&file, b"x").unwrap();
-    let err = WriteBehind::open(&file, config()).unwrap_err().to_string();
+    let err = open(&file, config()).unwrap_err().to_string();
     assert!(err.contains(&file.display().to_string()), "{err}");
     assert!(err.contains("not a store directory"), "{err}");
     assert_eq!(std::fs::read(&file).unwrap(), b"x");
@@ -115,12 +123,12 @@ fn opening_a_regular_file_names_it() {
 fn a_missing_middle_segment_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     store_with_segments(dir.path(), 4);
-    let ids = scan::list_segments(dir.path()).unwrap();
+    let ids = inspect::list_segments(dir.path()).unwrap();
     assert_eq!(ids.len(), 4, "{ids:?}");
     let middle = ids[2].path(dir.path());
     let saved = std::fs::read(&middle).unwrap();
     std::fs::remove_file(&middle).unwrap();
-    match WriteBehind::open(dir.path(), config()) {
+    match open(dir.path(), config()) {
         Err(Error::Corrupt {
             segment, reason, ..
         }) => {
@@ -132,7 +140,7 @@ fn a_missing_middle_segment_is_an_error_naming_it() {
     std::fs::write(&middle, saved).unwrap();
     std::fs::remove_file(ids[0].path(dir.path())).unwrap();
     std::fs::remove_file(ids[1].path(dir.path())).unwrap();
-    let wb = WriteBehind::open(dir.path(), config()).unwrap();
+    let wb = open(dir.path(), config()).unwrap();
     assert_eq!(wb.get(b"k3").as_deref(), Some(&b"3"[..]));
 }
 
@@ -144,7 +152,7 @@ fn a_missing_middle_segment_is_an_error_naming_it() {
 fn recovery_reads_the_data_not_the_preallocated_space() {
     let dir = tempfile::tempdir().unwrap();
     store_with_segments(dir.path(), 1);
-    let seg = scan::list_segments(dir.path()).unwrap()[0].path(dir.path());
+    let seg = inspect::list_segments(dir.path()).unwrap()[0].path(dir.path());
     let data = std::fs::metadata(&seg).unwrap().len();
     std::fs::OpenOptions::new()
         .write(true)
@@ -152,13 +160,13 @@ fn recovery_reads_the_data_not_the_preallocated_space() {
         .unwrap()
         .set_len(64 << 30)
         .unwrap();
-    let report = scan::scan_dir(dir.path(), &mut |_, _| {}).unwrap();
+    let report = inspect::scan_dir(dir.path(), &mut |_, _| {}).unwrap();
     let s = &report.segments[0];
     assert_eq!(s.data_end, data);
     // One largest frame past the data, plus the header and chunk overlaps.
     let window = config().batch_bytes_max as u64 + 4096;
     assert!(s.bytes_read <= data + window, "read {} bytes", s.bytes_read);
-    let wb = WriteBehind::open(dir.path(), config()).unwrap();
+    let wb = open(dir.path(), config()).unwrap();
     assert_eq!(wb.get(b"k9").as_deref(), Some(&b"0"[..]));
     drop(wb);
     assert_eq!(
@@ -176,7 +184,7 @@ fn closing_trims_the_active_segment() {
     let dir = tempfile::tempdir().unwrap();
     store_with_segments(dir.path(), 10);
     let (mut apparent, mut blocks) = (0, 0);
-    for id in scan::list_segments(dir.path()).unwrap() {
+    for id in inspect::list_segments(dir.path()).unwrap() {
         let m = std::fs::metadata(id.path(dir.path())).unwrap();
         apparent += m.len();
         blocks += m.blocks() * 512;
@@ -193,13 +201,13 @@ fn short_segments_left_by_restarts_are_compacted() {
     let dir = tempfile::tempdir().unwrap();
     for round in 0..10u64 {
         // New keys every run: nothing is dead, only short.
-        let wb = WriteBehind::open(dir.path(), config()).unwrap();
+        let wb = open(dir.path(), config()).unwrap();
         let mut w = wb.writer().unwrap();
         w.put(format!("r{round}").as_bytes(), b"v").unwrap();
         drop(w);
         wb.close().unwrap();
     }
-    let wb = WriteBehind::open(dir.path(), config()).unwrap();
+    let wb = open(dir.path(), config()).unwrap();
     let mut segments = u64::MAX;
     // Bounded wait for the flusher's periodic check (every 10 ms).
     for _ in 0..500 {
@@ -212,7 +220,7 @@ fn short_segments_left_by_restarts_are_compacted() {
     assert!(segments <= 3, "{segments} segments after 10 restarts");
     assert_eq!(wb.get(b"r5").as_deref(), Some(&b"v"[..]));
     wb.close().unwrap();
-    assert!(scan::list_segments(dir.path()).unwrap().len() <= 3);
+    assert!(inspect::list_segments(dir.path()).unwrap().len() <= 3);
 }
 
 /// The records of a torn frame never reach the cache, not even those before
@@ -223,7 +231,7 @@ fn short_segments_left_by_restarts_are_compacted() {
 fn a_torn_frame_gives_none_of_its_records_to_the_cache() {
     let dir = tempfile::tempdir().unwrap();
     for (key, value) in [(&b"k"[..], &b"v1"[..]), (b"k", b"v2")] {
-        let wb = WriteBehind::open(dir.path(), config()).unwrap();
+        let wb = open(dir.path(), config()).unwrap();
         let mut w = wb.writer().unwrap();
         w.put(key, value).unwrap();
         if value == b"v2" {
@@ -234,20 +242,20 @@ fn a_torn_frame_gives_none_of_its_records_to_the_cache() {
     }
     // The power cut came while the frame [k = v2, z] was being written: its
     // last sector never reached the disk.
-    let seg2 = scan::list_segments(dir.path()).unwrap()[1].path(dir.path());
+    let seg2 = inspect::list_segments(dir.path()).unwrap()[1].path(dir.path());
     let mut bytes = std::fs::read(&seg2).unwrap();
     let len = u32::from_le_bytes(bytes[64 + 8..64 + 12].try_into().unwrap()) as usize;
     let end = 64 + 24 + len;
     bytes[end - 100..end].fill(0);
     std::fs::write(&seg2, &bytes).unwrap();
     {
-        let wb = WriteBehind::open(dir.path(), config()).unwrap();
+        let wb = open(dir.path(), config()).unwrap();
         assert_eq!(wb.stats().torn_tails, 1);
         assert_eq!(wb.get(b"k").as_deref(), Some(&b"v1"[..]));
         wb.compact().unwrap();
         wb.close().unwrap();
     }
-    let wb = WriteBehind::open(dir.path(), config()).unwrap();
+    let wb = open(dir.path(), config()).unwrap();
     assert_eq!(wb.get(b"k").as_deref(), Some(&b"v1"[..]));
 }
 
@@ -259,16 +267,14 @@ fn a_torn_frame_gives_none_of_its_records_to_the_cache() {
 #[test]
 fn a_retry_that_grew_past_batch_bytes_max_is_recovered() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        value_bytes_max: 1000,
-        batch_bytes_max: 4096,
-        retry_backoff_min: Duration::from_millis(300),
-        retry_backoff_max: Duration::from_secs(1),
-        ..config()
-    };
+    let config = config()
+        .value_bytes_max(1000)
+        .batch_bytes_max(4096)
+        .retry_backoff_min(Duration::from_millis(300))
+        .retry_backoff_max(Duration::from_secs(1));
     {
         let plan = FaultPlan::new();
-        let store = FileStore::open(dir.path(), &config).unwrap();
+        let store = FileStore::open(dir.path(), &file(&config)).unwrap();
         let wb = WriteBehind::with_store(Faulty::new(store, plan.clone()), config.clone()).unwrap();
         let mut w = wb.writer().unwrap();
         plan.fail_next(1, StoreErrorKind::Write);
@@ -292,7 +298,7 @@ fn a_retry_that_grew_past_batch_bytes_max_is_recovered() {
         drop(w);
         wb.close().unwrap();
     }
-    let wb = WriteBehind::open(dir.path(), config).unwrap();
+    let wb = open(dir.path(), config).unwrap();
     assert_eq!(wb.stats().torn_tails, 0);
     assert_eq!(wb.get(b"after").as_deref(), Some(&b"durable"[..]));
     for i in 0..100u32 {

@@ -14,9 +14,9 @@ use std::thread;
 use std::time::Duration;
 
 use common::small_config;
-use writebehind::record::RecordRef;
 use writebehind::{
-    Backpressure, Batch, Completion, Config, Error, RecoveryReport, Store, WriteBehind,
+    Backpressure, Batch, Compaction, Completion, Error, RecordRef, RecoveryReport, Store,
+    StoreError, StoreInfo, WriteBehind,
 };
 
 /// What the test store does; the test flips the flags.
@@ -47,8 +47,8 @@ impl PanickingStore {
 }
 
 impl Store for PanickingStore {
-    fn backend(&self) -> &'static str {
-        "panicking"
+    fn info(&self) -> StoreInfo {
+        StoreInfo::new("panicking")
     }
 
     fn recover(&mut self, _visit: &mut dyn FnMut(RecordRef<'_>)) -> Result<RecoveryReport, Error> {
@@ -74,6 +74,14 @@ impl Store for PanickingStore {
 
     fn in_flight(&self) -> usize {
         self.submitted.len()
+    }
+
+    fn compaction(&mut self) -> Option<&mut dyn Compaction> {
+        None
+    }
+
+    fn close(&mut self) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 
@@ -144,13 +152,11 @@ fn g7_updates_after_the_flusher_died_are_refused() {
 #[test]
 fn g7_a_blocked_writer_wakes_when_the_flusher_dies() {
     let (store, control) = PanickingStore::new();
-    let config = Config {
-        ring_slots: 2,
-        dirty_keys_max: 2,
-        batches_in_flight_max: 1,
-        backpressure: Backpressure::Block,
-        ..small_config()
-    };
+    let config = small_config()
+        .ring_slots(2)
+        .dirty_keys_max(2)
+        .batches_in_flight_max(1)
+        .backpressure(Backpressure::Block);
     let wb = Arc::new(WriteBehind::with_store(store, config).unwrap());
     let (tx, rx) = mpsc::channel();
     let writer = {

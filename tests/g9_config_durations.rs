@@ -83,10 +83,7 @@ fn bounded_cases() -> [(Duration, Expect); 5] {
 #[test]
 fn g9_flush_interval_extremes() {
     for (value, expect) in bounded_cases() {
-        let config = Config {
-            flush_interval: value,
-            ..small_config()
-        };
+        let config = small_config().flush_interval(value);
         check("flush_interval", value, config, expect);
     }
 }
@@ -94,10 +91,7 @@ fn g9_flush_interval_extremes() {
 #[test]
 fn g9_idle_park_max_extremes() {
     for (value, expect) in bounded_cases() {
-        let config = Config {
-            idle_park_max: value,
-            ..small_config()
-        };
+        let config = small_config().idle_park_max(value);
         check("idle_park_max", value, config, expect);
     }
 }
@@ -105,11 +99,9 @@ fn g9_idle_park_max_extremes() {
 #[test]
 fn g9_retry_backoff_max_extremes() {
     for (value, expect) in bounded_cases() {
-        let config = Config {
-            retry_backoff_min: NS,
-            retry_backoff_max: value,
-            ..small_config()
-        };
+        let config = small_config()
+            .retry_backoff_min(NS)
+            .retry_backoff_max(value);
         check("retry_backoff_max", value, config, expect);
     }
 }
@@ -118,11 +110,9 @@ fn g9_retry_backoff_max_extremes() {
 fn g9_retry_backoff_min_extremes() {
     for (value, expect) in bounded_cases() {
         // max = min where min is allowed, so only min's own bound decides.
-        let config = Config {
-            retry_backoff_min: value,
-            retry_backoff_max: value.clamp(NS, Config::INTERVAL_MAX),
-            ..small_config()
-        };
+        let config = small_config()
+            .retry_backoff_min(value)
+            .retry_backoff_max(value.clamp(NS, Config::INTERVAL_MAX));
         check("retry_backoff_min", value, config, expect);
     }
 }
@@ -138,10 +128,7 @@ fn g9_close_timeout_extremes() {
         (Duration::MAX, Expect::Works),
     ];
     for (value, expect) in cases {
-        let config = Config {
-            close_timeout: value,
-            ..small_config()
-        };
+        let config = small_config().close_timeout(value);
         check("close_timeout", value, config, expect);
     }
 }

@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use writebehind::store::MemStoreData;
-use writebehind::{Config, FaultPlan, Faulty, MemStore, StoreErrorKind, Version, WriteBehind};
+use writebehind::testing::{FaultPlan, Faulty};
+use writebehind::MemStoreData;
+use writebehind::{Config, MemStore, StoreErrorKind, Version, WriteBehind};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -54,14 +55,12 @@ fn counter_key(k: u8) -> Vec<u8> {
 type Model = HashMap<Vec<u8>, (Version, Option<Vec<u8>>)>;
 
 fn config() -> Config {
-    Config {
-        writers_max: 2,
-        ring_slots: 8,
-        batch_ops_max: 4,
-        retry_backoff_min: Duration::from_micros(100),
-        retry_backoff_max: Duration::from_millis(2),
-        ..Config::default()
-    }
+    Config::default()
+        .writers_max(2)
+        .ring_slots(8)
+        .batch_ops_max(4)
+        .retry_backoff_min(Duration::from_micros(100))
+        .retry_backoff_max(Duration::from_millis(2))
 }
 
 fn copy(data: &Arc<Mutex<MemStoreData>>) -> Arc<Mutex<MemStoreData>> {

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{assert_no_regressions, store_state};
-use writebehind::{Backpressure, Config, Error, MemStore, Throttled, WriteBehind};
+use writebehind::testing::Throttled;
+use writebehind::{Backpressure, Config, Error, MemStore, WriteBehind};
 
 /// Peak resident set size of this process, bytes (0 if unknown).
 fn peak_rss_bytes() -> u64 {
@@ -30,15 +31,13 @@ fn a_throttled_store_under_overload_holds_its_bounds_and_loses_nothing() {
     for policy in [Backpressure::Block, Backpressure::Fail] {
         let store = MemStore::new();
         let data = store.data();
-        let config = Config {
-            ring_slots: 1 << 10,
-            dirty_keys_max: 4_096,
-            batch_ops_max: 512,
-            batches_in_flight_max: 2,
-            keys_max: 1 << 19,
-            backpressure: policy,
-            ..Config::default()
-        };
+        let config = Config::default()
+            .ring_slots(1 << 10)
+            .dirty_keys_max(4_096)
+            .batch_ops_max(512)
+            .batches_in_flight_max(2)
+            .keys_max(1 << 19)
+            .backpressure(policy);
         let wb = Arc::new(WriteBehind::with_store(Throttled::new(store, 1_000), config).unwrap());
         let stop = Arc::new(AtomicBool::new(false));
         let threads: Vec<_> = (0..2u64)

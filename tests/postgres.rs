@@ -14,8 +14,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use writebehind::__internals::record;
 use writebehind::postgres::{Client, NoTls};
-use writebehind::record::{self, Kind};
+use writebehind::Kind;
 use writebehind::{
     Batch, BatchSeq, Blocking, BlockingStore, Config, Error, PgConfig, PgStore, StoreErrorKind,
     Version, WriteBehind,

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use writebehind::{Config, IoBackend, WriteBehind};
+use writebehind::{Config, FileOptions, FileStore, IoBackend, WriteBehind};
 
 const MIB: usize = 1 << 20;
 /// Keys the writer cycles through.
@@ -36,16 +36,15 @@ struct StoreRun {
 fn store_run(dir: &std::path::Path, backend: IoBackend, value_bytes: usize) -> StoreRun {
     let path = dir.join(format!("store-{backend:?}-{value_bytes}"));
     std::fs::remove_dir_all(&path).ok();
-    let config = Config {
-        io_backend: backend,
-        keys_max: KEYS as usize,
-        dirty_keys_max: 1 << 18,
-        value_bytes_max: value_bytes.max(64),
+    let config = Config::default()
+        .keys_max(KEYS as usize)
+        .dirty_keys_max(1 << 18)
+        .value_bytes_max(value_bytes.max(64))
         // No compaction during the measurement: it would write twice.
-        compact_segments_min: 1 << 20,
-        ..Config::default()
-    };
-    let wb = Arc::new(WriteBehind::open(&path, config).expect("open"));
+        .compact_segments_min(1 << 20);
+    let options = FileOptions::for_cache(&config).io_backend(backend);
+    let store = FileStore::open(&path, &options).expect("open");
+    let wb = Arc::new(WriteBehind::with_store(store, config).expect("open"));
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let (wb, stop) = (Arc::clone(&wb), Arc::clone(&stop));
@@ -93,20 +92,18 @@ fn backlog_drain(
     value_bytes: usize,
     n: u64,
 ) -> (f64, f64) {
-    use writebehind::{FaultPlan, Faulty, FileStore};
+    use writebehind::testing::{FaultPlan, Faulty};
     let path = dir.join(format!("drain-{backend:?}-{value_bytes}"));
     std::fs::remove_dir_all(&path).ok();
-    let config = Config {
-        io_backend: backend,
-        keys_max: n as usize,
-        dirty_keys_max: n as usize,
-        value_bytes_max: value_bytes.max(64),
-        compact_segments_min: 1 << 20,
-        ..Config::default()
-    };
+    let config = Config::default()
+        .keys_max(n as usize)
+        .dirty_keys_max(n as usize)
+        .value_bytes_max(value_bytes.max(64))
+        .compact_segments_min(1 << 20);
     let plan = FaultPlan::new();
     plan.stall_for(Duration::from_secs(3600));
-    let store = FileStore::open(&path, &config).expect("open");
+    let options = FileOptions::for_cache(&config).io_backend(backend);
+    let store = FileStore::open(&path, &options).expect("open");
     let wb = WriteBehind::with_store(Faulty::new(store, plan.clone()), config).expect("cache");
     let mut w = wb.writer().expect("writer");
     let value = vec![7u8; value_bytes];

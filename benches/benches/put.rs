@@ -13,17 +13,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use writebehind::{Config, FaultPlan, Faulty, WriteBehind};
+use writebehind::testing::{FaultPlan, Faulty};
+use writebehind::{Config, WriteBehind};
 use writebehind_benches::MutexChannelWb;
 use writebehind_tools::workload::{Distribution, NullStore, Workload};
 
 const OPS: u64 = 1 << 18;
 
 fn config() -> Config {
-    Config {
-        ring_slots: 1 << 14,
-        ..Config::default()
-    }
+    Config::default().ring_slots(1 << 14)
 }
 
 fn bench_put(c: &mut Criterion) {
@@ -187,10 +185,7 @@ fn bench_flusher(c: &mut Criterion) {
             for _ in 0..iters {
                 let plan = FaultPlan::new();
                 plan.stall_for(Duration::from_secs(3600));
-                let config = Config {
-                    dirty_keys_max: 1 << 18,
-                    ..config()
-                };
+                let config = config().dirty_keys_max(1 << 18);
                 let wb = WriteBehind::with_store(
                     Faulty::new(NullStore::default(), plan.clone()),
                     config,

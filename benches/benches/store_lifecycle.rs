@@ -26,7 +26,15 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use writebehind::{Config, WriteBehind};
+use writebehind::{Config, FileOptions, FileStore, WriteBehind};
+
+/// A cache of `config` over a file store in `dir` with segments of
+/// `segment_bytes`.
+fn open(dir: &Path, config: Config, segment_bytes: u64) -> WriteBehind {
+    let options = FileOptions::for_cache(&config).segment_bytes_max(segment_bytes);
+    let store = FileStore::open(dir, &options).expect("open the file store");
+    WriteBehind::with_store(store, config).expect("open")
+}
 
 const MIB: u64 = 1 << 20;
 const CASES: [&str; 3] = ["compaction-stall", "restarts", "big-segment"];
@@ -185,20 +193,17 @@ const STALL_VALUE_BYTES: usize = 200;
 const PUTS_PER_SYNC: u64 = 16;
 
 fn stall_config() -> Config {
-    Config {
-        segment_bytes_max: 4096,
-        key_bytes_max: 64,
-        value_bytes_max: 256,
+    Config::default()
+        .key_bytes_max(64)
+        .value_bytes_max(256)
         // Only the explicit compact() runs.
-        compact_segments_min: usize::MAX,
-        ..Config::default()
-    }
+        .compact_segments_min(usize::MAX)
 }
 
 fn compaction_stall(quick: bool) -> Report {
     let target = if quick { 200 } else { 2000 };
     let dir = tempfile::tempdir().expect("tempdir");
-    let wb = Arc::new(WriteBehind::open(dir.path(), stall_config()).expect("open"));
+    let wb = Arc::new(open(dir.path(), stall_config(), 4096));
     let mut report = Report::new("compaction-stall");
     report.notes.push(format!(
         "segment_bytes_max 4096 B, {STALL_VALUE_BYTES} B values, 8 B keys, {PUTS_PER_SYNC} puts per sync while building; \
@@ -396,7 +401,7 @@ fn restarts(quick: bool) -> Report {
     let mut report = Report::new("restarts");
     report.notes.push(format!(
         "{runs} runs of open -> put 10 keys -> sync -> close on one directory, Config::default() (segment_bytes_max {} MiB)",
-        Config::default().segment_bytes_max / MIB
+        FileOptions::default().segment_bytes_max / MIB
     ));
     for run in 1..=runs {
         let open = restart_once(dir.path(), run);
@@ -444,14 +449,10 @@ fn child_main(argv: &[String]) -> Option<i32> {
     }
     let dir = PathBuf::from(argv.get(1)?);
     let seg: u64 = argv.get(2)?.parse().ok()?;
-    let config = Config {
-        segment_bytes_max: seg,
-        ..Config::default()
-    };
     if mode == "--open-only" {
-        open_only(&dir, config);
+        open_only(&dir, seg);
     } else {
-        let _wb = write_one(&dir, config);
+        let _wb = write_one(&dir, seg);
         println!("synced");
         // The parent kills us; should it die first, give up eventually.
         thread::sleep(Duration::from_secs(120));
@@ -470,10 +471,10 @@ fn vm_hwm_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn open_only(dir: &Path, config: Config) {
+fn open_only(dir: &Path, segment_bytes: u64) {
     let hwm_before = vm_hwm_kib();
     let start = Instant::now();
-    let wb = WriteBehind::open(dir, config).expect("open");
+    let wb = open(dir, Config::default(), segment_bytes);
     let open = start.elapsed();
     let hwm_after = vm_hwm_kib();
     let found = wb.get(b"k").is_some();
@@ -484,8 +485,8 @@ fn open_only(dir: &Path, config: Config) {
     );
 }
 
-fn write_one(dir: &Path, config: Config) -> WriteBehind {
-    let wb = WriteBehind::open(dir, config).expect("open");
+fn write_one(dir: &Path, segment_bytes: u64) -> WriteBehind {
+    let wb = open(dir, Config::default(), segment_bytes);
     let mut w = wb.writer().expect("writer");
     w.put(b"k", b"v2").expect("put");
     wb.sync().expect("sync");
@@ -563,12 +564,10 @@ fn big_segment_bytes(quick: bool, dir: &Path, notes: &mut Vec<String>) -> u64 {
         ));
     }
     let accepted = |s: u64| {
-        Config {
-            segment_bytes_max: s,
-            ..Config::default()
-        }
-        .validate()
-        .is_ok()
+        FileOptions::default()
+            .segment_bytes_max(s)
+            .validate()
+            .is_ok()
     };
     if !accepted(seg) {
         notes.push(format!(
@@ -600,12 +599,8 @@ fn big_segment(quick: bool) -> Report {
         "segment_bytes_max {} MiB, one 2-byte value; each reopen runs in a child process (peak RSS = its VmHWM)",
         seg / MIB
     ));
-    let config = Config {
-        segment_bytes_max: seg,
-        ..Config::default()
-    };
     let start = Instant::now();
-    write_one(clean.path(), config).close().expect("close");
+    write_one(clean.path(), seg).close().expect("close");
     report.ms("write + sync + close (in process)", start.elapsed());
     reopen_figures(&mut report, "after close", clean.path(), seg);
     drop(clean);

@@ -39,7 +39,7 @@ fn produce(items: u64, mut push: impl FnMut(u64) -> bool) {
 /// Ours: push one at a time, drain in batches. Producer on core 0 (the
 /// caller must pin itself), consumer on core 1.
 pub fn ring_ours(items: u64) -> Duration {
-    let (mut tx, mut rx) = writebehind::ring::channel::<u64>(CAPACITY);
+    let (mut tx, mut rx) = writebehind::__internals::ring::channel::<u64>(CAPACITY);
     let start = Instant::now();
     let consumer = thread::spawn(move || {
         pin(1);

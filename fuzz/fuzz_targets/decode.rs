@@ -3,10 +3,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use writebehind::file::format::{FrameHeader, FramePlace, SegmentHeader};
+use writebehind::__internals::format::{FrameHeader, FramePlace, SegmentHeader};
 
 fuzz_target!(|data: &[u8]| {
-    for r in writebehind::record::iter(data) {
+    for r in writebehind::__internals::record::iter(data) {
         if let Ok(r) = r {
             assert!(!r.key.is_empty());
         }

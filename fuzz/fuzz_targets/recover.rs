@@ -5,8 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use writebehind::file::format::SegmentId;
-use writebehind::file::scan;
+use writebehind::__internals::format::SegmentId;
+use writebehind::inspect;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(dir) = tempfile::tempdir() else { return };
@@ -19,5 +19,5 @@ fuzz_target!(|data: &[u8]| {
         let _ = std::fs::write(SegmentId(id).path(dir.path()), &rest[2..2 + len]);
         rest = &rest[2 + len..];
     }
-    let _ = scan::scan_dir(dir.path(), &mut |_, r| assert!(!r.key.is_empty()));
+    let _ = inspect::scan_dir(dir.path(), &mut |_, r| assert!(!r.key.is_empty()));
 });

@@ -46,17 +46,15 @@ where
 /// rings, a handful of keys, one batch in flight.
 #[cfg(loom)]
 pub fn tiny_config(writers: usize) -> writebehind::Config {
-    writebehind::Config {
-        writers_max: writers,
-        ring_slots: 2,
-        keys_max: 4,
-        dirty_keys_max: 4,
-        key_bytes_max: 8,
-        value_bytes_max: 8,
-        batch_bytes_max: 64,
-        batch_ops_max: 4,
-        batches_in_flight_max: 1,
-        drain_per_pass_max: 4,
-        ..writebehind::Config::default()
-    }
+    writebehind::Config::default()
+        .writers_max(writers)
+        .ring_slots(2)
+        .keys_max(4)
+        .dirty_keys_max(4)
+        .key_bytes_max(8)
+        .value_bytes_max(8)
+        .batch_bytes_max(64)
+        .batch_ops_max(4)
+        .batches_in_flight_max(1)
+        .drain_per_pass_max(4)
 }

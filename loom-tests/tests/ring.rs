@@ -3,8 +3,8 @@
 #![cfg(loom)]
 
 use loom::thread;
+use writebehind::__internals::ring;
 use writebehind::loom_weaken::{self, Bug};
-use writebehind::ring;
 
 /// Pushes `n` values through a ring of `capacity`; the consumer drains in
 /// batches and checks order and count (exactly once, in push order).

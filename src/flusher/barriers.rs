@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 
-use crate::sync;
+use crate::primitives;
 
 /// Barriers in the order they were set.
 #[derive(Debug, Default)]
@@ -33,7 +33,7 @@ impl Barriers {
     pub(super) fn release(&mut self, durable_seq: u64) -> Option<u64> {
         let mut served = None;
         while let Some(&(gen, seq)) = self.pending.front() {
-            if seq > durable_seq && !sync::bug(sync::Bug::SyncBeforeDurable) {
+            if seq > durable_seq && !primitives::bug(primitives::Bug::SyncBeforeDurable) {
                 break;
             }
             served = Some(gen);

@@ -2,11 +2,11 @@
 //!
 //! A store that can say what each of its units (a file store's segments)
 //! holds is compacted **in steps**, oldest unit first: read the keys and
-//! versions of its records ([`Store::read_for_compaction`], about 1 MiB per
+//! versions of its records ([`Compaction::read`], about 1 MiB per
 //! pass), rewrite from memory those whose newest submitted record is not
 //! newer than the one in the unit, wait until every batch submitted so far
 //! is durable (so a newer record of a skipped key is durable too), then let
-//! the store drop the unit ([`Store::finish_compaction`]). Each step needs
+//! the store drop the unit ([`Compaction::finish`]). Each step needs
 //! room only for the live part of one unit and frees a whole one, so a disk
 //! nearly full of the store's own dead segments still compacts.
 //!
@@ -17,20 +17,20 @@
 use super::Flusher;
 use crate::config::Durability;
 use crate::index::Slot;
-use crate::record::{self, Version};
-use crate::store::{Batch, CompactionRead, Store};
-use crate::sync::{self, Arc, Ordering};
+use crate::primitives::{self, Arc, Ordering};
+use crate::record;
+use crate::store::{Batch, CompactionRead, Store, StoredKey, UnitId};
 
 /// Bytes of a unit read per flusher pass (bounds the time a pass spends).
 const READ_BUDGET_BYTES: usize = 1 << 20;
 
 /// A compaction in progress.
 #[derive(Debug)]
-pub(super) struct Compaction {
+pub(super) struct CompactionRun {
     /// The `compact()` generation it serves (0: automatic).
     gen: u64,
-    /// From `Store::begin_compaction`.
-    cutoff: u64,
+    /// From [`Compaction::begin`].
+    cutoff: UnitId,
     mode: Mode,
     /// The last batch the current step depends on, once all its rewrites
     /// are submitted.
@@ -44,9 +44,9 @@ enum Mode {
     /// Unit by unit: the keys read from the unit being compacted, the next
     /// one to consider, and the unit once read whole.
     Steps {
-        keys: Vec<(Vec<u8>, Version)>,
+        keys: Vec<StoredKey>,
         next: usize,
-        whole: Option<u64>,
+        whole: Option<UnitId>,
     },
     /// Every claimed key: the next position in the index's claimed list and
     /// the claimed count when it began (later keys are written by normal
@@ -63,9 +63,11 @@ impl<S: Store> Flusher<S> {
             return false;
         }
         self.compact_checked_ns = now;
-        let Some((segments, stored)) = self.store.compaction_stats() else {
+        let Some(stored) = self.store.compaction().map(|c| c.stored()) else {
             return false;
         };
+        let (segments, unit_bytes_max) = (stored.units, stored.unit_bytes_max);
+        let stored = stored.bytes;
         let config = &self.shared.config;
         let live = self.keys.live_bytes;
         let dead = stored > 0
@@ -73,7 +75,7 @@ impl<S: Store> Flusher<S> {
             && (stored - live) as f64 / stored as f64 >= config.compact_dead_ratio;
         // Many segments holding little (restarts and syncs each leave a
         // short one behind): compact once that would halve their number.
-        let after = live.div_ceil(config.segment_bytes_max.max(1)) as usize + 1;
+        let after = live.div_ceil(unit_bytes_max.max(1)) as usize + 1;
         let sparse = after.saturating_mul(2) <= segments;
         segments >= config.compact_segments_min && (dead || sparse)
     }
@@ -105,9 +107,15 @@ impl<S: Store> Flusher<S> {
             return false;
         }
         self.compact_seen = requested;
-        match self.store.begin_compaction() {
+        let Some(store) = self.store.compaction() else {
+            // A store that does not compact: the request is served, there
+            // is nothing to reclaim.
+            self.publish_compacted(requested, None);
+            return false;
+        };
+        match store.begin() {
             Ok(cutoff) => {
-                self.compaction = Some(Compaction {
+                self.compaction = Some(CompactionRun {
                     gen: requested,
                     cutoff,
                     mode: Mode::Starting,
@@ -116,8 +124,7 @@ impl<S: Store> Flusher<S> {
                 true
             }
             Err(e) => {
-                // A store that does not compact: the request is served
-                // (there is nothing to reclaim), the error recorded.
+                tracing::warn!("compaction could not begin: {e}");
                 self.publish_compacted(requested, Some(e));
                 false
             }
@@ -134,9 +141,10 @@ impl<S: Store> Flusher<S> {
             _ => Vec::new(),
         };
         let before = keys.len();
-        let read = self
-            .store
-            .read_for_compaction(c.cutoff, READ_BUDGET_BYTES, &mut keys);
+        let read = match self.store.compaction() {
+            Some(store) => store.read(c.cutoff, READ_BUDGET_BYTES, &mut keys),
+            None => Ok(CompactionRead::Everything),
+        };
         let (whole, progress) = match read {
             Ok(CompactionRead::Partial) => (None, keys.len() > before),
             Ok(CompactionRead::Whole(unit)) => (Some(unit), true),
@@ -167,7 +175,7 @@ impl<S: Store> Flusher<S> {
         }
         let shared = Arc::clone(&self.shared);
         let (mut batch, mut entries) = self.fresh_batch();
-        let Some(Compaction {
+        let Some(CompactionRun {
             mode: Mode::Steps { keys, next, .. },
             ..
         }) = self.compaction.as_mut()
@@ -175,7 +183,7 @@ impl<S: Store> Flusher<S> {
             return false;
         };
         while *next < keys.len() && !batch_full(&shared.config, &batch) {
-            let (key, version) = &keys[*next];
+            let StoredKey { key, version } = &keys[*next];
             *next += 1;
             let Some((slot, _)) = shared.index.get(key) else {
                 continue;
@@ -202,7 +210,7 @@ impl<S: Store> Flusher<S> {
         }
         let shared = Arc::clone(&self.shared);
         let (mut batch, mut entries) = self.fresh_batch();
-        let Some(Compaction {
+        let Some(CompactionRun {
             mode: Mode::Everything { cursor, end },
             ..
         }) = self.compaction.as_mut()
@@ -281,7 +289,7 @@ impl<S: Store> Flusher<S> {
             Mode::Starting => None,
         };
         if let Some(unit) = unit {
-            if let Err(e) = self.store.finish_compaction(unit) {
+            if let Err(e) = self.finish_units(unit) {
                 return self.abandon_compaction(e);
             }
         }
@@ -289,17 +297,25 @@ impl<S: Store> Flusher<S> {
     }
 
     /// Drops what remains up to the cutoff and reports the compaction done.
-    fn end_compaction(&mut self, cutoff: u64) -> bool {
+    fn end_compaction(&mut self, cutoff: UnitId) -> bool {
         let Some(c) = self.compaction.take() else {
             return false;
         };
-        let result = self.store.finish_compaction(cutoff);
+        let result = self.finish_units(cutoff);
         match &result {
             Err(e) => tracing::warn!("compaction could not remove old segments: {e}"),
-            Ok(()) => self.compactions += 1,
+            Ok(()) => self.counts.compactions += 1,
         }
         self.publish_compacted(c.gen, result.err());
         true
+    }
+
+    /// Lets the store drop every unit up to `upto`.
+    fn finish_units(&mut self, upto: UnitId) -> Result<(), crate::error::StoreError> {
+        match self.store.compaction() {
+            Some(store) => store.finish(upto),
+            None => Ok(()),
+        }
     }
 
     /// Stops a compaction the store cannot go on with; what it rewrote
@@ -313,10 +329,10 @@ impl<S: Store> Flusher<S> {
         true
     }
 
-    pub(super) fn publish_compacted(&self, gen: u64, error: Option<crate::error::StoreError>) {
+    pub(super) fn publish_compacted(&mut self, gen: u64, error: Option<crate::error::StoreError>) {
         // Counters first, so a waiter that wakes reads them up to date.
         self.publish(self.now_ns());
-        let mut progress = sync::lock(&self.shared.progress);
+        let mut progress = primitives::lock(&self.shared.progress);
         progress.compacted_gen = progress.compacted_gen.max(gen);
         progress.compact_error = error;
         self.shared.progress_cv.notify_all();

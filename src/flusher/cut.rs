@@ -90,7 +90,7 @@ impl<S: Store> Flusher<S> {
             self.free_lists.push(entries);
             return false;
         }
-        self.encoded += batch.records as u64;
+        self.counts.encoded += batch.records as u64;
         self.submit_new(batch, entries, oldest_ns);
         true
     }
@@ -124,7 +124,7 @@ impl<S: Store> Flusher<S> {
             f.records = batch.records;
             f.bytes = batch.bytes.len();
             f.state = State::Submitted;
-            self.retries += 1;
+            self.counts.retries += 1;
             self.store.submit(batch);
             any = true;
         }

@@ -33,9 +33,9 @@ impl<S: Store> Flusher<S> {
             if n > 0 {
                 // SeqCst fence: pairs with the parked writer's fence between
                 // setting `waiting` and re-checking room (Dekker).
-                sync::fence(Ordering::SeqCst);
+                primitives::fence(Ordering::SeqCst);
                 if slot.waiting.load(Ordering::Relaxed) {
-                    let _guard = sync::lock(&slot.park);
+                    let _guard = primitives::lock(&slot.park);
                     slot.room.notify_one();
                 }
             }
@@ -45,7 +45,7 @@ impl<S: Store> Flusher<S> {
             }
         }
         self.dirty_enqueued += enqueued;
-        self.drained += total as u64;
+        self.counts.drained += total as u64;
         total
     }
 }

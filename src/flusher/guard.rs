@@ -3,9 +3,9 @@
 
 use super::Flusher;
 use crate::error::Error;
+use crate::primitives::{self, Arc, Ordering};
 use crate::shared::Shared;
 use crate::store::Store;
-use crate::sync::{self, Arc, Ordering};
 
 impl<S: Store> Flusher<S> {
     /// [`run`](Self::run) on the flusher's thread. If it panics (a bug),
@@ -14,7 +14,7 @@ impl<S: Store> Flusher<S> {
     /// blocked writer and `sync()`/`compact()` waiters wake with it.
     pub(crate) fn run_guarded(self, guard: StopGuard) -> Result<(), Error> {
         // Under loom a failing model must unwind untouched (see
-        // `sync::unwinding_in_model`): the guard alone covers it.
+        // `primitives::unwinding_in_model`): the guard alone covers it.
         #[cfg(loom)]
         {
             let _guard = guard;
@@ -24,7 +24,7 @@ impl<S: Store> Flusher<S> {
         {
             // AssertUnwindSafe: the flusher (and its store) is dropped by the
             // unwinding and never used again; the shared state it leaves is
-            // atomics and mutexes that `sync::lock` takes past poisoning, and
+            // atomics and mutexes that `primitives::lock` takes past poisoning, and
             // the death bit keeps everyone from relying on it.
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || self.run())) {
                 Ok(result) => {
@@ -62,7 +62,7 @@ impl StopGuard {
 
 impl Drop for StopGuard {
     fn drop(&mut self) {
-        if sync::unwinding_in_model() {
+        if primitives::unwinding_in_model() {
             return;
         }
         // Acquire: pairs with the Release store in `Shared::announce`.

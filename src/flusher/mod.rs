@@ -42,15 +42,16 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::config::Durability;
+use crate::counters::Counts;
 use crate::error::Error;
 use crate::index::Slot;
+use crate::primitives::{self, Arc, Ordering};
 use crate::record;
 use crate::ring::{Consumer, Ring};
 use crate::shared::{Change, Shared, CLOSE_REQUESTED, CLOSE_SEALED, SLOT_FREE, SLOT_RETIRED};
 use crate::store::{Batch, BatchSeq, Completion, Store};
-use crate::sync::{self, Arc, Ordering};
 use barriers::Barriers;
-use compaction::Compaction;
+use compaction::CompactionRun;
 pub(crate) use guard::StopGuard;
 use keys::Keys;
 use window::{State, Window};
@@ -101,7 +102,7 @@ pub(crate) struct Flusher<S> {
     dirty_enqueued: u64,
     dirty_dequeued: u64,
     /// Batches cut and not yet durable, at most `Config::batches_in_flight_max`
-    /// or fewer if the store asks for fewer ([`Store::in_flight_max`]).
+    /// or fewer if the store asks for fewer ([`StoreInfo::in_flight_max`](crate::store::StoreInfo)).
     window: Window,
     /// A compaction batch found no free slot last time: it goes first next.
     compaction_waiting: bool,
@@ -116,21 +117,15 @@ pub(crate) struct Flusher<S> {
     /// `sync()` requests waiting for the watermark.
     barriers: Barriers,
     /// The compaction in progress.
-    compaction: Option<Compaction>,
+    compaction: Option<CompactionRun>,
     /// `compact()` generations seen.
     compact_seen: u64,
     /// When the automatic trigger was last evaluated.
     compact_checked_ns: u64,
-    compactions: u64,
     sealed: bool,
     close_deadline_ns: u64,
-    drained: u64,
-    encoded: u64,
-    persisted_records: u64,
-    persisted_bytes: u64,
-    batches: u64,
-    store_errors: u64,
-    retries: u64,
+    /// What the flusher counts, published for `stats()`.
+    counts: Counts,
     base: Instant,
 }
 
@@ -147,10 +142,7 @@ impl<S: Store> Flusher<S> {
         Self {
             keys,
             dirty: VecDeque::with_capacity(config.dirty_keys_max.min(1 << 20)),
-            window: Window::new(crate::store::in_flight_bound(
-                &store,
-                config.batches_in_flight_max,
-            )),
+            window: Window::new(shared.in_flight_max),
             compaction_waiting: false,
             consumers,
             shared,
@@ -163,7 +155,6 @@ impl<S: Store> Flusher<S> {
             compaction: None,
             compact_seen: 0,
             compact_checked_ns: 0,
-            compactions: 0,
             target_ops,
             cut_blocked: false,
             sync_seen: 0,
@@ -171,13 +162,7 @@ impl<S: Store> Flusher<S> {
             barriers: Barriers::default(),
             sealed: false,
             close_deadline_ns: 0,
-            drained: 0,
-            encoded: 0,
-            persisted_records: 0,
-            persisted_bytes: 0,
-            batches: 0,
-            store_errors: 0,
-            retries: 0,
+            counts: Counts::default(),
             base: Instant::now(),
         }
     }
@@ -247,9 +232,8 @@ impl<S: Store> Flusher<S> {
         // The watermark moves over the contiguous prefix of durable batches
         // only: never past a batch still in flight or waiting to retry.
         while let Some(f) = self.window.take_durable() {
-            self.persisted_records += f.records as u64;
-            self.persisted_bytes += f.bytes as u64;
-            self.batches += 1;
+            self.counts.persisted_records += f.entries.len() as u64;
+            self.counts.persisted_bytes += f.bytes as u64;
             let mut list = f.entries;
             list.clear();
             self.free_lists.push(list);
@@ -283,12 +267,12 @@ impl<S: Store> Flusher<S> {
                 let config = &self.shared.config;
                 let (min, max) = (config.retry_backoff_min, config.retry_backoff_max);
                 let backoff = self.window.failed(seq, c.batch, now, min, max);
-                self.store_errors += 1;
+                self.counts.store_errors += 1;
                 tracing::warn!(
                     "store failed batch {seq} ({} in a row), retrying in {backoff:?}: {e}",
                     self.window.failures_in_a_row()
                 );
-                *sync::lock(&self.shared.last_error) = Some(e);
+                *primitives::lock(&self.shared.last_error) = Some(e);
             }
         }
     }
@@ -311,6 +295,10 @@ impl<S: Store> Flusher<S> {
             .window
             .open(entries, batch.records, batch.bytes.len(), oldest_ns);
         batch.seq = BatchSeq(seq);
+        // Under `Durability::None` the store may hold a batch until an
+        // fdatasync covers it: ask for one before every batch in flight
+        // would be waiting for it.
+        batch.sync |= self.shared.config.durability == Durability::Batch || !self.window.has_room();
         self.store.submit(batch);
         seq
     }
@@ -327,48 +315,29 @@ impl<S: Store> Flusher<S> {
         self.submit_new(batch, entries, now)
     }
 
-    /// Publishes statistics (Relaxed stores; readers only display them).
-    fn publish(&self, now: u64) {
-        let c = &self.shared.counters;
+    /// Sets the gauges and publishes the counts for `stats()`.
+    fn publish(&mut self, now: u64) {
         let oldest_dirty = self.dirty.front().map(|d| d.since_ns);
-        let oldest_in_flight = self.window.oldest_ns();
-        let oldest = match (oldest_dirty, oldest_in_flight) {
+        let oldest = match (oldest_dirty, self.window.oldest_ns()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        c.drained.store(self.drained, Ordering::Relaxed);
-        c.encoded.store(self.encoded, Ordering::Relaxed);
-        c.persisted_records
-            .store(self.persisted_records, Ordering::Relaxed);
-        c.persisted_bytes
-            .store(self.persisted_bytes, Ordering::Relaxed);
-        c.batches.store(self.batches, Ordering::Relaxed);
-        c.batches_in_flight
-            .store(self.window.len() as u64, Ordering::Relaxed);
-        c.durable_seq
-            .store(self.window.durable_seq(), Ordering::Relaxed);
-        c.dirty_keys
-            .store(self.dirty.len() as u64, Ordering::Relaxed);
-        c.oldest_dirty_ns.store(
-            oldest_dirty.map_or(0, |t| now.saturating_sub(t)),
-            Ordering::Relaxed,
-        );
-        c.durable_lag_ns.store(
-            oldest.map_or(0, |t| now.saturating_sub(t)),
-            Ordering::Relaxed,
-        );
-        c.store_errors.store(self.store_errors, Ordering::Relaxed);
-        c.retries.store(self.retries, Ordering::Relaxed);
-        c.target_ops
-            .store(self.target_ops as u64, Ordering::Relaxed);
-        c.compactions.store(self.compactions, Ordering::Relaxed);
-        c.live_bytes.store(self.keys.live_bytes, Ordering::Relaxed);
-        if let Some((segments, stored)) = self.store.compaction_stats() {
-            c.segments.store(segments as u64, Ordering::Relaxed);
-            c.stored_bytes.store(stored, Ordering::Relaxed);
+        let age = |since: Option<u64>| since.map_or(0, |t| now.saturating_sub(t));
+        let stored = self.store.compaction().map(|c| c.stored());
+        let c = &mut self.counts;
+        c.batches = self.window.durable_seq();
+        c.batches_in_flight = self.window.len() as u64;
+        c.dirty_keys = self.dirty.len() as u64;
+        c.oldest_dirty_ns = age(oldest_dirty);
+        c.durable_lag_ns = age(oldest);
+        c.target_ops = self.target_ops as u64;
+        c.live_bytes = self.keys.live_bytes;
+        c.failures_in_a_row = u64::from(self.window.failures_in_a_row());
+        if let Some(stored) = stored {
+            c.segments = stored.units as u64;
+            c.stored_bytes = stored.bytes;
         }
-        c.failing
-            .store(self.window.failures_in_a_row() > 0, Ordering::Relaxed);
+        self.shared.counters.publish(c);
     }
 }
 

@@ -20,13 +20,13 @@ impl<S: Store> Flusher<S> {
             // sees `closing` and is refused, or is visible to us as
             // `op_active` below (or already finished and pushed).
             shared.closing.fetch_or(CLOSE_SEALED, Ordering::SeqCst);
-            sync::fence(Ordering::SeqCst);
+            primitives::fence(Ordering::SeqCst);
             self.sealed = true;
             // `close_timeout` may be `Duration::MAX` ("for ever"): saturate.
             self.close_deadline_ns = now.saturating_add(nanos(shared.config.close_timeout));
         }
         // Acquire: pairs with `end_op`'s Release, so its push is visible.
-        let writers_idle = sync::bug(sync::Bug::CloseWithoutHandshake)
+        let writers_idle = primitives::bug(primitives::Bug::CloseWithoutHandshake)
             || shared
                 .slots
                 .iter()
@@ -43,7 +43,7 @@ impl<S: Store> Flusher<S> {
             return Some(result);
         }
         if now >= self.close_deadline_ns {
-            let last_error = sync::lock(&shared.last_error).clone();
+            let last_error = primitives::lock(&shared.last_error).clone();
             let result = Err(Error::Timeout {
                 waited_ms: u64::try_from(shared.config.close_timeout.as_millis())
                     .unwrap_or(u64::MAX),
@@ -100,7 +100,7 @@ impl<S: Store> Flusher<S> {
                 .iter()
                 .any(|s| s.op_active.load(Ordering::Acquire))
             {
-                sync::thread::yield_now();
+                primitives::thread::yield_now();
                 return;
             }
             wait_ns = wait_ns.min(50_000);
@@ -114,7 +114,7 @@ impl<S: Store> Flusher<S> {
         shared.flusher_sleeping.store(true, Ordering::Relaxed);
         // SeqCst fence: pairs with `wake_flusher_if_sleeping` (Dekker): either
         // we see the reason for waking below, or the waker sees us sleeping.
-        sync::fence(Ordering::SeqCst);
+        primitives::fence(Ordering::SeqCst);
         // Work that this loop can act on right now (not work it is blocked
         // on: a sync behind one still collecting, rings while the dirty list
         // is full).
@@ -133,9 +133,9 @@ impl<S: Store> Flusher<S> {
                     .iter()
                     .any(|s| s.state.load(Ordering::Relaxed) == SLOT_RETIRED));
         if !work_waiting {
-            let mut woken = sync::lock(&shared.flusher_wake);
+            let mut woken = primitives::lock(&shared.flusher_wake);
             if !*woken {
-                woken = sync::wait_timeout(&shared.flusher_cv, woken, wait);
+                woken = primitives::wait_timeout(&shared.flusher_cv, woken, wait);
             }
             *woken = false;
         }

@@ -64,10 +64,10 @@ impl<S: Store> Flusher<S> {
         }
     }
 
-    pub(super) fn publish_synced(&self, gen: u64) {
+    pub(super) fn publish_synced(&mut self, gen: u64) {
         // Counters first, so a waiter that wakes reads them up to date.
         self.publish(self.now_ns());
-        let mut progress = sync::lock(&self.shared.progress);
+        let mut progress = primitives::lock(&self.shared.progress);
         assert!(
             gen >= progress.synced_gen,
             "sync generations only move forward"

@@ -21,7 +21,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::{Batch, Completion, RecoveryReport, Store};
+use super::{Batch, Compaction, Completion, RecoveryReport, Store, StoreInfo};
 use crate::error::{Error, StoreError, StoreErrorKind};
 use crate::record::RecordRef;
 
@@ -155,8 +155,8 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 impl<B: BlockingStore + std::fmt::Debug> Store for Blocking<B> {
-    fn backend(&self) -> &'static str {
-        self.backend
+    fn info(&self) -> StoreInfo {
+        StoreInfo::new(self.backend).with_in_flight_max(self.in_flight_max)
     }
 
     fn recover(&mut self, visit: &mut dyn FnMut(RecordRef<'_>)) -> Result<RecoveryReport, Error> {
@@ -210,8 +210,8 @@ impl<B: BlockingStore + std::fmt::Debug> Store for Blocking<B> {
         self.in_flight
     }
 
-    fn in_flight_max(&self) -> Option<usize> {
-        Some(self.in_flight_max)
+    fn compaction(&mut self) -> Option<&mut dyn Compaction> {
+        None
     }
 
     fn close(&mut self) -> Result<(), StoreError> {
@@ -236,7 +236,7 @@ impl<B: BlockingStore + std::fmt::Debug> Store for Blocking<B> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::record::{Kind, Version};
+    use crate::version::{Kind, Version};
     use std::sync::{Arc, Mutex};
 
     /// Records the batches it is given; fails batch 2 once and panics on
@@ -319,7 +319,7 @@ mod tests {
         let closed = Arc::clone(&script.closed);
         let gate = Arc::clone(&script.gate);
         let mut store = Blocking::new(script);
-        assert_eq!(store.in_flight_max(), Some(1));
+        assert_eq!(store.info().in_flight_max, Some(1));
         let mut recovered = Vec::new();
         store
             .recover(&mut |r| recovered.push((r.key.to_vec(), r.version)))

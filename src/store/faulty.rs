@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::{Batch, Completion, RecoveryReport, Store};
+use super::{Batch, Compaction, Completion, RecoveryReport, Store, StoreInfo};
 use crate::error::{Error, StoreError, StoreErrorKind};
 use crate::record::RecordRef;
 
@@ -18,8 +18,6 @@ struct Plan {
     delay: Duration,
     /// Hold every completion until this instant (a stalled store).
     stall_until: Option<Instant>,
-    /// Make this many of the inner store's fdatasyncs report failure.
-    sync_failures: u64,
     /// Failures injected so far.
     injected: u64,
     /// Submissions seen.
@@ -47,13 +45,6 @@ impl FaultPlan {
         let mut plan = self.lock();
         plan.fail_next = n;
         plan.fail_kind = Some(kind);
-    }
-
-    /// Make the inner store's next `n` fdatasyncs report failure after they
-    /// ran (see [`Store::inject_sync_failure`]); the file store must then
-    /// seal the segment and the flusher rewrite the records from memory.
-    pub fn fail_next_syncs(&self, n: u64) {
-        self.lock().sync_failures = n;
     }
 
     /// Deliver every completion `delay` late.
@@ -125,8 +116,8 @@ impl<S: Store> Faulty<S> {
 }
 
 impl<S: Store> Store for Faulty<S> {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
+    fn info(&self) -> StoreInfo {
+        self.inner.info()
     }
 
     fn recover(&mut self, visit: &mut dyn FnMut(RecordRef<'_>)) -> Result<RecoveryReport, Error> {
@@ -146,15 +137,6 @@ impl<S: Store> Store for Faulty<S> {
                 None
             }
         };
-        let inject_sync = {
-            let plan = self.plan.lock();
-            plan.sync_failures > 0
-        };
-        if fail.is_none() && inject_sync && self.inner.inject_sync_failure() {
-            let mut plan = self.plan.lock();
-            plan.sync_failures -= 1;
-            plan.injected += 1;
-        }
         match fail {
             Some(kind) => {
                 let error =
@@ -194,33 +176,8 @@ impl<S: Store> Store for Faulty<S> {
         self.inner.in_flight() + self.held.len()
     }
 
-    fn in_flight_max(&self) -> Option<usize> {
-        self.inner.in_flight_max()
-    }
-
-    fn inject_sync_failure(&mut self) -> bool {
-        self.inner.inject_sync_failure()
-    }
-
-    fn compaction_stats(&self) -> Option<(usize, u64)> {
-        self.inner.compaction_stats()
-    }
-
-    fn begin_compaction(&mut self) -> Result<u64, StoreError> {
-        self.inner.begin_compaction()
-    }
-
-    fn finish_compaction(&mut self, upto: u64) -> Result<(), StoreError> {
-        self.inner.finish_compaction(upto)
-    }
-
-    fn read_for_compaction(
-        &mut self,
-        cutoff: u64,
-        budget_bytes: usize,
-        out: &mut Vec<(Vec<u8>, crate::record::Version)>,
-    ) -> Result<super::CompactionRead, StoreError> {
-        self.inner.read_for_compaction(cutoff, budget_bytes, out)
+    fn compaction(&mut self) -> Option<&mut dyn Compaction> {
+        self.inner.compaction()
     }
 
     fn close(&mut self) -> Result<(), StoreError> {

@@ -6,9 +6,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::{Batch, Completion, RecoveryReport, Store};
+use super::{Batch, Compaction, Completion, RecoveryReport, Store, StoreInfo};
 use crate::error::{Error, StoreError, StoreErrorKind};
-use crate::record::{self, Kind, RecordRef, Version};
+use crate::record::{self, RecordRef};
+use crate::version::{Kind, Version};
 
 /// The contents of a [`MemStore`], shared with the test or program that made
 /// it (it outlives the cache, so a test can inspect it after `close()` or open
@@ -113,8 +114,8 @@ impl MemStore {
 }
 
 impl Store for MemStore {
-    fn backend(&self) -> &'static str {
-        "mem"
+    fn info(&self) -> StoreInfo {
+        StoreInfo::new("mem")
     }
 
     fn recover(&mut self, visit: &mut dyn FnMut(RecordRef<'_>)) -> Result<RecoveryReport, Error> {
@@ -150,5 +151,13 @@ impl Store for MemStore {
 
     fn in_flight(&self) -> usize {
         self.submitted.len()
+    }
+
+    fn compaction(&mut self) -> Option<&mut dyn Compaction> {
+        None
+    }
+
+    fn close(&mut self) -> Result<(), StoreError> {
+        Ok(())
     }
 }

@@ -15,14 +15,18 @@
 //! `postgres`) is one. The file store is [`crate::FileStore`].
 
 mod blocking;
+mod compaction;
 mod faulty;
+pub(crate) mod file;
 mod mem;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod throttled;
 
 pub use blocking::{Blocking, BlockingStore};
+pub use compaction::{Compaction, CompactionRead, StoredKey, StoredSize, UnitId};
 pub use faulty::{FaultPlan, Faulty};
+pub use file::{FileOptions, FileStore, SyncFaults};
 pub use mem::{MemStore, MemStoreData};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgStats, PgStatsHandle, PgStore};
@@ -30,16 +34,16 @@ pub use throttled::Throttled;
 
 use std::time::Duration;
 
-use crate::error::{Error, StoreError, StoreErrorKind};
-use crate::record::{RecordRef, Version};
+use crate::error::{Error, StoreError};
+use crate::record::{DecodeError, RecordRef};
 
 /// Submission number of a batch: 1, 2, 3... in submission order. A retried
 /// batch keeps its number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct BatchSeq(pub u64);
 
-/// Records to persist together, encoded back to back in the
-/// [record format](crate::record).
+/// Records to persist together, encoded back to back (each with its own
+/// crc32c); a store reads them with [`Batch::records`].
 #[derive(Debug, Default)]
 pub struct Batch {
     /// Submission number.
@@ -49,10 +53,21 @@ pub struct Batch {
     /// How many records `bytes` holds.
     pub records: usize,
     /// Make this batch, and everything submitted before it, durable before
-    /// completing it, whatever the store's durability mode (a `sync()`
-    /// barrier under `Durability::None`). A batch may be empty and carry
-    /// only this.
+    /// completing it. The cache sets it on every batch under
+    /// `Durability::Batch`; under `Durability::None` on a `sync()` barrier
+    /// and on the batch that fills its in-flight window (its completions are
+    /// what let it go on). A batch may be empty and carry only this.
     pub sync: bool,
+}
+
+impl Batch {
+    /// The batch's records in order. Each is checked against its checksum; a
+    /// record that does not decode ends the iteration with an `Err` giving
+    /// its offset in [`bytes`](Self::bytes) (a batch the flusher built always
+    /// decodes).
+    pub fn records(&self) -> impl Iterator<Item = Result<RecordRef<'_>, (usize, DecodeError)>> {
+        crate::record::iter(&self.bytes)
+    }
 }
 
 /// The outcome of one submitted batch. The batch comes back so its buffer can
@@ -66,20 +81,6 @@ pub struct Completion {
     pub result: Result<(), StoreError>,
 }
 
-/// What [`Store::read_for_compaction`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CompactionRead {
-    /// The store cannot say what each unit holds: rewrite every key.
-    Everything,
-    /// Read part of a unit; call again for more.
-    Partial,
-    /// Unit `id` has been read whole (its records are in `out`, over this
-    /// and earlier calls).
-    Whole(u64),
-    /// No unit at or below the cutoff remains.
-    Done,
-}
-
 /// What recovery found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
@@ -89,11 +90,48 @@ pub struct RecoveryReport {
     pub torn_tails: u64,
 }
 
-/// A place batches are persisted to.
-pub trait Store: Send + 'static {
+/// What a store says about itself; read once, when the cache starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreInfo {
     /// A short name of the backend in use ("mem", "io_uring", "pwrite"...),
-    /// reported in `stats()`.
-    fn backend(&self) -> &'static str;
+    /// reported in [`Stats::backend`](crate::Stats::backend).
+    pub backend: &'static str,
+    /// The most batches this store is worth having in flight, if fewer than
+    /// `Config::batches_in_flight_max` (which bounds it either way). A store
+    /// that works on one batch at a time gains nothing from a queue but the
+    /// time its batches wait in it.
+    pub in_flight_max: Option<usize>,
+}
+
+impl StoreInfo {
+    /// A store named `backend` that takes as many batches in flight as the
+    /// cache gives it.
+    pub fn new(backend: &'static str) -> Self {
+        Self {
+            backend,
+            in_flight_max: None,
+        }
+    }
+
+    /// The same, asking for at most `n` batches in flight.
+    pub fn with_in_flight_max(self, n: usize) -> Self {
+        Self {
+            in_flight_max: Some(n),
+            ..self
+        }
+    }
+}
+
+/// A place batches are persisted to.
+///
+/// Every method is required, so that a store wrapping another (a decorator
+/// such as [`Faulty`](crate::testing::Faulty)) must say what it does with
+/// each; none of the inner store's abilities can be lost by forgetting to
+/// forward a method.
+pub trait Store: Send + 'static {
+    /// The backend's name and its preferred number of batches in flight.
+    fn info(&self) -> StoreInfo;
 
     /// Calls `visit` for every stored record (any order; the same key may come
     /// several times with different versions: the caller keeps the highest).
@@ -111,86 +149,28 @@ pub trait Store: Send + 'static {
     /// Batches submitted and not yet returned by `poll`.
     fn in_flight(&self) -> usize;
 
-    /// The most batches this store is worth having in flight, if fewer than
-    /// `Config::batches_in_flight_max` (which bounds it either way). A store
-    /// that works on one batch at a time gains nothing from a queue but the
-    /// time its batches wait in it. Read once, when the cache starts; a
-    /// decorator must forward its inner store's answer. (Compaction batches
-    /// take turns with regular ones for the slots, so a compacting store
-    /// may ask for 1 too.)
-    fn in_flight_max(&self) -> Option<usize> {
-        None
-    }
-
-    /// For stores that compact: (segments, bytes of records stored), from
-    /// which the flusher decides when to compact. `None`: never compact.
-    fn compaction_stats(&self) -> Option<(usize, u64)> {
-        None
-    }
-
-    /// Starts a compaction: every record stored so far will be superseded by
-    /// records written after this call. Returns a cutoff: the newest unit of
-    /// storage (a file store's segment) the compaction replaces.
-    fn begin_compaction(&mut self) -> Result<u64, StoreError> {
-        Err(StoreError::new(
-            StoreErrorKind::Unsupported,
-            "this store does not compact",
-        ))
-    }
-
-    /// Every live record of the units up to `upto` (a unit that
-    /// [`read_for_compaction`](Self::read_for_compaction) reported whole, or
-    /// the cutoff) has been rewritten durably since `begin_compaction`: drop
-    /// those units.
-    fn finish_compaction(&mut self, upto: u64) -> Result<(), StoreError> {
-        let _ = upto;
-        Ok(())
-    }
-
-    /// For stores that compact in steps, so that each step frees space
-    /// before the next needs it: appends the key and version of the records
-    /// of the oldest unit at or below `cutoff` still stored, about
-    /// `budget_bytes` of them per call. The flusher rewrites those still
-    /// live, waits until that is durable, then calls `finish_compaction`
-    /// with the unit. The default, [`CompactionRead::Everything`], makes the
-    /// flusher rewrite every key instead and finish at the cutoff.
-    fn read_for_compaction(
-        &mut self,
-        cutoff: u64,
-        budget_bytes: usize,
-        out: &mut Vec<(Vec<u8>, Version)>,
-    ) -> Result<CompactionRead, StoreError> {
-        let _ = (cutoff, budget_bytes, out);
-        Ok(CompactionRead::Everything)
-    }
-
-    /// Test hook for fault injection ([`Faulty`]): make the store's next
-    /// durability operation (an fdatasync) report failure *after* it ran, as
-    /// a failing disk would. Returns false if the store has no such
-    /// operation.
-    fn inject_sync_failure(&mut self) -> bool {
-        false
-    }
+    /// The store's compaction, if it compacts (the file store does: its log
+    /// grows with every batch). `None` for a store that overwrites in place,
+    /// such as a database table; [`WriteBehind::compact`](crate::WriteBehind::compact)
+    /// is then a no-op.
+    fn compaction(&mut self) -> Option<&mut dyn Compaction>;
 
     /// Called once by the flusher after the last batch completed, when the
     /// cache closes. Release resources; report what could not be finished.
-    fn close(&mut self) -> Result<(), StoreError> {
-        Ok(())
-    }
+    fn close(&mut self) -> Result<(), StoreError>;
 }
 
-/// The most batches the flusher keeps in flight on `store`: `config_max`
+/// The most batches the flusher keeps in flight on a store: `config_max`
 /// (`Config::batches_in_flight_max`), or the store's
-/// [`in_flight_max`](Store::in_flight_max) if lower (at least 1).
-pub fn in_flight_bound<S: Store + ?Sized>(store: &S, config_max: usize) -> usize {
-    store
-        .in_flight_max()
+/// [`in_flight_max`](StoreInfo::in_flight_max) if lower (at least 1).
+pub(crate) fn in_flight_bound(info: StoreInfo, config_max: usize) -> usize {
+    info.in_flight_max
         .map_or(config_max, |n| n.clamp(1, config_max))
 }
 
 impl<S: Store + ?Sized> Store for Box<S> {
-    fn backend(&self) -> &'static str {
-        (**self).backend()
+    fn info(&self) -> StoreInfo {
+        (**self).info()
     }
     fn recover(&mut self, visit: &mut dyn FnMut(RecordRef<'_>)) -> Result<RecoveryReport, Error> {
         (**self).recover(visit)
@@ -204,28 +184,8 @@ impl<S: Store + ?Sized> Store for Box<S> {
     fn in_flight(&self) -> usize {
         (**self).in_flight()
     }
-    fn in_flight_max(&self) -> Option<usize> {
-        (**self).in_flight_max()
-    }
-    fn inject_sync_failure(&mut self) -> bool {
-        (**self).inject_sync_failure()
-    }
-    fn compaction_stats(&self) -> Option<(usize, u64)> {
-        (**self).compaction_stats()
-    }
-    fn begin_compaction(&mut self) -> Result<u64, StoreError> {
-        (**self).begin_compaction()
-    }
-    fn finish_compaction(&mut self, upto: u64) -> Result<(), StoreError> {
-        (**self).finish_compaction(upto)
-    }
-    fn read_for_compaction(
-        &mut self,
-        cutoff: u64,
-        budget_bytes: usize,
-        out: &mut Vec<(Vec<u8>, Version)>,
-    ) -> Result<CompactionRead, StoreError> {
-        (**self).read_for_compaction(cutoff, budget_bytes, out)
+    fn compaction(&mut self) -> Option<&mut dyn Compaction> {
+        (**self).compaction()
     }
     fn close(&mut self) -> Result<(), StoreError> {
         (**self).close()
@@ -239,8 +199,8 @@ pub(crate) fn test_batch(seq: u64) -> Batch {
     let mut bytes = Vec::new();
     crate::record::encode(
         &mut bytes,
-        crate::record::Kind::Put,
-        Version(seq),
+        crate::version::Kind::Put,
+        crate::version::Version(seq),
         b"k",
         b"v",
     );

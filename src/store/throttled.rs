@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::{Batch, Completion, RecoveryReport, Store};
+use super::{Batch, Compaction, Completion, RecoveryReport, Store, StoreInfo};
 use crate::error::{Error, StoreError};
 use crate::record::RecordRef;
 
@@ -47,8 +47,8 @@ impl<S: Store> Throttled<S> {
 }
 
 impl<S: Store> Store for Throttled<S> {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
+    fn info(&self) -> StoreInfo {
+        self.inner.info()
     }
 
     fn recover(&mut self, visit: &mut dyn FnMut(RecordRef<'_>)) -> Result<RecoveryReport, Error> {
@@ -83,33 +83,8 @@ impl<S: Store> Store for Throttled<S> {
         self.queued.len() + self.inner.in_flight()
     }
 
-    fn in_flight_max(&self) -> Option<usize> {
-        self.inner.in_flight_max()
-    }
-
-    fn inject_sync_failure(&mut self) -> bool {
-        self.inner.inject_sync_failure()
-    }
-
-    fn compaction_stats(&self) -> Option<(usize, u64)> {
-        self.inner.compaction_stats()
-    }
-
-    fn begin_compaction(&mut self) -> Result<u64, StoreError> {
-        self.inner.begin_compaction()
-    }
-
-    fn finish_compaction(&mut self, upto: u64) -> Result<(), StoreError> {
-        self.inner.finish_compaction(upto)
-    }
-
-    fn read_for_compaction(
-        &mut self,
-        cutoff: u64,
-        budget_bytes: usize,
-        out: &mut Vec<(Vec<u8>, crate::record::Version)>,
-    ) -> Result<super::CompactionRead, StoreError> {
-        self.inner.read_for_compaction(cutoff, budget_bytes, out)
+    fn compaction(&mut self) -> Option<&mut dyn Compaction> {
+        self.inner.compaction()
     }
 
     fn close(&mut self) -> Result<(), StoreError> {

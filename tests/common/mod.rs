@@ -5,25 +5,23 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use writebehind::store::MemStoreData;
+use writebehind::MemStoreData;
 use writebehind::{Config, Version};
 
 /// A config small enough that rings wrap and batches are cut often.
 pub fn small_config() -> Config {
-    Config {
-        writers_max: 4,
-        ring_slots: 64,
-        keys_max: 1 << 16,
-        dirty_keys_max: 1 << 12,
-        batch_ops_max: 256,
-        batch_bytes_max: 1 << 20,
-        value_bytes_max: 4096,
-        flush_interval: Duration::from_millis(2),
-        retry_backoff_min: Duration::from_micros(200),
-        retry_backoff_max: Duration::from_millis(5),
-        close_timeout: Duration::from_secs(20),
-        ..Config::default()
-    }
+    Config::default()
+        .writers_max(4)
+        .ring_slots(64)
+        .keys_max(1 << 16)
+        .dirty_keys_max(1 << 12)
+        .batch_ops_max(256)
+        .batch_bytes_max(1 << 20)
+        .value_bytes_max(4096)
+        .flush_interval(Duration::from_millis(2))
+        .retry_backoff_min(Duration::from_micros(200))
+        .retry_backoff_max(Duration::from_millis(5))
+        .close_timeout(Duration::from_secs(20))
 }
 
 /// The store's contents, keyed by key: (version, value or None for deleted).

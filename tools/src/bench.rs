@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use writebehind::{Config, FileStore, MemStore, Store, Throttled, Version, WriteBehind};
+use writebehind::testing::Throttled;
+use writebehind::{Config, FileOptions, FileStore, MemStore, Store, Version, WriteBehind};
 
 use crate::baselines::MutexChannelWb;
 use crate::clock::Clock;
@@ -325,22 +326,21 @@ pub fn run(p: &Params) -> Result<Report, String> {
         1 << 20,
         0x5EED,
     ));
-    let mut config = Config {
-        writers_max: p.writers.max(1),
+    let mut config = Config::default()
+        .writers_max(p.writers.max(1))
         // 2^16 slots (1 MiB per writer): at 1M ops/s a writer rides out a
         // 65 ms flusher stall (on 2 cores the kernel's I/O threads preempt it)
         // without blocking.
-        ring_slots: 1 << 16,
-        keys_max: (p.keys as usize * 3).max(1024),
-        dirty_keys_max: (p.keys as usize * 2).max(1024),
-        value_bytes_max: p.value_bytes.max(64),
-        key_bytes_max: p.key_bytes.max(16),
-        flusher_core: (p.pin && cores > 1).then_some(cores - 1),
-        batches_in_flight_max: p
-            .batches_in_flight
-            .unwrap_or(Config::default().batches_in_flight_max),
-        ..Config::default()
-    };
+        .ring_slots(1 << 16)
+        .keys_max((p.keys as usize * 3).max(1024))
+        .dirty_keys_max((p.keys as usize * 2).max(1024))
+        .value_bytes_max(p.value_bytes.max(64))
+        .key_bytes_max(p.key_bytes.max(16))
+        .flusher_core((p.pin && cores > 1).then_some(cores - 1))
+        .batches_in_flight_max(
+            p.batches_in_flight
+                .unwrap_or(Config::default().batches_in_flight_max),
+        );
     let temp = match (&p.store, &p.dir) {
         (StoreSpec::File | StoreSpec::Slow(_), None) => {
             Some(tempfile::tempdir().map_err(|e| e.to_string())?)
@@ -353,11 +353,11 @@ pub fn run(p: &Params) -> Result<Report, String> {
         .or_else(|| temp.as_ref().map(|t| t.path().to_path_buf()));
     let mut pg_stats = None;
     let store: Box<dyn Store> = match (&p.store, &dir) {
-        (StoreSpec::File, Some(d)) => {
-            Box::new(FileStore::open(d, &config).map_err(|e| e.to_string())?)
-        }
+        (StoreSpec::File, Some(d)) => Box::new(
+            FileStore::open(d, &FileOptions::for_cache(&config)).map_err(|e| e.to_string())?,
+        ),
         (StoreSpec::Slow(n), Some(d)) => Box::new(Throttled::new(
-            FileStore::open(d, &config).map_err(|e| e.to_string())?,
+            FileStore::open(d, &FileOptions::for_cache(&config)).map_err(|e| e.to_string())?,
             *n,
         )),
         (StoreSpec::Mem, _) => Box::new(MemStore::new()),
@@ -371,8 +371,8 @@ pub fn run(p: &Params) -> Result<Report, String> {
         }
         _ => return Err("no directory for the file store".into()),
     };
-    let in_flight_max = writebehind::store::in_flight_bound(&store, config.batches_in_flight_max);
     let wb = Arc::new(WriteBehind::with_store(store, config.clone()).map_err(|e| e.to_string())?);
+    let in_flight_max = wb.stats().batches_in_flight_max;
 
     // Sample the flusher while the load runs: durable lag, dirty keys.
     let stop = Arc::new(AtomicBool::new(false));
@@ -725,9 +725,9 @@ fn write_through(
     while start.elapsed().as_secs_f64() < seconds {
         let t = clock.now();
         buf.clear();
-        writebehind::record::encode(
+        writebehind::__internals::record::encode(
             &mut buf,
-            writebehind::record::Kind::Put,
+            writebehind::Kind::Put,
             Version(ops + 1),
             workload.key(ops as usize),
             &workload.value,

@@ -22,9 +22,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use writebehind::{Config, WriteBehind};
+use writebehind::{Config, Error, FileOptions, FileStore, WriteBehind};
 
 use crate::workload::Rng;
+
+/// The file store's options for a cache of `config`: segments of 1 << 18 bytes.
+fn file(config: &Config) -> FileOptions {
+    FileOptions::for_cache(config).segment_bytes_max(1 << 18)
+}
+
+/// A cache of `config` over a file store in `dir` (see [`file`]).
+fn open(dir: impl AsRef<std::path::Path>, config: Config) -> Result<WriteBehind, Error> {
+    config.validate()?;
+    let store = FileStore::open(dir, &file(&config))?;
+    WriteBehind::with_store(store, config)
+}
 
 const WRITERS: usize = 2;
 const KEYS_PER_WRITER: usize = 1_500;
@@ -34,20 +46,17 @@ const SIDE_FILE: &str = "crash-test-synced.txt";
 /// The store configuration of the child: small segments and eager
 /// compaction, so kills land in rotations and compactions too.
 fn config() -> Config {
-    Config {
-        writers_max: WRITERS + 1,
-        keys_max: 1 << 14,
-        dirty_keys_max: 1 << 13,
-        batch_ops_max: 256,
-        key_bytes_max: 64,
-        value_bytes_max: 256,
-        batch_bytes_max: 1 << 16,
-        segment_bytes_max: 1 << 18,
-        compact_segments_min: 4,
-        compact_dead_ratio: 0.5,
-        flush_interval: Duration::from_millis(2),
-        ..Config::default()
-    }
+    Config::default()
+        .writers_max(WRITERS + 1)
+        .keys_max(1 << 14)
+        .dirty_keys_max(1 << 13)
+        .batch_ops_max(256)
+        .key_bytes_max(64)
+        .value_bytes_max(256)
+        .batch_bytes_max(1 << 16)
+        .compact_segments_min(4)
+        .compact_dead_ratio(0.5)
+        .flush_interval(Duration::from_millis(2))
 }
 
 /// Every key of the test, in a fixed order: (key, is_counter, writer).
@@ -105,7 +114,7 @@ fn counter_at(key: &[u8], version: u64) -> i64 {
 
 /// The child: writes until killed. Never returns normally.
 pub fn child(dir: &Path, seed: u64) -> Result<(), String> {
-    let wb = Arc::new(WriteBehind::open(dir, config()).map_err(|e| e.to_string())?);
+    let wb = Arc::new(open(dir, config()).map_err(|e| e.to_string())?);
     let (acked, _writers) = start_writers(&wb, seed, None);
     // The sync thread: snapshot, sync, record.
     let side = dir.join(SIDE_FILE);
@@ -201,7 +210,7 @@ pub struct SoakReport {
 /// every key is exactly at the version last acknowledged.
 pub fn soak(seconds: f64, dir: Option<PathBuf>, seed: u64) -> Result<SoakReport, String> {
     let (dir, _temp) = dir_or_temp(dir)?;
-    let wb = Arc::new(WriteBehind::open(&dir, config()).map_err(|e| e.to_string())?);
+    let wb = Arc::new(open(&dir, config()).map_err(|e| e.to_string())?);
     let stop = Arc::new(AtomicBool::new(false));
     let (acked, writers) = start_writers(&wb, seed, Some(Arc::clone(&stop)));
     let keys = universe();
@@ -250,7 +259,7 @@ pub fn soak(seconds: f64, dir: Option<PathBuf>, seed: u64) -> Result<SoakReport,
     let final_versions: Vec<u64> = acked.iter().map(|a| a.load(Ordering::Acquire)).collect();
     let wb = Arc::into_inner(wb).ok_or("cache still shared")?;
     wb.close().map_err(|e| e.to_string())?;
-    let wb = WriteBehind::open(&dir, config()).map_err(|e| format!("reopen: {e}"))?;
+    let wb = open(&dir, config()).map_err(|e| format!("reopen: {e}"))?;
     let mut max = 0;
     violations.extend(check(&wb, &keys, Some(&final_versions), &mut max));
     for (i, (key, _)) in keys.iter().enumerate() {
@@ -372,8 +381,7 @@ pub fn run(
         } else if synced.is_some() {
             report.syncs_recorded += 1;
         }
-        let wb = WriteBehind::open(&dir, config())
-            .map_err(|e| format!("cycle {cycle}: reopen failed: {e}"))?;
+        let wb = open(&dir, config()).map_err(|e| format!("cycle {cycle}: reopen failed: {e}"))?;
         report.torn_tails += wb.stats().torn_tails;
         for msg in check(&wb, &keys, synced.as_deref(), &mut report.max_version_seen) {
             report.violations += 1;

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use serde::Serialize;
-use writebehind::file::scan::{self, ScanReport};
-use writebehind::record::Kind;
+use writebehind::inspect::{self, ScanReport};
+use writebehind::Kind;
 use writebehind::{Config, Error, WriteBehind};
 
 use crate::output::{self, Stop};
@@ -49,8 +49,8 @@ type KeyTable = HashMap<Vec<u8>, (u64, u64, bool)>;
 /// One full scan of `dir`, with the newest record of every key.
 fn scan_keys(dir: &Path) -> Result<(ScanReport, KeyTable), Error> {
     let mut keys = KeyTable::new();
-    let report = scan::scan_dir(dir, &mut |_, r| {
-        let len = writebehind::record::encoded_len(r.key.len(), r.value.len()) as u64;
+    let report = inspect::scan_dir(dir, &mut |_, r| {
+        let len = writebehind::inspect::encoded_len(r.key.len(), r.value.len()) as u64;
         let e = keys.entry(r.key.to_vec()).or_insert((0, 0, false));
         if r.version.0 >= e.0 {
             *e = (r.version.0, len, r.kind == Kind::Delete);
@@ -167,11 +167,7 @@ struct CompactJson {
 /// `dir` is not a store.
 pub fn compact(dir: &Path, json: bool) -> Result<(), Stop> {
     store_dir::check(dir).map_err(|p| Stop::CannotUse(format!("cannot compact {p}")))?;
-    let config = Config {
-        keys_max: 1 << 26,
-        dirty_keys_max: 1 << 20,
-        ..Config::default()
-    };
+    let config = Config::default().keys_max(1 << 26).dirty_keys_max(1 << 20);
     let wb = WriteBehind::open(dir, config)
         .map_err(|e| format!("opening the store {}: {e}", dir.display()))?;
     // sync() returns after the flusher has published its counters.

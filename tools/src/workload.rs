@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use writebehind::record::RecordRef;
-use writebehind::store::{Batch, Completion, RecoveryReport, Store};
+use writebehind::RecordRef;
+use writebehind::{Batch, Compaction, Completion, RecoveryReport, Store, StoreError, StoreInfo};
 
 /// xorshift64*: small, fast, deterministic.
 #[derive(Debug, Clone)]
@@ -169,8 +169,8 @@ pub struct NullStore {
 }
 
 impl Store for NullStore {
-    fn backend(&self) -> &'static str {
-        "null"
+    fn info(&self) -> StoreInfo {
+        StoreInfo::new("null")
     }
     fn recover(
         &mut self,
@@ -189,6 +189,12 @@ impl Store for NullStore {
     }
     fn in_flight(&self) -> usize {
         self.done.len()
+    }
+    fn compaction(&mut self) -> Option<&mut dyn Compaction> {
+        None
+    }
+    fn close(&mut self) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 

@@ -5,8 +5,15 @@
 use std::path::Path;
 use std::process::Command;
 
-use writebehind::file::format::FRAME_HEADER_BYTES;
-use writebehind::{Config, WriteBehind};
+use writebehind::__internals::format::FRAME_HEADER_BYTES;
+use writebehind::{Config, Error, FileOptions, FileStore, WriteBehind};
+
+/// A cache of `config` over a file store in `dir` with segments of
+/// `segment_bytes`.
+fn open(dir: &Path, config: Config, segment_bytes: u64) -> Result<WriteBehind, Error> {
+    let options = FileOptions::for_cache(&config).segment_bytes_max(segment_bytes);
+    WriteBehind::with_store(FileStore::open(dir, &options)?, config)
+}
 
 fn wb(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_wb"))
@@ -16,12 +23,8 @@ fn wb(args: &[&str]) -> std::process::Output {
 }
 
 fn write_store(dir: &Path) {
-    let config = Config {
-        segment_bytes_max: 1 << 16,
-        compact_segments_min: 1_000,
-        ..Config::default()
-    };
-    let cache = WriteBehind::open(dir, config).unwrap();
+    let config = Config::default().compact_segments_min(1_000);
+    let cache = open(dir, config, 1 << 16).unwrap();
     let mut w = cache.writer().unwrap();
     for round in 0..3u64 {
         for i in 0..3_000u64 {
@@ -339,12 +342,8 @@ fn verify_racing_compaction_never_says_corrupt() {
     use std::sync::atomic::{AtomicBool, Ordering};
     const RUNS: usize = 50;
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        segment_bytes_max: 1 << 18,
-        compact_segments_min: 1_000,
-        ..Config::default()
-    };
-    let cache = WriteBehind::open(dir.path(), config).unwrap();
+    let config = Config::default().compact_segments_min(1_000);
+    let cache = open(dir.path(), config, 1 << 18).unwrap();
     let mut w = cache.writer().unwrap();
     let mut put_all = |keys: u64, round: u64| {
         for i in 0..keys {
@@ -399,12 +398,8 @@ fn inspect_exits_quietly_when_stdout_is_closed() {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     let dir = tempfile::tempdir().unwrap();
     // About one segment per sync: 60 segments, a listing of over 6 KB.
-    let config = Config {
-        segment_bytes_max: 4096,
-        compact_segments_min: 100_000,
-        ..Config::default()
-    };
-    let cache = WriteBehind::open(dir.path(), config).unwrap();
+    let config = Config::default().compact_segments_min(100_000);
+    let cache = open(dir.path(), config, 4096).unwrap();
     let mut w = cache.writer().unwrap();
     for i in 0..1_200u64 {
         w.put(format!("key-{i}").as_bytes(), &[7u8; 200]).unwrap();

@@ -38,6 +38,7 @@ use super::format::{
 };
 use crate::error::Error;
 use crate::record::{self, RecordRef};
+use crate::store::StoredKey;
 
 /// What the scan found in one segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -530,7 +531,7 @@ pub(crate) fn segment_keys(
     id: SegmentId,
     from: u64,
     budget_bytes: usize,
-    out: &mut Vec<(Vec<u8>, crate::record::Version)>,
+    out: &mut Vec<StoredKey>,
 ) -> Result<Option<u64>, Error> {
     let f = open_segment(dir, id, false)?;
     let from = from.max(SEGMENT_HEADER_BYTES as u64);
@@ -538,7 +539,10 @@ pub(crate) fn segment_keys(
     let mut keys = |body: &[u8]| -> Result<(), (usize, String)> {
         for item in record::iter(body) {
             let r = item.map_err(|(off, e)| (off, e.to_string()))?;
-            out.push((r.key.to_vec(), r.version));
+            out.push(StoredKey {
+                key: r.key.to_vec(),
+                version: r.version,
+            });
         }
         Ok(())
     };

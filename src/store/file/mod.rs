@@ -3,7 +3,7 @@
 //! A directory of numbered segment files (layout in [`mod@format`]); each batch
 //! is one frame appended at the active segment's tail; segments are
 //! preallocated (so fdatasync need not update metadata) and rotated at
-//! `Config::segment_bytes_max`. Frames go to the disk through an `io`
+//! `FileOptions::segment_bytes_max`. Frames go to the disk through an `io`
 //! engine, io_uring or pwrite, strictly in order: a chain of up to
 //! `batches_in_flight_max` frames is in flight at a time, each write linked
 //! to its fdatasync under `Durability::Batch`.
@@ -34,16 +34,19 @@
 //! that removes it (each unlink made durable before the next, so removed
 //! segments are always the oldest ones, which `scan` relies on).
 
-pub mod format;
+mod compaction;
+pub(crate) mod format;
 mod io;
 mod lock;
+mod options;
 mod reaper;
-pub mod scan;
+pub(crate) mod scan;
+mod sync_faults;
 #[cfg(test)]
 mod tests;
 #[cfg(feature = "__power_cut")]
 #[doc(hidden)]
-pub mod trace;
+pub(crate) mod trace;
 #[cfg(not(feature = "__power_cut"))]
 mod trace;
 
@@ -63,10 +66,13 @@ use lock::DirLock;
 use reaper::Reaper;
 use trace::IoEvent;
 
-use crate::config::{Config, Durability, IoBackend};
+use crate::config::{Durability, IoBackend};
 use crate::error::{Error, StoreError, StoreErrorKind};
 use crate::record::RecordRef;
-use crate::store::{Batch, CompactionRead, Completion, RecoveryReport, Store};
+pub use options::FileOptions;
+pub use sync_faults::SyncFaults;
+
+use crate::store::{Batch, Compaction, Completion, RecoveryReport, Store, StoreInfo};
 
 /// The segment being appended to.
 #[derive(Debug)]
@@ -126,7 +132,6 @@ pub struct FileStore {
     durability: Durability,
     segment_bytes_max: u64,
     frame_bytes_max: u32,
-    chain_max: usize,
     active: Option<Active>,
     /// Id the next segment gets.
     next_id: u64,
@@ -145,8 +150,8 @@ pub struct FileStore {
     compaction_read: Option<(SegmentId, u64)>,
     /// The compaction in progress goes in steps (decided at its first read).
     compaction_in_steps: Option<bool>,
-    /// Fault injection: fdatasyncs still to report as failed.
-    sync_failures_to_inject: u32,
+    /// Fault injection: fdatasyncs to report as failed.
+    sync_faults: SyncFaults,
     /// `Durability::None`: batches written since the last good fdatasync,
     /// held back until one covers them (or fails with them).
     unsynced: Vec<Completion>,
@@ -154,7 +159,7 @@ pub struct FileStore {
     /// the head of the next chain.
     commit_due: bool,
     /// How long `close` waits for the reaper's removals.
-    close_timeout: Duration,
+    close_wait: Duration,
     /// Declared last, so dropped last: the directory stays locked until the
     /// engine's writes and the reaper's removals have stopped.
     lock: DirLock,
@@ -164,8 +169,8 @@ impl FileStore {
     /// Opens (creating if needed) the store directory `dir` and takes its
     /// lock. Records are read by [`Store::recover`], which
     /// `WriteBehind::with_store` calls.
-    pub fn open(dir: impl AsRef<Path>, config: &Config) -> Result<Self, Error> {
-        config.validate()?;
+    pub fn open(dir: impl AsRef<Path>, options: &FileOptions) -> Result<Self, Error> {
+        options.validate()?;
         let dir = dir.as_ref().to_path_buf();
         if dir.exists() && !dir.is_dir() {
             let e = std::io::Error::new(
@@ -176,15 +181,15 @@ impl FileStore {
         }
         std::fs::create_dir_all(&dir).map_err(|e| io_error_at(&dir, e))?;
         let lock = DirLock::acquire(&dir)?;
-        let engine = new_engine(config)?;
-        Self::with_engine(dir, lock, engine, config)
+        let engine = new_engine(options.io_backend)?;
+        Self::with_engine(dir, lock, engine, options)
     }
 
     fn with_engine(
         dir: PathBuf,
         lock: DirLock,
         engine: Box<dyn Engine>,
-        config: &Config,
+        options: &FileOptions,
     ) -> Result<Self, Error> {
         let reaper = Reaper::start(dir.clone())?;
         Ok(Self {
@@ -192,10 +197,9 @@ impl FileStore {
             lock,
             engine,
             reaper,
-            durability: config.durability,
-            segment_bytes_max: config.segment_bytes_max,
-            frame_bytes_max: u32::try_from(config.batch_bytes_max).unwrap_or(u32::MAX),
-            chain_max: config.batches_in_flight_max,
+            durability: options.durability,
+            segment_bytes_max: options.segment_bytes_max,
+            frame_bytes_max: u32::try_from(options.frame_bytes_max).unwrap_or(u32::MAX),
             active: None,
             next_id: 1,
             pending_seal: None,
@@ -206,14 +210,20 @@ impl FileStore {
             rotate_requested: false,
             compaction_read: None,
             compaction_in_steps: None,
-            sync_failures_to_inject: 0,
+            sync_faults: SyncFaults::default(),
             unsynced: Vec::new(),
             commit_due: false,
-            close_timeout: config.close_timeout,
+            close_wait: options.close_wait,
         })
     }
 
-    /// The store directory.
+    /// Fault injection for tests: a handle that makes this store's next
+    /// fdatasyncs report failure (see [`SyncFaults`]).
+    pub fn sync_faults(&self) -> SyncFaults {
+        self.sync_faults.clone()
+    }
+
+    /// The store's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -356,8 +366,8 @@ impl FileStore {
             }
             return;
         }
-        let mut chain: Chain = Vec::with_capacity(self.chain_max);
-        while chain.len() < self.chain_max {
+        let mut chain: Chain = Vec::new();
+        while chain.len() < CHAIN_FRAMES_MAX {
             let Some(batch) = self.queue.front() else {
                 break;
             };
@@ -428,11 +438,10 @@ impl FileStore {
                 chain.push(op);
             }
             // Under `Durability::None` a batch completes only when an
-            // fdatasync covers it; force one before the held batches fill
-            // the flusher's in-flight budget.
-            let held = self.unsynced.len() + chain.iter().filter(|o| !o.internal).count();
-            let sync =
-                self.durability == Durability::Batch || batch.sync || held + 1 >= self.chain_max;
+            // fdatasync covers it: one comes when a batch asks for it (the
+            // cache asks before its in-flight batches would all be waiting)
+            // or when nothing is queued.
+            let sync = self.durability == Durability::Batch || batch.sync;
             let flags = if sync { FRAME_FLAG_SYNC } else { 0 };
             let header = active.frame_header(self.durability, flags, batch.bytes.len() as u32);
             let mut op = FrameOp::frame(
@@ -442,8 +451,7 @@ impl FileStore {
                 batch,
                 sync,
             );
-            if sync && self.sync_failures_to_inject > 0 {
-                self.sync_failures_to_inject -= 1;
+            if sync && self.sync_faults.take_one() {
                 op.fail_sync = true;
             }
             if write {
@@ -559,10 +567,16 @@ impl FileStore {
     }
 }
 
-/// The engine `config.io_backend` asks for.
-fn new_engine(config: &Config) -> Result<Box<dyn Engine>, Error> {
-    let chain_max = config.batches_in_flight_max;
-    let engine: Box<dyn Engine> = match config.io_backend {
+/// Most frames submitted to the engine as one chain (sizes the io_uring
+/// queue); a longer queue is written in several chains, one after another.
+/// The cache keeps `Config::batches_in_flight_max` batches in flight, 4 by
+/// default, so a chain is rarely longer than that.
+const CHAIN_FRAMES_MAX: usize = 64;
+
+/// The engine `backend` asks for.
+fn new_engine(backend: IoBackend) -> Result<Box<dyn Engine>, Error> {
+    let chain_max = CHAIN_FRAMES_MAX;
+    let engine: Box<dyn Engine> = match backend {
         IoBackend::Pwrite => Box::new(io::Pwrite::new()?),
         #[cfg(target_os = "linux")]
         IoBackend::IoUring => Box::new(io::Uring::new(chain_max)?),
@@ -675,8 +689,8 @@ fn preallocate(file: &File, len: u64) -> std::io::Result<()> {
 }
 
 impl Store for FileStore {
-    fn backend(&self) -> &'static str {
-        self.engine.name()
+    fn info(&self) -> StoreInfo {
+        StoreInfo::new(self.engine.name())
     }
 
     fn recover(&mut self, visit: &mut dyn FnMut(RecordRef<'_>)) -> Result<RecoveryReport, Error> {
@@ -752,91 +766,12 @@ impl Store for FileStore {
         self.queue.len() + self.in_chain + self.done.len() + self.unsynced.len()
     }
 
-    fn inject_sync_failure(&mut self) -> bool {
-        self.sync_failures_to_inject += 1;
-        true
-    }
-
-    fn compaction_stats(&self) -> Option<(usize, u64)> {
-        Some((self.segment_bytes.len(), self.segment_bytes.values().sum()))
-    }
-
-    fn begin_compaction(&mut self) -> Result<u64, StoreError> {
-        // Everything up to the active segment is replaced; new frames go to a
-        // new segment (rotated when no chain is in flight, so no frame of
-        // the old one is left unconfirmed).
-        self.rotate_requested = true;
-        self.compaction_read = None;
-        self.compaction_in_steps = None;
-        self.pump();
-        Ok(self.next_id - 1)
-    }
-
-    fn read_for_compaction(
-        &mut self,
-        cutoff: u64,
-        budget_bytes: usize,
-        out: &mut Vec<(Vec<u8>, crate::record::Version)>,
-    ) -> Result<CompactionRead, StoreError> {
-        // Steps read every old segment back from disk; rewriting the whole
-        // live set from memory reads nothing, but needs room for a second
-        // copy of it. Measured with `wb bench` (file store, zipf, 100K keys):
-        // steps on 64 MiB segments took flusher time enough to fill the
-        // rings (63-157 ring-full events per 3 s run against 6-20, puts
-        // 2.0-4.1 M/s against 3.0-3.8 M/s). So: steps only when the disk
-        // could not hold a copy of everything stored plus a segment.
-        let in_steps = *self.compaction_in_steps.get_or_insert_with(|| {
-            !room_for_a_copy(&self.dir, &self.segment_bytes, self.segment_bytes_max)
-        });
-        if !in_steps {
-            return Ok(CompactionRead::Everything);
-        }
-        let active = self.active.as_ref().map(|a| a.id);
-        let oldest = self.segment_bytes.keys().copied().find(|id| id.0 <= cutoff);
-        let (id, from) = match (self.compaction_read, oldest) {
-            (Some(at), _) => at,
-            (None, None) => return Ok(CompactionRead::Done),
-            // Not yet left behind (a chain was in flight): next time.
-            (None, Some(id)) if Some(id) == active || self.rotate_requested => {
-                return Ok(CompactionRead::Partial)
-            }
-            (None, Some(id)) => (id, 0),
-        };
-        let next = scan::segment_keys(&self.dir, id, from, budget_bytes, out).map_err(|e| {
-            StoreError::new(
-                StoreErrorKind::Other,
-                format!("reading {} to compact it: {e}", id.file_name()),
-            )
-        })?;
-        self.compaction_read = next.map(|at| (id, at));
-        Ok(match next {
-            Some(_) => CompactionRead::Partial,
-            None => CompactionRead::Whole(id.0),
-        })
-    }
-
-    fn finish_compaction(&mut self, cutoff: u64) -> Result<(), StoreError> {
-        let active = self.active.as_ref().map(|a| a.id);
-        let doomed: Vec<SegmentId> = self
-            .segment_bytes
-            .keys()
-            .copied()
-            .filter(|&id| id.0 <= cutoff && Some(id) != active)
-            .collect();
-        for id in &doomed {
-            self.segment_bytes.remove(id);
-        }
-        // The removals (oldest first, each durable before the next) run on
-        // the reaper's thread; a failure of an earlier one is reported here.
-        self.reaper.remove(doomed);
-        match self.reaper.take_error() {
-            Some(e) => Err(StoreError::new(StoreErrorKind::Write, e)),
-            None => Ok(()),
-        }
+    fn compaction(&mut self) -> Option<&mut dyn Compaction> {
+        Some(self)
     }
 
     fn close(&mut self) -> Result<(), StoreError> {
-        self.reaper.drain(self.close_timeout);
+        self.reaper.drain(self.close_wait);
         if let Some(e) = self.reaper.take_error() {
             tracing::warn!("compaction left segments behind: {e}");
         }

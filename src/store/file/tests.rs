@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use super::io::{run_blocking, Chain, Engine};
 use super::*;
-use crate::record::{self, Kind, Version};
+use crate::record;
+use crate::store::Compaction;
+use crate::version::{Kind, Version};
 
 #[derive(Debug, Default)]
 struct Immediate {
@@ -31,7 +33,7 @@ impl Engine for Immediate {
     }
 }
 
-fn store(dir: &Path, config: &Config) -> FileStore {
+fn store(dir: &Path, config: &FileOptions) -> FileStore {
     let lock = DirLock::acquire(dir).unwrap();
     let mut s =
         FileStore::with_engine(dir.to_path_buf(), lock, Box::<Immediate>::default(), config)
@@ -71,11 +73,7 @@ fn keys_recovered(dir: &Path) -> Result<Vec<Vec<u8>>, Error> {
 #[test]
 fn a_commit_marker_vouches_only_for_what_its_fdatasync_covered() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        durability: Durability::None,
-        batches_in_flight_max: 8,
-        ..Config::default()
-    };
+    let config = FileOptions::default().durability(Durability::None);
     let mut s = store(dir.path(), &config);
     s.submit(batch(1, b"b1", false));
     for (seq, key, sync) in [(2, b"b2", true), (3, b"b3", false), (4, b"b4", false)] {
@@ -116,7 +114,7 @@ fn a_commit_marker_vouches_only_for_what_its_fdatasync_covered() {
 #[test]
 fn under_batch_a_damaged_frame_before_another_is_corruption() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = store(dir.path(), &Config::default());
+    let mut s = store(dir.path(), &FileOptions::default());
     for seq in 1..=3 {
         s.submit(batch(seq, format!("k{seq}").as_bytes(), false));
         assert_eq!(poll(&mut s), vec![seq]);
@@ -140,10 +138,7 @@ fn under_batch_a_damaged_frame_before_another_is_corruption() {
 #[test]
 fn finishing_a_compaction_does_not_wait_for_the_removals() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        segment_bytes_max: 4096,
-        ..Config::default()
-    };
+    let config = FileOptions::default().segment_bytes_max(4096);
     let mut s = store(dir.path(), &config);
     for seq in 1..=200 {
         s.submit(batch(seq, format!("k{seq}").as_bytes(), false));
@@ -152,10 +147,10 @@ fn finishing_a_compaction_does_not_wait_for_the_removals() {
     let before = scan::list_segments(dir.path()).unwrap();
     assert!(before.len() >= 5, "{before:?}");
     s.reaper.pause(true);
-    let cutoff = s.begin_compaction().unwrap();
+    let cutoff = Compaction::begin(&mut s).unwrap();
     s.submit(batch(201, b"compacted", false));
     assert_eq!(poll(&mut s), vec![201]);
-    s.finish_compaction(cutoff).unwrap();
+    Compaction::finish(&mut s, cutoff).unwrap();
     // Returned with every old segment still there; writing goes on.
     let during = scan::list_segments(dir.path()).unwrap();
     assert!(before.iter().all(|id| during.contains(id)), "{during:?}");
@@ -164,7 +159,7 @@ fn finishing_a_compaction_does_not_wait_for_the_removals() {
     s.reaper.pause(false);
     s.close().unwrap();
     let after = scan::list_segments(dir.path()).unwrap();
-    assert!(after.iter().all(|id| id.0 > cutoff), "{after:?}");
+    assert!(after.iter().all(|id| id.0 > cutoff.0), "{after:?}");
 }
 
 /// An engine that performs a chain's writes and is then killed (kill -9)
@@ -199,10 +194,7 @@ impl Engine for WritesOnly {
 #[test]
 fn recovery_makes_what_it_read_durable_before_sealing_it() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        segment_bytes_max: 4096,
-        ..Config::default()
-    };
+    let config = FileOptions::default().segment_bytes_max(4096);
     {
         let lock = DirLock::acquire(dir.path()).unwrap();
         let engine = Box::new(WritesOnly);

@@ -67,7 +67,7 @@ mod value;
 mod writer;
 
 pub use cache::WriteBehind;
-pub use config::{Backpressure, Config, Durability, IoBackend, PgConfig};
+pub use config::{Backpressure, Config, Durability, IoBackend};
 pub use entry::INLINE_BYTES;
 pub use error::{Error, StoreError, StoreErrorKind};
 pub use file::FileStore;
@@ -82,7 +82,7 @@ pub use store::{
     MemStore, RecoveryReport, Store, Throttled,
 };
 #[cfg(feature = "postgres")]
-pub use store::{PgStats, PgStatsHandle, PgStore};
+pub use store::{PgConfig, PgStats, PgStatsHandle, PgStore};
 pub use value::Value;
 pub use writer::Writer;
 

@@ -25,7 +25,7 @@ pub use blocking::{Blocking, BlockingStore};
 pub use faulty::{FaultPlan, Faulty};
 pub use mem::{MemStore, MemStoreData};
 #[cfg(feature = "postgres")]
-pub use postgres::{PgStats, PgStatsHandle, PgStore};
+pub use postgres::{PgConfig, PgStats, PgStatsHandle, PgStore};
 pub use throttled::Throttled;
 
 use std::time::Duration;

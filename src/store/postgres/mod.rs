@@ -63,8 +63,11 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
 use postgres::{Client, IsolationLevel, NoTls, Statement};
 
+mod config;
+
+pub use config::PgConfig;
+
 use super::{Batch, Blocking, BlockingStore, RecoveryReport};
-use crate::config::{Config, PgConfig};
 use crate::error::{Error, StoreError, StoreErrorKind};
 use crate::record::{self, Kind, RecordRef, Version};
 
@@ -210,18 +213,19 @@ const LOCK_CLASS: i64 = 0x7762;
 const OWNERS_TABLE: &str = "writebehind_owners";
 
 impl PgStore {
-    /// Connects to `config.postgres.url`, creates the table if missing or
-    /// checks it if present, takes ownership of the table (advisory lock and
-    /// epoch), and returns the store behind its thread adapter, ready for
+    /// Connects to `pg.url`, creates the table if missing or checks it if
+    /// present, takes ownership of the table (advisory lock and epoch), and
+    /// returns the store behind its thread adapter, ready for
     /// [`WriteBehind::with_store`](crate::WriteBehind::with_store).
-    pub fn open(config: &Config) -> Result<Blocking<PgStore>, Error> {
-        Ok(Blocking::new(Self::connect(&config.postgres)?))
+    pub fn open(pg: PgConfig) -> Result<Blocking<PgStore>, Error> {
+        Ok(Blocking::new(Self::connect(pg)?))
     }
 
     /// The store itself, connected, its table created or checked and locked,
     /// without the thread adapter (for tests and tools that call
-    /// [`BlockingStore::write`] directly).
-    pub fn connect(cfg: &PgConfig) -> Result<PgStore, Error> {
+    /// [`BlockingStore::write`] directly, or that keep a [`PgStore::stats`]
+    /// handle before wrapping it in [`Blocking`]).
+    pub fn connect(cfg: PgConfig) -> Result<PgStore, Error> {
         cfg.validate()?;
         let mut pg: postgres::Config = cfg.url.parse().map_err(|e| {
             Error::Config(format!(
@@ -241,7 +245,6 @@ impl PgStore {
             pg.keepalives_retries(3);
         }
         let mut store = PgStore {
-            cfg: cfg.clone(),
             pg,
             table: Self::quote_table(&cfg.table),
             qualified: String::new(),
@@ -252,6 +255,7 @@ impl PgStore {
             fenced: None,
             conn: None,
             counters: Arc::default(),
+            cfg,
         };
         let (oid, schema, name) = store.ensure_table()?;
         store.oid = oid;

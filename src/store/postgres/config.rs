@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::OWNERS_TABLE;
+use super::sql::OWNERS_TABLE;
 use crate::config::check_interval;
 use crate::error::Error;
 

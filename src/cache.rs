@@ -97,14 +97,22 @@ impl WriteBehind {
         Self::with_store(store, config)
     }
 
-    /// Opens a cache over the PostgreSQL table `config.postgres` names
-    /// (cargo feature `postgres`): connects, creates or checks the table,
-    /// loads its rows (live keys and tombstones, with their versions; at most
-    /// `config.postgres.recover_rows_max`), then starts the flusher. See
-    /// [`PgStore`](crate::PgStore).
+    /// Opens a cache over the PostgreSQL table `pg` names (cargo feature
+    /// `postgres`): connects, creates or checks the table, loads its rows
+    /// (live keys and tombstones, with their versions; at most
+    /// `pg.recover_rows_max`), then starts the flusher. The same as
+    /// [`PgStore::open`](crate::PgStore::open) and [`WriteBehind::with_store`].
+    ///
+    /// ```no_run
+    /// use writebehind::{Config, PgConfig, WriteBehind};
+    /// let pg = PgConfig { url: "postgresql://app@localhost/app".into(), ..PgConfig::default() };
+    /// let wb = WriteBehind::open_postgres(pg, Config::default())?;
+    /// # wb.close()?;
+    /// # Ok::<(), writebehind::Error>(())
+    /// ```
     #[cfg(feature = "postgres")]
-    pub fn open_postgres(config: Config) -> Result<Self, Error> {
-        let store = crate::store::PgStore::open(&config)?;
+    pub fn open_postgres(pg: crate::PgConfig, config: Config) -> Result<Self, Error> {
+        let store = crate::PgStore::open(pg)?;
         Self::with_store(store, config)
     }
 

@@ -124,91 +124,6 @@ pub struct Config {
     /// and compacting would halve their number (many short segments, as
     /// restarts and frequent rotations leave).
     pub compact_segments_min: usize,
-    /// PostgreSQL store (`PgStore`, cargo feature `postgres`): where the
-    /// table is and how to talk to it. Ignored by other stores.
-    pub postgres: PgConfig,
-}
-
-/// Settings of the PostgreSQL store (`PgStore`, cargo feature `postgres`).
-///
-/// The table has three columns, `key bytea PRIMARY KEY`, `version bigint NOT
-/// NULL` and `value bytea` (`NULL` for a deleted key, a tombstone that keeps
-/// its version); it is created if missing and checked if present.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PgConfig {
-    /// Connection string, as libpq takes it: a URL
-    /// (`postgresql://user@host:5432/db`, `postgresql://user@localhost/db?host=/run/postgresql`
-    /// for a Unix socket) or `key=value` pairs (`host=/run/postgresql user=app`).
-    pub url: String,
-    /// The table: `name` or `schema.name`, each part a lowercase SQL
-    /// identifier (`[a-z_][a-z0-9_]*`, at most 63 bytes).
-    pub table: String,
-    /// Most rows (live and tombstones) recovery loads into the index; a table
-    /// with more is refused with [`Error::TooManyRows`] before anything is
-    /// loaded.
-    pub recover_rows_max: u64,
-    /// How long connecting (and reconnecting after a failure) may take; in
-    /// `(0, Config::INTERVAL_MAX]` (1 hour).
-    pub connect_timeout: Duration,
-    /// `statement_timeout` of the store's session: a batch statement that runs
-    /// longer fails and is retried. Zero: no timeout; at most `i32::MAX`
-    /// milliseconds (about 24.8 days, PostgreSQL's limit).
-    pub statement_timeout: Duration,
-}
-
-impl Default for PgConfig {
-    fn default() -> Self {
-        Self {
-            url: String::new(),
-            table: "writebehind".into(),
-            recover_rows_max: 1 << 20,
-            connect_timeout: Duration::from_secs(5),
-            statement_timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-impl PgConfig {
-    /// Checks the connection string is present and the table name is one
-    /// `PgStore` can quote safely.
-    pub fn validate(&self) -> Result<(), Error> {
-        let bad = |msg: String| Err(Error::Config(msg));
-        if self.url.trim().is_empty() {
-            return bad("postgres.url is empty".into());
-        }
-        let parts: Vec<&str> = self.table.split('.').collect();
-        let ident_ok = |p: &str| {
-            !p.is_empty()
-                && p.len() <= 63
-                && p.bytes().enumerate().all(|(i, b)| {
-                    b == b'_' || b.is_ascii_lowercase() || (i > 0 && b.is_ascii_digit())
-                })
-        };
-        if parts.len() > 2 || !parts.iter().all(|p| ident_ok(p)) {
-            return bad(format!(
-                "postgres.table = {:?}: expected `name` or `schema.name`, lowercase identifiers ([a-z_][a-z0-9_]*, at most 63 bytes)",
-                self.table
-            ));
-        }
-        if parts.last() == Some(&"writebehind_owners") {
-            return bad(
-                "postgres.table = writebehind_owners: that name is the store's own side table of owner epochs".into(),
-            );
-        }
-        if self.recover_rows_max == 0 {
-            return bad("postgres.recover_rows_max must be at least 1".into());
-        }
-        check_interval("postgres.connect_timeout", self.connect_timeout)?;
-        if self.statement_timeout.as_millis() > i32::MAX as u128 {
-            return bad(format!(
-                "postgres.statement_timeout = {:?} exceeds PostgreSQL's limit of {} ms; \
-                 set at most that, or zero for no timeout",
-                self.statement_timeout,
-                i32::MAX
-            ));
-        }
-        Ok(())
-    }
 }
 
 impl Default for Config {
@@ -234,13 +149,13 @@ impl Default for Config {
             flusher_core: None,
             compact_dead_ratio: 0.5,
             compact_segments_min: 4,
-            postgres: PgConfig::default(),
         }
     }
 }
 
-/// Refuses a zero `value` or one over [`Config::INTERVAL_MAX`], naming `field`.
-fn check_interval(field: &str, value: Duration) -> Result<(), Error> {
+/// Refuses a zero `value` or one over [`Config::INTERVAL_MAX`], naming `field`
+/// (also for the stores' own settings, such as `PgConfig::connect_timeout`).
+pub(crate) fn check_interval(field: &str, value: Duration) -> Result<(), Error> {
     if value.is_zero() || value > Config::INTERVAL_MAX {
         return Err(Error::Config(format!(
             "{field} = {value:?} must be in (0, {:?}]: set a positive duration of at most 1 hour",
@@ -286,7 +201,6 @@ setters! {
     flusher_core: Option<usize>,
     compact_dead_ratio: f64,
     compact_segments_min: usize,
-    postgres: PgConfig,
 }
 
 impl Config {

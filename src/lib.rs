@@ -70,7 +70,7 @@ mod version;
 mod writer;
 
 pub use cache::WriteBehind;
-pub use config::{Backpressure, Config, Durability, IoBackend, PgConfig};
+pub use config::{Backpressure, Config, Durability, IoBackend};
 pub use error::{Error, StoreError, StoreErrorKind};
 /// The PostgreSQL client crate [`PgStore`] uses (re-exported so callers get
 /// the same version).
@@ -84,7 +84,7 @@ pub use store::{
     UnitId,
 };
 #[cfg(feature = "postgres")]
-pub use store::{PgStats, PgStatsHandle, PgStore};
+pub use store::{PgConfig, PgStats, PgStatsHandle, PgStore};
 pub use value::Value;
 pub use version::{Kind, Version};
 pub use writer::Writer;

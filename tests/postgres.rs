@@ -52,20 +52,23 @@ fn fresh(table: &str) -> String {
     name
 }
 
-fn config(table: &str) -> Config {
-    Config {
-        flush_interval: Duration::from_millis(2),
-        retry_backoff_min: Duration::from_millis(5),
-        retry_backoff_max: Duration::from_millis(200),
-        keys_max: 1 << 16,
-        dirty_keys_max: 1 << 15,
-        postgres: PgConfig {
-            url: url(),
-            table: table.into(),
-            ..PgConfig::default()
-        },
-        ..Config::default()
+/// The store's settings for `table` on the test server.
+fn pg_config(table: &str) -> PgConfig {
+    PgConfig {
+        url: url(),
+        table: table.into(),
+        ..PgConfig::default()
     }
+}
+
+/// The cache's settings of every test: short intervals, a small index.
+fn config() -> Config {
+    Config::default()
+        .flush_interval(Duration::from_millis(2))
+        .retry_backoff_min(Duration::from_millis(5))
+        .retry_backoff_max(Duration::from_millis(200))
+        .keys_max(1 << 16)
+        .dirty_keys_max(1 << 15)
 }
 
 type Rows = HashMap<Vec<u8>, (i64, Option<Vec<u8>>)>;
@@ -151,7 +154,7 @@ fn pg_ctl(action: &str) {
 #[test]
 fn round_trip_puts_adds_and_deletes_land_in_the_table() {
     let table = fresh("round_trip");
-    let wb = WriteBehind::open_postgres(config(&table)).unwrap();
+    let wb = WriteBehind::open_postgres(pg_config(&table), config()).unwrap();
     assert_eq!(wb.stats().backend, "postgres");
     let mut w = wb.writer().unwrap();
     let keys: Vec<Vec<u8>> = (0..2_000).map(key).collect();
@@ -188,7 +191,7 @@ fn round_trip_puts_adds_and_deletes_land_in_the_table() {
 #[test]
 fn the_version_guard_keeps_the_newest_row() {
     let table = fresh("guard");
-    let mut store = PgStore::connect(&config(&table).postgres).unwrap();
+    let mut store = PgStore::connect(pg_config(&table)).unwrap();
     let stats = store.stats();
     store
         .write(&batch(1, &[(b"k", 5, Some(b"new")), (b"d", 2, Some(b"x"))]))
@@ -234,7 +237,7 @@ fn the_version_guard_keeps_the_newest_row() {
 #[test]
 fn deletes_keep_their_order_and_versions_continue_after_reopen() {
     let table = fresh("deletes");
-    let wb = WriteBehind::open_postgres(config(&table)).unwrap();
+    let wb = WriteBehind::open_postgres(pg_config(&table), config()).unwrap();
     let mut w = wb.writer().unwrap();
     // Put, durable; then delete, durable: a tombstone with version 2.
     w.put(b"a", b"1").unwrap();
@@ -258,7 +261,7 @@ fn deletes_keep_their_order_and_versions_continue_after_reopen() {
 
     // Reopen: the tombstones come back with their versions, so a new put of
     // a deleted key gets a higher version and the guard lets it through.
-    let wb = WriteBehind::open_postgres(config(&table)).unwrap();
+    let wb = WriteBehind::open_postgres(pg_config(&table), config()).unwrap();
     assert!(wb.get(b"a").is_none());
     assert_eq!(wb.version(b"a"), Some(Version(2)));
     assert_eq!(wb.get(b"b").as_deref(), Some(&b"3"[..]));
@@ -277,7 +280,7 @@ fn deletes_keep_their_order_and_versions_continue_after_reopen() {
 fn reopen_loads_every_row_up_to_the_bound() {
     let table = fresh("reopen");
     let keys: Vec<Vec<u8>> = (0..20_000).map(key).collect();
-    let wb = WriteBehind::open_postgres(config(&table)).unwrap();
+    let wb = WriteBehind::open_postgres(pg_config(&table), config()).unwrap();
     let mut w = wb.writer().unwrap();
     for (i, k) in keys.iter().enumerate() {
         w.put(k, format!("v{i}").as_bytes()).unwrap();
@@ -290,7 +293,7 @@ fn reopen_loads_every_row_up_to_the_bound() {
     }
     drop(w);
     // The table is taken while this cache has it open.
-    let second = WriteBehind::open_postgres(config(&table));
+    let second = WriteBehind::open_postgres(pg_config(&table), config());
     assert!(
         matches!(&second, Err(Error::Database(m)) if m.contains("in use by another writebehind session")),
         "{second:?}"
@@ -301,7 +304,7 @@ fn reopen_loads_every_row_up_to_the_bound() {
         .collect();
     wb.close().unwrap();
 
-    let wb = WriteBehind::open_postgres(config(&table)).unwrap();
+    let wb = WriteBehind::open_postgres(pg_config(&table), config()).unwrap();
     for (k, (version, value)) in keys.iter().zip(&expected) {
         assert_eq!(wb.version(k), Some(*version));
         assert_eq!(wb.get(k).map(|v| v.to_vec()).as_ref(), value.as_ref());
@@ -310,14 +313,17 @@ fn reopen_loads_every_row_up_to_the_bound() {
     wb.close().unwrap();
 
     // Exactly at the bound: loads.
-    let mut exact = config(&table);
-    exact.postgres.recover_rows_max = keys.len() as u64;
-    WriteBehind::open_postgres(exact).unwrap().close().unwrap();
+    let mut exact = pg_config(&table);
+    exact.recover_rows_max = keys.len() as u64;
+    WriteBehind::open_postgres(exact, config())
+        .unwrap()
+        .close()
+        .unwrap();
 
     // One row over the bound: refused, nothing loaded, the table untouched.
-    let mut small = config(&table);
-    small.postgres.recover_rows_max = keys.len() as u64 - 1;
-    let err = WriteBehind::open_postgres(small).unwrap_err();
+    let mut small = pg_config(&table);
+    small.recover_rows_max = keys.len() as u64 - 1;
+    let err = WriteBehind::open_postgres(small, config()).unwrap_err();
     assert!(
         matches!(
             err,
@@ -340,7 +346,7 @@ fn a_mismatching_table_or_bad_settings_are_refused_and_change_nothing() {
              INSERT INTO {table} VALUES ('x', 1, 'y')"
         ))
         .unwrap();
-    let err = WriteBehind::open_postgres(config(&table)).unwrap_err();
+    let err = WriteBehind::open_postgres(pg_config(&table), config()).unwrap_err();
     let Error::Database(msg) = &err else {
         panic!("{err:?}")
     };
@@ -372,7 +378,7 @@ fn a_mismatching_table_or_bad_settings_are_refused_and_change_nothing() {
                 "CREATE TABLE {table} ({key}, version bigint NOT NULL, value bytea)"
             ))
             .unwrap();
-        let err = WriteBehind::open_postgres(config(&table)).unwrap_err();
+        let err = WriteBehind::open_postgres(pg_config(&table), config()).unwrap_err();
         assert!(
             matches!(&err, Error::Database(m) if m.contains(expect)),
             "{name}: {err:?}"
@@ -389,19 +395,19 @@ fn a_mismatching_table_or_bad_settings_are_refused_and_change_nothing() {
         "writebehind_owners",
         "public.writebehind_owners",
     ] {
-        let mut c = config("x");
-        c.postgres.table = bad.into();
-        let err = WriteBehind::open_postgres(c).unwrap_err();
+        let mut c = pg_config("x");
+        c.table = bad.into();
+        let err = WriteBehind::open_postgres(c, config()).unwrap_err();
         assert!(matches!(err, Error::Config(_)), "{bad:?}: {err:?}");
     }
-    let mut c = config("x");
-    c.postgres.url = "postgresql://wb@localhost/postgres?host=/nonexistent-wb-dir".into();
-    c.postgres.connect_timeout = Duration::from_secs(1);
-    let err = WriteBehind::open_postgres(c).unwrap_err();
+    let mut c = pg_config("x");
+    c.url = "postgresql://wb@localhost/postgres?host=/nonexistent-wb-dir".into();
+    c.connect_timeout = Duration::from_secs(1);
+    let err = WriteBehind::open_postgres(c, config()).unwrap_err();
     assert!(matches!(err, Error::Database(_)), "{err:?}");
-    let mut c = config("x");
-    c.postgres.url = "postgresql://[broken".into();
-    let err = WriteBehind::open_postgres(c).unwrap_err();
+    let mut c = pg_config("x");
+    c.url = "postgresql://[broken".into();
+    let err = WriteBehind::open_postgres(c, config()).unwrap_err();
     assert!(matches!(err, Error::Config(_)), "{err:?}");
 }
 
@@ -463,7 +469,7 @@ fn assert_rows_are(table: &str, expected: &Acked) {
 #[test]
 fn a_server_restart_and_a_crash_mid_run_lose_no_acknowledged_write() {
     let table = fresh("restart");
-    let wb = Arc::new(WriteBehind::open_postgres(config(&table)).unwrap());
+    let wb = Arc::new(WriteBehind::open_postgres(pg_config(&table), config()).unwrap());
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(AtomicU64::new(0));
     let writer = spawn_writer(&wb, 500, false, Duration::from_micros(200), &stop, &acked);
@@ -501,7 +507,7 @@ fn a_server_restart_and_a_crash_mid_run_lose_no_acknowledged_write() {
     assert_rows_are(&table, &expected);
     Arc::into_inner(wb).unwrap().close().unwrap();
 
-    let wb = WriteBehind::open_postgres(config(&table)).unwrap();
+    let wb = WriteBehind::open_postgres(pg_config(&table), config()).unwrap();
     for (k, (ver, v)) in &expected {
         let got = wb.get(k).unwrap();
         assert_eq!((got.version(), &got[..]), (*ver, &v[..]));
@@ -512,11 +518,11 @@ fn a_server_restart_and_a_crash_mid_run_lose_no_acknowledged_write() {
 #[test]
 fn dropped_connections_are_reopened_and_the_batch_retried() {
     let table = fresh("dropped");
-    let mut cfg = config(&table);
-    cfg.postgres.url = url_named("wb_test_dropped");
-    let store = PgStore::connect(&cfg.postgres).unwrap();
+    let mut pg = pg_config(&table);
+    pg.url = url_named("wb_test_dropped");
+    let store = PgStore::connect(pg).unwrap();
     let pg_stats = store.stats();
-    let wb = Arc::new(WriteBehind::with_store(Blocking::new(store), cfg).unwrap());
+    let wb = Arc::new(WriteBehind::with_store(Blocking::new(store), config()).unwrap());
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(AtomicU64::new(0));
     // Each key once, over about a second: a batch lost to a dropped
@@ -544,9 +550,9 @@ fn dropped_connections_are_reopened_and_the_batch_retried() {
 #[test]
 fn a_statement_timeout_is_retried_until_the_table_is_free() {
     let table = fresh("timeout");
-    let mut cfg = config(&table);
-    cfg.postgres.statement_timeout = Duration::from_millis(100);
-    let wb = WriteBehind::open_postgres(cfg).unwrap();
+    let mut pg = pg_config(&table);
+    pg.statement_timeout = Duration::from_millis(100);
+    let wb = WriteBehind::open_postgres(pg, config()).unwrap();
     let mut w = wb.writer().unwrap();
     w.put(b"first", b"1").unwrap();
     wb.sync().unwrap();
@@ -584,15 +590,16 @@ fn a_statement_timeout_is_retried_until_the_table_is_free() {
 #[test]
 fn the_same_table_under_another_name_is_the_same_lock() {
     let table = fresh("alias");
-    let wb = WriteBehind::open_postgres(config(&table)).unwrap();
-    let err = WriteBehind::open_postgres(config(&format!("public.{table}"))).unwrap_err();
+    let wb = WriteBehind::open_postgres(pg_config(&table), config()).unwrap();
+    let err =
+        WriteBehind::open_postgres(pg_config(&format!("public.{table}")), config()).unwrap_err();
     assert!(
         matches!(&err, Error::Database(m) if m.contains("in use by another writebehind session")),
         "{err:?}"
     );
     wb.close().unwrap();
     // Released at close: the other spelling opens now.
-    WriteBehind::open_postgres(config(&format!("public.{table}")))
+    WriteBehind::open_postgres(pg_config(&format!("public.{table}")), config())
         .unwrap()
         .close()
         .unwrap();
@@ -601,10 +608,11 @@ fn the_same_table_under_another_name_is_the_same_lock() {
 #[test]
 fn a_cache_that_lost_its_table_during_a_disconnect_is_fenced_not_silently_dropped() {
     let table = fresh("fenced");
-    let mut cfg_a = config(&table);
-    cfg_a.postgres.url = url_named("wb_test_fenced_a");
+    let mut pg_a = pg_config(&table);
+    pg_a.url = url_named("wb_test_fenced_a");
+    let mut cfg_a = config();
     cfg_a.close_timeout = Duration::from_millis(500);
-    let a = WriteBehind::open_postgres(cfg_a).unwrap();
+    let a = WriteBehind::open_postgres(pg_a, cfg_a).unwrap();
     let mut wa = a.writer().unwrap();
     wa.put(b"k", b"a1").unwrap();
     a.sync().unwrap();
@@ -616,7 +624,7 @@ fn a_cache_that_lost_its_table_during_a_disconnect_is_fenced_not_silently_droppe
     let mut waited = 0;
     let b = loop {
         // The server releases A's lock once its backend has exited.
-        match WriteBehind::open_postgres(config(&table)) {
+        match WriteBehind::open_postgres(pg_config(&table), config()) {
             Ok(b) => break b,
             Err(e) if waited < 250 => {
                 let _ = e;
@@ -657,9 +665,9 @@ fn a_cache_that_lost_its_table_during_a_disconnect_is_fenced_not_silently_droppe
 #[test]
 fn a_connection_killed_in_the_middle_of_a_statement_loses_nothing() {
     let table = fresh("killed_mid_statement");
-    let mut cfg = config(&table);
-    cfg.postgres.url = url_named("wb_test_mid_statement");
-    let wb = WriteBehind::open_postgres(cfg).unwrap();
+    let mut pg = pg_config(&table);
+    pg.url = url_named("wb_test_mid_statement");
+    let wb = WriteBehind::open_postgres(pg, config()).unwrap();
     let mut w = wb.writer().unwrap();
     w.put(b"first", b"1").unwrap();
     wb.sync().unwrap();
@@ -698,10 +706,11 @@ fn a_connection_killed_in_the_middle_of_a_statement_loses_nothing() {
 #[test]
 fn a_table_recreated_while_the_cache_was_disconnected_fences_it() {
     let table = fresh("recreated");
-    let mut cfg = config(&table);
-    cfg.postgres.url = url_named("wb_test_recreated");
+    let mut pg = pg_config(&table);
+    pg.url = url_named("wb_test_recreated");
+    let mut cfg = config();
     cfg.close_timeout = Duration::from_millis(500);
-    let wb = WriteBehind::open_postgres(cfg).unwrap();
+    let wb = WriteBehind::open_postgres(pg, cfg).unwrap();
     let mut w = wb.writer().unwrap();
     w.put(b"k", b"1").unwrap();
     wb.sync().unwrap();
@@ -740,7 +749,7 @@ fn a_role_without_create_rights_opens_an_existing_table() {
     let table = fresh("least_privilege");
     // The tables exist (as a deployment would create them); the cache's
     // role may only read and write them.
-    WriteBehind::open_postgres(config(&table))
+    WriteBehind::open_postgres(pg_config(&table), config())
         .unwrap()
         .close()
         .unwrap();
@@ -753,9 +762,9 @@ fn a_role_without_create_rights_opens_an_existing_table() {
              GRANT SELECT, INSERT, UPDATE ON {table}, writebehind_owners TO wb_limited"
         ))
         .unwrap();
-    let mut cfg = config(&table);
-    cfg.postgres.url = url_as("wb_limited");
-    let result = WriteBehind::open_postgres(cfg);
+    let mut pg = pg_config(&table);
+    pg.url = url_as("wb_limited");
+    let result = WriteBehind::open_postgres(pg, config());
     let cleanup = || {
         client()
             .batch_execute(&format!(
@@ -778,4 +787,52 @@ fn a_role_without_create_rights_opens_an_existing_table() {
     wb.close().unwrap();
     cleanup();
     assert_eq!(rows(&table)[&b"k".to_vec()], (1, Some(b"v".to_vec())));
+}
+
+/// G9: `PgConfig`'s durations are checked by `PgConfig::validate` (which
+/// `PgStore::open` calls) without a database. (Moved here from
+/// `g9_config_durations.rs` with `PgConfig`, which needs the feature.)
+#[test]
+fn g9_postgres_timeouts_extremes() {
+    let pg = |connect_timeout, statement_timeout| PgConfig {
+        url: "host=/nonexistent".into(),
+        connect_timeout,
+        statement_timeout,
+        ..PgConfig::default()
+    };
+    let ok = Duration::from_secs(5);
+    let connect = [
+        (Duration::ZERO, false),
+        (Duration::from_nanos(1), true),
+        (Config::INTERVAL_MAX, true),
+        (Config::INTERVAL_MAX + Duration::from_nanos(1), false),
+        (Duration::MAX, false),
+    ];
+    for (value, valid) in connect {
+        match pg(value, ok).validate() {
+            Ok(()) => assert!(valid, "connect_timeout = {value:?} accepted"),
+            Err(Error::Config(msg)) => {
+                assert!(!valid, "connect_timeout = {value:?} refused: {msg}");
+                assert!(msg.contains("connect_timeout"), "{msg}");
+            }
+            Err(e) => panic!("connect_timeout = {value:?}: {e}"),
+        }
+    }
+    let statement = [
+        (Duration::ZERO, true), // zero: no timeout
+        (Duration::from_nanos(1), true),
+        (Duration::from_millis(i32::MAX as u64), true),
+        (Duration::from_millis(i32::MAX as u64 + 1), false),
+        (Duration::MAX, false),
+    ];
+    for (value, valid) in statement {
+        match pg(ok, value).validate() {
+            Ok(()) => assert!(valid, "statement_timeout = {value:?} accepted"),
+            Err(Error::Config(msg)) => {
+                assert!(!valid, "statement_timeout = {value:?} refused: {msg}");
+                assert!(msg.contains("statement_timeout"), "{msg}");
+            }
+            Err(e) => panic!("statement_timeout = {value:?}: {e}"),
+        }
+    }
 }

@@ -29,7 +29,7 @@ pub use faulty::{FaultPlan, Faulty};
 pub use file::{FileOptions, FileStore, SyncFaults};
 pub use mem::{MemStore, MemStoreData};
 #[cfg(feature = "postgres")]
-pub use postgres::{PgStats, PgStatsHandle, PgStore};
+pub use postgres::{PgConfig, PgStats, PgStatsHandle, PgStore};
 pub use throttled::Throttled;
 
 use std::time::Duration;

@@ -326,7 +326,7 @@ pub fn run(p: &Params) -> Result<Report, String> {
         1 << 20,
         0x5EED,
     ));
-    let mut config = Config::default()
+    let config = Config::default()
         .writers_max(p.writers.max(1))
         // 2^16 slots (1 MiB per writer): at 1M ops/s a writer rides out a
         // 65 ms flusher stall (on 2 cores the kernel's I/O threads preempt it)
@@ -364,8 +364,7 @@ pub fn run(p: &Params) -> Result<Report, String> {
         (StoreSpec::Null, _) => Box::new(NullStore::default()),
         (StoreSpec::Postgres(url), _) => {
             crate::pg::reset(url, &p.pg_table)?;
-            let (store, handle) =
-                crate::pg::open(url, &p.pg_table, &mut config, p.batches_in_flight)?;
+            let (store, handle) = crate::pg::open(url, &p.pg_table, &config, p.batches_in_flight)?;
             pg_stats = Some(handle);
             store
         }
@@ -534,7 +533,7 @@ pub fn run(p: &Params) -> Result<Report, String> {
             true
         }
         (StoreSpec::Postgres(url), _) => {
-            let bad = differing(crate::pg::reopen(&config)?)?;
+            let bad = differing(crate::pg::reopen(url, &p.pg_table, &config)?)?;
             // Every key the run wrote is one row (deleted keys as tombstones).
             let rows = crate::pg::count_rows(url, &p.pg_table)?;
             if bad > 0 || rows != expected.len() as u64 {

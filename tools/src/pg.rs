@@ -79,6 +79,24 @@ mod imp {
             .map_err(|e| format!("connecting to {}: {e}", super::redact(url)))
     }
 
+    /// `table` quoted for SQL (`name` or `schema.name`; `reset` refuses
+    /// names `PgConfig::validate` would not take).
+    fn quote_table(table: &str) -> String {
+        let part = |p: &str| format!("\"{}\"", p.replace('"', "\"\""));
+        table.split('.').map(part).collect::<Vec<_>>().join(".")
+    }
+
+    /// The store's settings for the bench's table; recovery is bounded
+    /// like the cache's index.
+    fn pg_config(url: &str, table: &str, config: &Config) -> PgConfig {
+        PgConfig {
+            url: url.to_string(),
+            table: table.to_string(),
+            recover_rows_max: config.keys_max as u64,
+            ..PgConfig::default()
+        }
+    }
+
     /// The handle `open` returns.
     pub type Handle = PgStatsHandle;
 
@@ -114,8 +132,8 @@ mod imp {
         let mut c = connect(url)?;
         c.batch_execute(&format!(
             "DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {}",
-            PgStore::quote_table(table),
-            PgStore::quote_table(&super::baseline_table(table))
+            quote_table(table),
+            quote_table(&super::baseline_table(table))
         ))
         .map_err(|e| format!("dropping the bench tables: {e}"))
     }
@@ -126,16 +144,10 @@ mod imp {
     pub fn open(
         url: &str,
         table: &str,
-        config: &mut Config,
+        config: &Config,
         in_flight: Option<usize>,
     ) -> Result<(Box<dyn Store>, PgStatsHandle), String> {
-        config.postgres = PgConfig {
-            url: url.to_string(),
-            table: table.to_string(),
-            recover_rows_max: config.keys_max as u64,
-            ..PgConfig::default()
-        };
-        let store = PgStore::connect(&config.postgres).map_err(|e| e.to_string())?;
+        let store = PgStore::connect(pg_config(url, table, config)).map_err(|e| e.to_string())?;
         let stats = store.stats();
         let store = match in_flight {
             Some(n) => Blocking::new(store).with_in_flight_max(n),
@@ -156,7 +168,7 @@ mod imp {
         clock: &Clock,
     ) -> Result<(BaselineResult, Histogram<u64>), String> {
         let table = super::baseline_table(table);
-        let q = PgStore::quote_table(&table);
+        let q = quote_table(&table);
         connect(url)?
             .batch_execute(&format!(
                 "CREATE TABLE {q} (key bytea PRIMARY KEY, version bigint NOT NULL, value bytea)"
@@ -222,18 +234,20 @@ mod imp {
         )
     }
 
-    /// A new cache over the table `config.postgres` names (verification).
-    pub fn reopen(config: &Config) -> Result<writebehind::WriteBehind, String> {
-        writebehind::WriteBehind::open_postgres(config.clone()).map_err(|e| e.to_string())
+    /// A new cache over `table` (verification).
+    pub fn reopen(
+        url: &str,
+        table: &str,
+        config: &Config,
+    ) -> Result<writebehind::WriteBehind, String> {
+        writebehind::WriteBehind::open_postgres(pg_config(url, table, config), config.clone())
+            .map_err(|e| e.to_string())
     }
 
     /// Rows the cache's table holds.
     pub fn count_rows(url: &str, table: &str) -> Result<u64, String> {
         let n: i64 = connect(url)?
-            .query_one(
-                &format!("SELECT count(*) FROM {}", PgStore::quote_table(table)),
-                &[],
-            )
+            .query_one(&format!("SELECT count(*) FROM {}", quote_table(table)), &[])
             .map_err(|e| e.to_string())?
             .get(0);
         Ok(n as u64)
@@ -272,7 +286,7 @@ mod imp {
     pub fn open(
         _url: &str,
         _table: &str,
-        _config: &mut Config,
+        _config: &Config,
         _in_flight: Option<usize>,
     ) -> Result<(Box<dyn Store>, Handle), String> {
         Err(MISSING.into())
@@ -292,7 +306,11 @@ mod imp {
         Err(MISSING.into())
     }
 
-    pub fn reopen(_config: &Config) -> Result<writebehind::WriteBehind, String> {
+    pub fn reopen(
+        _url: &str,
+        _table: &str,
+        _config: &Config,
+    ) -> Result<writebehind::WriteBehind, String> {
         Err(MISSING.into())
     }
 }

@@ -1,0 +1,114 @@
+//! `PgConfig`: where the PostgreSQL store's table is and how to talk to it,
+//! validated before anything connects.
+
+use std::time::Duration;
+
+use super::sql::OWNERS_TABLE;
+use crate::config::check_interval;
+use crate::error::Error;
+
+/// Settings of the PostgreSQL store ([`PgStore`](crate::PgStore), cargo
+/// feature `postgres`), given to [`PgStore::open`](crate::PgStore::open) or
+/// [`WriteBehind::open_postgres`](crate::WriteBehind::open_postgres) beside
+/// the cache's [`Config`](crate::Config).
+///
+/// The table has three columns, `key bytea PRIMARY KEY`, `version bigint NOT
+/// NULL` and `value bytea` (`NULL` for a deleted key, a tombstone that keeps
+/// its version); it is created if missing and checked if present.
+///
+/// ```
+/// use writebehind::PgConfig;
+/// let pg = PgConfig {
+///     url: "postgresql://app@localhost/app?host=/run/postgresql".into(),
+///     table: "cache.sessions".into(),
+///     ..PgConfig::default()
+/// };
+/// pg.validate()?;
+/// # Ok::<(), writebehind::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgConfig {
+    /// Connection string, as libpq takes it: a URL
+    /// (`postgresql://user@host:5432/db`, `postgresql://user@localhost/db?host=/run/postgresql`
+    /// for a Unix socket) or `key=value` pairs (`host=/run/postgresql user=app`).
+    pub url: String,
+    /// The table: `name` or `schema.name`, each part a lowercase SQL
+    /// identifier (`[a-z_][a-z0-9_]*`, at most 63 bytes).
+    pub table: String,
+    /// Most rows (live and tombstones) recovery loads into the index; a table
+    /// with more is refused with [`Error::TooManyRows`] before anything is
+    /// loaded.
+    pub recover_rows_max: u64,
+    /// How long connecting (and reconnecting after a failure) may take; in
+    /// `(0, Config::INTERVAL_MAX]` (1 hour, [`Config::INTERVAL_MAX`](crate::Config::INTERVAL_MAX)).
+    pub connect_timeout: Duration,
+    /// `statement_timeout` of the store's session: a batch statement that runs
+    /// longer fails and is retried. Zero: no timeout; at most `i32::MAX`
+    /// milliseconds (about 24.8 days, PostgreSQL's limit).
+    pub statement_timeout: Duration,
+}
+
+impl Default for PgConfig {
+    /// No connection string (it must be set), table `writebehind`, up to
+    /// 2^20 rows recovered, 5 s to connect, 30 s per statement.
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            table: "writebehind".into(),
+            recover_rows_max: 1 << 20,
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl PgConfig {
+    /// Checks the connection string is present, the table name is one
+    /// `PgStore` can quote safely, and the bounds and timeouts are in range.
+    /// Called by every constructor of the store.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |msg: String| Err(Error::Config(msg));
+        if self.url.trim().is_empty() {
+            return bad("postgres.url is empty".into());
+        }
+        check_table_name(&self.table)?;
+        if self.recover_rows_max == 0 {
+            return bad("postgres.recover_rows_max must be at least 1".into());
+        }
+        check_interval("postgres.connect_timeout", self.connect_timeout)?;
+        if self.statement_timeout.as_millis() > i32::MAX as u128 {
+            return bad(format!(
+                "postgres.statement_timeout = {:?} exceeds PostgreSQL's limit of {} ms; \
+                 set at most that, or zero for no timeout",
+                self.statement_timeout,
+                i32::MAX
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Refuses a table name that is not `name` or `schema.name` of lowercase
+/// identifiers (so quoting it cannot change what it names), or that is the
+/// store's own side table.
+fn check_table_name(table: &str) -> Result<(), Error> {
+    let parts: Vec<&str> = table.split('.').collect();
+    let ident_ok = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 63
+            && p.bytes()
+                .enumerate()
+                .all(|(i, b)| b == b'_' || b.is_ascii_lowercase() || (i > 0 && b.is_ascii_digit()))
+    };
+    if parts.len() > 2 || !parts.iter().all(|p| ident_ok(p)) {
+        return Err(Error::Config(format!(
+            "postgres.table = {table:?}: expected `name` or `schema.name`, lowercase identifiers ([a-z_][a-z0-9_]*, at most 63 bytes)"
+        )));
+    }
+    if parts.last() == Some(&OWNERS_TABLE) {
+        return Err(Error::Config(format!(
+            "postgres.table = {OWNERS_TABLE}: that name is the store's own side table of owner epochs"
+        )));
+    }
+    Ok(())
+}

@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::flusher::{Flusher, StopGuard};
 use crate::index::Index;
 use crate::primitives::{self, thread, Arc, MutexGuard, Ordering};
-use crate::shared::{Progress, Shared, CLOSE_REQUESTED, SLOT_ACTIVE, SLOT_FREE};
+use crate::shared::{Progress, Shared, CLOSE_REQUESTED, LANE_ACTIVE, LANE_FREE};
 use crate::stats::Stats;
 use crate::store::file::{FileOptions, FileStore};
 use crate::store::Store;
@@ -117,17 +117,17 @@ impl WriteBehind {
     }
 
     /// Registers a writer. At most `Config::writers_max` exist at once; a
-    /// dropped writer's slot is reused once the flusher has drained it.
+    /// dropped writer's lane is reused once the flusher has drained it.
     pub fn writer(&self) -> Result<Writer, Error> {
         if self.shared.is_closing() {
             return Err(self.shared.refusal());
         }
-        for (i, slot) in self.shared.slots.iter().enumerate() {
+        for (i, lane) in self.shared.lanes.iter().enumerate() {
             // Acquire: the flusher's reads of the ring (before it freed the
-            // slot) happen-before our writes.
-            if slot
+            // lane) happen-before our writes.
+            if lane
                 .state
-                .compare_exchange(SLOT_FREE, SLOT_ACTIVE, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange(LANE_FREE, LANE_ACTIVE, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
                 return Ok(Writer::new(Arc::clone(&self.shared), i));
@@ -283,11 +283,11 @@ impl WriteBehind {
         let mut ring_depths = Vec::new();
         let mut acked_ops = 0;
         let mut ring_full_events = 0;
-        for slot in shared.slots.iter() {
-            acked_ops += slot.ring.pushed();
-            ring_full_events += slot.full_events.load(Ordering::Relaxed);
-            if slot.state.load(Ordering::Relaxed) != SLOT_FREE {
-                ring_depths.push(slot.ring.len());
+        for lane in shared.lanes.iter() {
+            acked_ops += lane.ring.pushed();
+            ring_full_events += lane.full_events.load(Ordering::Relaxed);
+            if lane.state.load(Ordering::Relaxed) != LANE_FREE {
+                ring_depths.push(lane.ring.len());
             }
         }
         let drained_ops = c.drained;

@@ -54,7 +54,7 @@ pub enum IoBackend {
 /// ```
 /// use writebehind::{Backpressure, Config};
 /// let config = Config::default()
-///     .ring_slots(1 << 12)
+///     .ring_capacity(1 << 12)
 ///     .backpressure(Backpressure::Fail);
 /// config.validate().unwrap();
 /// ```
@@ -64,7 +64,7 @@ pub struct Config {
     /// Writers that may be registered at once.
     pub writers_max: usize,
     /// Slots per writer ring; a power of two, >= 2.
-    pub ring_slots: usize,
+    pub ring_capacity: usize,
     /// Longest key accepted, in bytes (<= 65535).
     pub key_bytes_max: usize,
     /// Longest value accepted, in bytes.
@@ -130,7 +130,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             writers_max: 16,
-            ring_slots: 1 << 14,
+            ring_capacity: 1 << 14,
             key_bytes_max: 1024,
             value_bytes_max: 64 * 1024,
             keys_max: 1 << 20,
@@ -165,7 +165,7 @@ pub(crate) fn check_interval(field: &str, value: Duration) -> Result<(), Error> 
     Ok(())
 }
 
-/// One chainable setter per field: `Config::default().ring_slots(1 << 12)`.
+/// One chainable setter per field: `Config::default().ring_capacity(1 << 12)`.
 macro_rules! setters {
     ($($name:ident: $ty:ty,)*) => {
         impl Config {
@@ -182,7 +182,7 @@ macro_rules! setters {
 
 setters! {
     writers_max: usize,
-    ring_slots: usize,
+    ring_capacity: usize,
     key_bytes_max: usize,
     value_bytes_max: usize,
     keys_max: usize,
@@ -212,6 +212,20 @@ impl Config {
 
     /// Checks every bound and that no two contradict each other.
     pub fn validate(&self) -> Result<(), Error> {
+        self.validate_sizes()?;
+        self.validate_batches()?;
+        self.validate_times()?;
+        if !(self.compact_dead_ratio > 0.0 && self.compact_dead_ratio <= 1.0) {
+            return Err(Error::Config(format!(
+                "compact_dead_ratio = {} must be in (0, 1]",
+                self.compact_dead_ratio
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writers, rings, keys and values.
+    fn validate_sizes(&self) -> Result<(), Error> {
         let bad = |msg: String| Err(Error::Config(msg));
         if self.writers_max == 0 {
             return bad("writers_max must be at least 1".into());
@@ -219,14 +233,17 @@ impl Config {
         if self.writers_max > 4096 {
             return bad(format!("writers_max = {} exceeds 4096", self.writers_max));
         }
-        if self.ring_slots < 2 || !self.ring_slots.is_power_of_two() {
+        if self.ring_capacity < 2 || !self.ring_capacity.is_power_of_two() {
             return bad(format!(
-                "ring_slots = {} must be a power of two >= 2",
-                self.ring_slots
+                "ring_capacity = {} must be a power of two >= 2",
+                self.ring_capacity
             ));
         }
-        if self.ring_slots > 1 << 24 {
-            return bad(format!("ring_slots = {} exceeds 2^24", self.ring_slots));
+        if self.ring_capacity > 1 << 24 {
+            return bad(format!(
+                "ring_capacity = {} exceeds 2^24",
+                self.ring_capacity
+            ));
         }
         if self.key_bytes_max == 0 || self.key_bytes_max > record::KEY_BYTES_LIMIT {
             return bad(format!(
@@ -251,6 +268,12 @@ impl Config {
                 self.dirty_keys_max, self.keys_max
             ));
         }
+        Ok(())
+    }
+
+    /// Batches and the flusher's pace.
+    fn validate_batches(&self) -> Result<(), Error> {
+        let bad = |msg: String| Err(Error::Config(msg));
         let record_max = record::encoded_len(self.key_bytes_max, self.value_bytes_max);
         if self.batch_bytes_max < record_max {
             return bad(format!(
@@ -267,7 +290,6 @@ impl Config {
         if self.batch_ops_max == 0 {
             return bad("batch_ops_max must be at least 1".into());
         }
-        check_interval("flush_interval", self.flush_interval)?;
         if self.batches_in_flight_max == 0 || self.batches_in_flight_max > 1024 {
             return bad(format!(
                 "batches_in_flight_max = {} must be in 1..=1024",
@@ -277,6 +299,13 @@ impl Config {
         if self.drain_per_pass_max == 0 {
             return bad("drain_per_pass_max must be at least 1".into());
         }
+        Ok(())
+    }
+
+    /// Intervals, backoffs and timeouts.
+    fn validate_times(&self) -> Result<(), Error> {
+        let bad = |msg: String| Err(Error::Config(msg));
+        check_interval("flush_interval", self.flush_interval)?;
         check_interval("retry_backoff_min", self.retry_backoff_min)?;
         check_interval("retry_backoff_max", self.retry_backoff_max)?;
         if self.retry_backoff_min > self.retry_backoff_max {
@@ -291,12 +320,6 @@ impl Config {
                  store); Duration::MAX waits for ever"
                     .into(),
             );
-        }
-        if !(self.compact_dead_ratio > 0.0 && self.compact_dead_ratio <= 1.0) {
-            return bad(format!(
-                "compact_dead_ratio = {} must be in (0, 1]",
-                self.compact_dead_ratio
-            ));
         }
         check_interval("idle_park_max", self.idle_park_max)?;
         Ok(())
@@ -316,7 +339,7 @@ mod tests {
     fn contradictions_are_refused() {
         let cases = [
             Config {
-                ring_slots: 3,
+                ring_capacity: 3,
                 ..Config::default()
             },
             Config {

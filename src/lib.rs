@@ -49,6 +49,11 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
+/// How the cache works inside: the write and read paths, the threads, the
+/// file store's format, and where each item of the contract is enforced and
+/// tested.
+#[doc = include_str!("architecture.md")]
+pub mod architecture {}
 mod cache;
 mod config;
 mod counters;

@@ -68,55 +68,53 @@ pub const fn encoded_len(key_len: usize, value_len: usize) -> usize {
     HEADER_BYTES + key_len + value_len
 }
 
-/// Appends one record to `out`. The value is written by `write_value`, which
-/// must append exactly `value_len` bytes (the flusher copies it straight out of
-/// the index this way, without an intermediate buffer).
+/// Appends one record to `out`, its value written by `write_value`, which
+/// appends the value and returns the record's kind and version. The header
+/// is completed after the value is in place, so the flusher copies a value
+/// once, straight out of the index (whose reader learns the version only
+/// with the value).
 ///
 /// # Panics
-/// If the key is empty or too long, the value too long, the version 0, or
-/// `write_value` appends a different number of bytes: callers validate first,
-/// so any of these is a bug.
+/// If the key is empty or too long, the value too long, the version 0, or a
+/// delete with a value: callers validate first, so any of these is a bug.
 pub fn encode_with(
     out: &mut Vec<u8>,
-    kind: Kind,
-    version: Version,
     key: &[u8],
-    value_len: usize,
-    write_value: impl FnOnce(&mut Vec<u8>),
+    write_value: impl FnOnce(&mut Vec<u8>) -> (Kind, Version),
 ) {
     assert!(
         !key.is_empty() && key.len() <= KEY_BYTES_LIMIT,
         "bad key length {}",
         key.len()
     );
+    let start = out.len();
+    out.resize(start + HEADER_BYTES, 0);
+    out.extend_from_slice(key);
+    let value_start = out.len();
+    let (kind, version) = write_value(out);
+    let value_len = out.len() - value_start;
     assert!(
         value_len <= VALUE_BYTES_LIMIT,
         "bad value length {value_len}"
     );
     assert!(version.0 >= 1, "version 0 is never written");
     assert!(kind == Kind::Put || value_len == 0, "a delete has no value");
-    let start = out.len();
-    out.extend_from_slice(&[0; 4]);
-    out.push(kind as u8);
-    out.push(0);
-    out.extend_from_slice(&(key.len() as u16).to_le_bytes());
-    out.extend_from_slice(&(value_len as u32).to_le_bytes());
-    out.extend_from_slice(&version.0.to_le_bytes());
-    out.extend_from_slice(key);
-    write_value(out);
-    assert_eq!(
-        out.len() - start,
-        encoded_len(key.len(), value_len),
-        "value writer appended the wrong number of bytes"
-    );
+    let header = &mut out[start..start + HEADER_BYTES];
+    header[4] = kind as u8;
+    header[6..8].copy_from_slice(&(key.len() as u16).to_le_bytes());
+    header[8..12].copy_from_slice(&(value_len as u32).to_le_bytes());
+    header[12..20].copy_from_slice(&version.0.to_le_bytes());
     let crc = crc32c::crc32c(&out[start + 4..]);
     out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// Appends one record with a value slice to `out`.
+/// Appends one record with a value slice to `out` (tests, and the tools'
+/// baselines through `__internals`).
+#[cfg_attr(not(feature = "__internals"), allow(dead_code))]
 pub fn encode(out: &mut Vec<u8>, kind: Kind, version: Version, key: &[u8], value: &[u8]) {
-    encode_with(out, kind, version, key, value.len(), |o| {
-        o.extend_from_slice(value)
+    encode_with(out, key, |o| {
+        o.extend_from_slice(value);
+        (kind, version)
     });
 }
 

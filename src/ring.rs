@@ -11,11 +11,11 @@
 //!   shared one only when the copy says the ring is full (producer) or empty
 //!   (consumer). In steady state a push touches no line the consumer writes.
 //!
-//! The consumer drains in batches: one `Acquire` load of `tail`, many slot
+//! The consumer drains in batches: one `Acquire` load of `tail`, many cell
 //! reads, one `Release` store of `head`.
 //!
 //! Cursors are positions that only grow (`u64`: at 10^9 pushes per second they
-//! wrap after 584 years); a slot index is `position & mask`. Capacity is a power
+//! wrap after 584 years); a cell index is `position & mask`. Capacity is a power
 //! of two. All memory is allocated in [`channel`]; nothing allocates after.
 
 use std::mem::MaybeUninit;
@@ -24,7 +24,7 @@ use crossbeam_utils::CachePadded;
 
 use crate::primitives::{Arc, AtomicU64, Ordering, UnsafeCell};
 
-/// A bounded SPSC ring of `capacity` slots; returns its two halves.
+/// A bounded SPSC ring of `capacity` cells; returns its two halves.
 ///
 /// ```
 /// let (mut tx, mut rx) = writebehind::__internals::ring::channel::<u32>(4);
@@ -47,28 +47,28 @@ pub fn channel<T>(capacity: usize) -> (Producer<T>, Consumer<T>) {
 /// The shared part of a ring. Producer and consumer each hold an `Arc` to it.
 #[derive(Debug)]
 pub struct Ring<T> {
-    /// Position of the next slot the consumer reads. Written by the consumer
+    /// Position of the next cell the consumer reads. Written by the consumer
     /// only. Invariant: `head <= tail <= head + capacity`.
     head: CachePadded<AtomicU64>,
-    /// Position of the next slot the producer writes. Written by the producer
+    /// Position of the next cell the producer writes. Written by the producer
     /// only.
     tail: CachePadded<AtomicU64>,
-    /// `capacity` slots; slot `p & mask` is initialized iff `head <= p < tail`.
-    slots: Box<[UnsafeCell<MaybeUninit<T>>]>,
+    /// `capacity` cells; cell `p & mask` is initialized iff `head <= p < tail`.
+    cells: Box<[UnsafeCell<MaybeUninit<T>>]>,
     /// `capacity - 1`, capacity a power of two.
     mask: u64,
 }
 
-// SAFETY: a slot is accessed by exactly one side at a time: the producer writes
-// slots in `tail .. head + capacity`, the consumer reads slots in
-// `head .. tail`, and the cursors' Release/Acquire pairs hand each slot over.
+// SAFETY: a cell is accessed by exactly one side at a time: the producer writes
+// cells in `tail .. head + capacity`, the consumer reads cells in
+// `head .. tail`, and the cursors' Release/Acquire pairs hand each cell over.
 // Values of `T` move between threads, hence `T: Send`.
 unsafe impl<T: Send> Sync for Ring<T> {}
 // SAFETY: as above; the ring owns its `T`s.
 unsafe impl<T: Send> Send for Ring<T> {}
 
 impl<T> Ring<T> {
-    /// A ring of `capacity` slots.
+    /// A ring of `capacity` cells.
     ///
     /// # Panics
     /// If `capacity` is not a power of two or is below 2 (`Config::validate`
@@ -78,20 +78,20 @@ impl<T> Ring<T> {
             capacity >= 2 && capacity.is_power_of_two(),
             "ring capacity {capacity} must be a power of two >= 2"
         );
-        let slots = (0..capacity)
+        let cells = (0..capacity)
             .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
             .collect();
         Arc::new(Self {
             head: CachePadded::new(AtomicU64::new(0)),
             tail: CachePadded::new(AtomicU64::new(0)),
-            slots,
+            cells,
             mask: capacity as u64 - 1,
         })
     }
 
-    /// Number of slots.
+    /// Number of cells.
     pub fn capacity(&self) -> usize {
-        self.slots.len()
+        self.cells.len()
     }
 
     /// Records in the ring right now, as seen from a third thread (stats).
@@ -138,11 +138,11 @@ impl<T> Ring<T> {
     }
 
     #[inline(always)]
-    fn slot(&self, pos: u64) -> &UnsafeCell<MaybeUninit<T>> {
+    fn cell(&self, pos: u64) -> &UnsafeCell<MaybeUninit<T>> {
         let index = (pos & self.mask) as usize;
-        debug_assert!(index < self.slots.len());
-        // SAFETY: `index <= mask < slots.len()`.
-        unsafe { self.slots.get_unchecked(index) }
+        debug_assert!(index < self.cells.len());
+        // SAFETY: `index <= mask < cells.len()`.
+        unsafe { self.cells.get_unchecked(index) }
     }
 }
 
@@ -154,9 +154,9 @@ impl<T> Drop for Ring<T> {
         let head = self.head.load(Ordering::Relaxed);
         let tail = self.tail.load(Ordering::Relaxed);
         for pos in head..tail {
-            // SAFETY: `&mut self`: no producer or consumer is left, and slots in
+            // SAFETY: `&mut self`: no producer or consumer is left, and cells in
             // `head .. tail` are initialized.
-            self.slot(pos)
+            self.cell(pos)
                 .with_mut(|p| unsafe { (*p).assume_init_drop() });
         }
     }
@@ -181,7 +181,7 @@ impl<T> Producer<T> {
         if self.tail - self.head_cached < capacity {
             return true;
         }
-        // Acquire: the consumer's reads of the slots it freed happen-before
+        // Acquire: the consumer's reads of the cells it freed happen-before
         // our writes to them.
         self.head_cached = self.ring.head.load(Ordering::Acquire);
         debug_assert!(self.head_cached <= self.tail);
@@ -211,14 +211,14 @@ impl<T> Producer<T> {
             "push_reserved on a full ring"
         );
         let tail = self.tail;
-        // SAFETY: `tail < head_cached + capacity <= head + capacity`, so slot
+        // SAFETY: `tail < head_cached + capacity <= head + capacity`, so cell
         // `tail` is empty: the consumer has finished with it (we observed its
         // Release store of head) and will not read it before we publish tail.
         self.ring
-            .slot(tail)
+            .cell(tail)
             .with_mut(|p| unsafe { (*p).write(value) });
         self.tail = tail + 1;
-        // Release: the slot write happens-before the consumer's Acquire load
+        // Release: the cell write happens-before the consumer's Acquire load
         // of tail.
         self.ring.tail.store(
             self.tail,
@@ -241,7 +241,7 @@ impl<T> Producer<T> {
         (self.tail - self.head_cached) as usize
     }
 
-    /// Number of slots.
+    /// Number of cells.
     pub fn capacity(&self) -> usize {
         self.ring.capacity()
     }
@@ -273,13 +273,13 @@ impl<T> Consumer<T> {
     }
 
     /// Pops up to `max` records in push order, handing each to `f`, and frees
-    /// their slots with a single store. Returns how many were popped.
+    /// their cells with a single store. Returns how many were popped.
     #[inline]
     pub fn drain(&mut self, max: usize, mut f: impl FnMut(T)) -> usize {
         if self.tail_cached - self.head < max as u64 {
             // The cached view cannot fill the request: look again (one load
             // per drain call, not per record).
-            // Acquire: the producer's slot writes happen-before our reads.
+            // Acquire: the producer's cell writes happen-before our reads.
             self.tail_cached = self.ring.tail.load(Ordering::Acquire);
         }
         let available = self.tail_cached - self.head;
@@ -299,7 +299,7 @@ impl<T> Consumer<T> {
             fn drop(&mut self) {
                 let c = &mut *self.consumer;
                 c.head += self.taken;
-                // Release: our reads of the freed slots happen-before the
+                // Release: our reads of the freed cells happen-before the
                 // producer's next writes to them (it loads head with Acquire).
                 c.ring.head.store(c.head, Ordering::Release);
             }
@@ -311,15 +311,15 @@ impl<T> Consumer<T> {
         };
         for pos in start..start + n {
             // SAFETY: `head <= pos < tail_cached <= tail`: the producer wrote
-            // this slot and published it with its Release store of tail, which
-            // we acquired; it will not touch the slot again until we publish a
+            // this cell and published it with its Release store of tail, which
+            // we acquired; it will not touch the cell again until we publish a
             // head past it. Reading moves the value out; `taken` is bumped
-            // before `f` runs, so the slot counts as consumed even if `f`
+            // before `f` runs, so the cell counts as consumed even if `f`
             // panics.
             let value = publish
                 .consumer
                 .ring
-                .slot(pos)
+                .cell(pos)
                 .with(|p| unsafe { (*p).assume_init_read() });
             publish.taken += 1;
             f(value);
@@ -379,7 +379,7 @@ mod tests {
         let mut c = Ring::consumer(&ring);
         let mut next_in = 0u64;
         let mut next_out = 0u64;
-        // Uneven push/pop counts so that every slot offset is crossed.
+        // Uneven push/pop counts so that every cell offset is crossed.
         for round in 0..1000u64 {
             let pushes = 1 + round % 7;
             for _ in 0..pushes {

@@ -20,16 +20,17 @@ pub(crate) struct Change {
     pub version: Version,
 }
 
-/// Writer slot states.
-pub(crate) const SLOT_FREE: u8 = 0;
-pub(crate) const SLOT_ACTIVE: u8 = 1;
-pub(crate) const SLOT_RETIRED: u8 = 2;
+/// Lane states.
+pub(crate) const LANE_FREE: u8 = 0;
+pub(crate) const LANE_ACTIVE: u8 = 1;
+pub(crate) const LANE_RETIRED: u8 = 2;
 
-/// One registered (or registrable) writer: its ring and handshake state.
+/// A writer's lane: its ring, its registration and handshake state, and
+/// where it parks. There are `writers_max` lanes; `writer()` takes a free one.
 #[derive(Debug)]
-pub(crate) struct WriterSlot {
-    /// `SLOT_FREE -> SLOT_ACTIVE` (`writer()`), `-> SLOT_RETIRED` (the
-    /// writer dropped), `-> SLOT_FREE` (the flusher drained the ring).
+pub(crate) struct Lane {
+    /// `LANE_FREE -> LANE_ACTIVE` (`writer()`), `-> LANE_RETIRED` (the
+    /// writer dropped), `-> LANE_FREE` (the flusher drained the ring).
     pub state: AtomicU8,
     pub ring: Arc<Ring<Change>>,
     /// True while the writer is inside an operation; with `Shared::closing`
@@ -74,7 +75,7 @@ pub(crate) struct Progress {
 pub(crate) struct Shared {
     pub config: Config,
     pub index: Index,
-    pub slots: Box<[WriterSlot]>,
+    pub lanes: Box<[Lane]>,
     /// `CLOSE_REQUESTED | CLOSE_SEALED | FLUSHER_DEAD` bits.
     pub closing: AtomicU8,
     /// The flusher is parked or about to park.
@@ -104,10 +105,10 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(config: Config, index: Index, store: StoreInfo, torn_tails: u64) -> Self {
         let in_flight_max = in_flight_bound(store, config.batches_in_flight_max);
-        let slots = (0..config.writers_max)
-            .map(|_| WriterSlot {
-                state: AtomicU8::new(SLOT_FREE),
-                ring: Ring::new(config.ring_slots),
+        let lanes = (0..config.writers_max)
+            .map(|_| Lane {
+                state: AtomicU8::new(LANE_FREE),
+                ring: Ring::new(config.ring_capacity),
                 op_active: CachePadded::new(AtomicBool::new(false)),
                 full_events: AtomicU64::new(0),
                 waiting: AtomicBool::new(false),
@@ -118,7 +119,7 @@ impl Shared {
         Self {
             config,
             index,
-            slots,
+            lanes,
             closing: AtomicU8::new(0),
             flusher_sleeping: AtomicBool::new(false),
             flusher_wake: Mutex::new(false),
@@ -187,9 +188,9 @@ impl Shared {
         // Release: pairs with the Acquire loads of parked writers.
         self.flusher_stopped.store(true, Ordering::Release);
         self.progress_cv.notify_all();
-        for slot in self.slots.iter() {
-            let _guard = primitives::lock(&slot.park);
-            slot.room.notify_all();
+        for lane in self.lanes.iter() {
+            let _guard = primitives::lock(&lane.park);
+            lane.room.notify_all();
         }
     }
 

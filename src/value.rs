@@ -14,6 +14,32 @@ pub(crate) trait Sink {
     fn extend(&mut self, bytes: &[u8]);
 }
 
+/// A sink that appends to the end of a buffer already holding other bytes:
+/// clearing it drops only what it appended (a seqlock reader that retries
+/// starts its copy over without disturbing the rest).
+pub(crate) struct TailSink<'a> {
+    out: &'a mut Vec<u8>,
+    start: usize,
+}
+
+impl<'a> TailSink<'a> {
+    pub(crate) fn new(out: &'a mut Vec<u8>) -> Self {
+        let start = out.len();
+        Self { out, start }
+    }
+}
+
+impl Sink for TailSink<'_> {
+    #[inline]
+    fn clear(&mut self) {
+        self.out.truncate(self.start);
+    }
+    #[inline]
+    fn extend(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+}
+
 impl Sink for Vec<u8> {
     #[inline]
     fn clear(&mut self) {

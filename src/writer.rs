@@ -11,13 +11,13 @@ use crate::entry::{Update, Written};
 use crate::error::Error;
 use crate::primitives::{self, Arc, Backoff, Ordering};
 use crate::ring::{Producer, Ring};
-use crate::shared::{Change, Shared, SLOT_RETIRED};
+use crate::shared::{Change, Shared, LANE_RETIRED};
 use crate::version::Version;
 
 /// A handle for updates, made by [`WriteBehind::writer`](crate::WriteBehind::writer).
 ///
 /// `Send` but not `Sync` and every method takes `&mut self`: one thread at a
-/// time pushes into its ring, by construction. Dropping it frees its slot
+/// time pushes into its ring, by construction. Dropping it frees its lane
 /// once the flusher has drained the ring.
 ///
 /// ```
@@ -40,7 +40,7 @@ use crate::version::Version;
 #[derive(Debug)]
 pub struct Writer {
     shared: Arc<Shared>,
-    slot: usize,
+    lane: usize,
     producer: Producer<Change>,
     /// Ring length at which a sleeping flusher is woken.
     wake_at: usize,
@@ -50,12 +50,12 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn new(shared: Arc<Shared>, slot: usize) -> Self {
-        let producer = Ring::producer(&shared.slots[slot].ring);
+    pub(crate) fn new(shared: Arc<Shared>, lane: usize) -> Self {
+        let producer = Ring::producer(&shared.lanes[lane].ring);
         let wake_at = producer.capacity() / 2;
         Self {
             shared,
-            slot,
+            lane,
             producer,
             wake_at,
             last_version: Version(0),
@@ -137,11 +137,11 @@ impl Writer {
     /// concurrently with it; `sync()` and `close()` report the death.)
     #[inline]
     fn begin_op(&mut self) -> Result<(), Error> {
-        let slot = &self.shared.slots[self.slot];
-        slot.op_active.store(true, Ordering::Relaxed);
+        let lane = &self.shared.lanes[self.lane];
+        lane.op_active.store(true, Ordering::Relaxed);
         primitives::fence(Ordering::SeqCst);
         if self.shared.is_closing() {
-            slot.op_active.store(false, Ordering::Relaxed);
+            lane.op_active.store(false, Ordering::Relaxed);
             return Err(self.shared.refusal());
         }
         Ok(())
@@ -151,13 +151,13 @@ impl Writer {
     fn end_op(&mut self) {
         // Release: the ring push happens-before the flusher's Acquire load that
         // sees the operation finished.
-        self.shared.slots[self.slot]
+        self.shared.lanes[self.lane]
             .op_active
             .store(false, Ordering::Release);
     }
 
     fn apply(&mut self, key: &[u8], update: Update<'_>) -> Result<Written, Error> {
-        // 1. Reserve a ring slot first, so a refusal leaves nothing applied.
+        // 1. Reserve a ring cell first, so a refusal leaves nothing applied.
         if !self.producer.has_room() {
             self.wait_for_room()?;
         }
@@ -200,8 +200,8 @@ impl Writer {
     #[cold]
     fn wait_for_room(&mut self) -> Result<(), Error> {
         let shared = Arc::clone(&self.shared);
-        let slot = &shared.slots[self.slot];
-        slot.full_events.fetch_add(1, Ordering::Relaxed);
+        let lane = &shared.lanes[self.lane];
+        lane.full_events.fetch_add(1, Ordering::Relaxed);
         shared.wake_flusher();
         if shared.config.backpressure == Backpressure::Fail {
             return Err(Error::Full);
@@ -219,16 +219,16 @@ impl Writer {
         // the flusher frees room (Release store of head), fences, checks
         // `waiting` and then notifies under the mutex we hold until we wait.
         loop {
-            let guard = primitives::lock(&slot.park);
-            slot.waiting.store(true, Ordering::Relaxed);
+            let guard = primitives::lock(&lane.park);
+            lane.waiting.store(true, Ordering::Relaxed);
             primitives::fence(Ordering::SeqCst);
             if !primitives::bug(primitives::Bug::ParkWithoutRecheck) && self.producer.has_room() {
-                slot.waiting.store(false, Ordering::Relaxed);
+                lane.waiting.store(false, Ordering::Relaxed);
                 return Ok(());
             }
             // Acquire: pairs with the flusher's Release store on exit.
             if shared.flusher_stopped.load(Ordering::Acquire) {
-                slot.waiting.store(false, Ordering::Relaxed);
+                lane.waiting.store(false, Ordering::Relaxed);
                 // `FlusherDied` if it died, not `Closed`: nothing will ever
                 // make room, and the cache must be reopened.
                 return Err(shared.refusal());
@@ -237,11 +237,11 @@ impl Writer {
             // The timeout is a safety net, not part of the protocol (the loom
             // model runs without it).
             drop(primitives::wait_timeout(
-                &slot.room,
+                &lane.room,
                 guard,
                 Duration::from_millis(100),
             ));
-            slot.waiting.store(false, Ordering::Relaxed);
+            lane.waiting.store(false, Ordering::Relaxed);
         }
     }
 }
@@ -253,14 +253,14 @@ impl Drop for Writer {
         }
         // An operation that panicked midway left `op_active` set; close()
         // would wait on it for close_timeout.
-        self.shared.slots[self.slot]
+        self.shared.lanes[self.lane]
             .op_active
             .store(false, Ordering::Release);
         // Release: every push happens-before the flusher's Acquire load of the
         // state, so it drains them all before freeing the slot.
-        self.shared.slots[self.slot]
+        self.shared.lanes[self.lane]
             .state
-            .store(SLOT_RETIRED, Ordering::Release);
+            .store(LANE_RETIRED, Ordering::Release);
         self.shared.wake_flusher_if_sleeping();
     }
 }

@@ -1,4 +1,4 @@
-//! The contract of DESIGN.md section 1 (G1..G9) on the in-memory store,
+//! The contract (G1..G9, see the crate docs) on the in-memory store,
 //! end to end through writers, the index, the flusher and the store.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
@@ -37,7 +37,7 @@ fn g1_one_writers_updates_arrive_once_in_order() {
     let store = MemStore::new();
     let data = store.data();
     data.lock().unwrap().log_order = true;
-    let config = small_config().ring_slots(8);
+    let config = small_config().ring_capacity(8);
     let wb = WriteBehind::with_store(store, config).unwrap();
     let mut w = wb.writer().unwrap();
     const N: u64 = 20_000;
@@ -159,7 +159,7 @@ fn g6_fail_policy_refuses_with_nothing_applied() {
     let plan = FaultPlan::new();
     plan.stall_for(Duration::from_secs(60));
     let config = small_config()
-        .ring_slots(16)
+        .ring_capacity(16)
         .dirty_keys_max(32)
         .batch_ops_max(8)
         .batches_in_flight_max(1)
@@ -213,7 +213,7 @@ fn g6_block_policy_waits_and_resumes() {
     let plan = FaultPlan::new();
     plan.stall_for(Duration::from_millis(300));
     let config = small_config()
-        .ring_slots(16)
+        .ring_capacity(16)
         .dirty_keys_max(32)
         .batch_ops_max(8)
         .batches_in_flight_max(1);
@@ -432,7 +432,7 @@ fn g9_bad_input_is_refused_up_front() {
     assert!(wb.get(&[1; 17]).is_none());
     assert_eq!(wb.stats().keys, 1);
     // Invalid configs are refused before anything starts.
-    let bad = Config::default().ring_slots(1000);
+    let bad = Config::default().ring_capacity(1000);
     assert!(matches!(
         WriteBehind::with_store(MemStore::new(), bad),
         Err(Error::Config(_))

@@ -57,7 +57,7 @@ fn a_full_filesystem_is_reported_bounded_and_recovered_from() {
     let config = Config::default()
         .compact_segments_min(1_000)
         .backpressure(Backpressure::Fail)
-        .ring_slots(1 << 10)
+        .ring_capacity(1 << 10)
         .dirty_keys_max(1 << 12)
         .retry_backoff_max(Duration::from_millis(20));
     let wb = open(&dir, config.clone()).unwrap();

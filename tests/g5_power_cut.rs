@@ -155,7 +155,7 @@ impl Rng {
 fn config(durability: Durability) -> Config {
     Config::default()
         .writers_max(2)
-        .ring_slots(1 << 10)
+        .ring_capacity(1 << 10)
         .key_bytes_max(64)
         .value_bytes_max(VALUE_BYTES_MAX)
         .keys_max(1 << 12)

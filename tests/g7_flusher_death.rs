@@ -153,7 +153,7 @@ fn g7_updates_after_the_flusher_died_are_refused() {
 fn g7_a_blocked_writer_wakes_when_the_flusher_dies() {
     let (store, control) = PanickingStore::new();
     let config = small_config()
-        .ring_slots(2)
+        .ring_capacity(2)
         .dirty_keys_max(2)
         .batches_in_flight_max(1)
         .backpressure(Backpressure::Block);

@@ -57,7 +57,7 @@ type Model = HashMap<Vec<u8>, (Version, Option<Vec<u8>>)>;
 fn config() -> Config {
     Config::default()
         .writers_max(2)
-        .ring_slots(8)
+        .ring_capacity(8)
         .batch_ops_max(4)
         .retry_backoff_min(Duration::from_micros(100))
         .retry_backoff_max(Duration::from_millis(2))

@@ -32,7 +32,7 @@ fn a_throttled_store_under_overload_holds_its_bounds_and_loses_nothing() {
         let store = MemStore::new();
         let data = store.data();
         let config = Config::default()
-            .ring_slots(1 << 10)
+            .ring_capacity(1 << 10)
             .dirty_keys_max(4_096)
             .batch_ops_max(512)
             .batches_in_flight_max(2)

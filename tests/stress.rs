@@ -81,7 +81,7 @@ fn run_writer(wb: &WriteBehind, seed: u64) -> Vec<(Vec<u8>, Version, Op)> {
 fn two_writers_a_million_mixed_ops_replay_exactly() {
     let store = MemStore::new();
     let data = store.data();
-    let config = small_config().ring_slots(256).batch_ops_max(128);
+    let config = small_config().ring_capacity(256).batch_ops_max(128);
     // A throttled store makes batches pile up and coalescing real.
     let wb = Arc::new(WriteBehind::with_store(Throttled::new(store, 5_000), config).expect("open"));
     let handles: Vec<_> = (0..2u64)

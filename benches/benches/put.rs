@@ -21,7 +21,7 @@ use writebehind_tools::workload::{Distribution, NullStore, Workload};
 const OPS: u64 = 1 << 18;
 
 fn config() -> Config {
-    Config::default().ring_slots(1 << 14)
+    Config::default().ring_capacity(1 << 14)
 }
 
 fn bench_put(c: &mut Criterion) {

@@ -48,7 +48,7 @@ where
 pub fn tiny_config(writers: usize) -> writebehind::Config {
     writebehind::Config::default()
         .writers_max(writers)
-        .ring_slots(2)
+        .ring_capacity(2)
         .keys_max(4)
         .dirty_keys_max(4)
         .key_bytes_max(8)

@@ -170,7 +170,7 @@ impl<S: Store> Flusher<S> {
     /// Submits a batch of the rewrites the unit read whole needs; once none
     /// is left, the step waits for durability.
     fn rewrite_step(&mut self, now: u64) -> bool {
-        if !self.compaction_slot_free() {
+        if !self.compaction_has_room() {
             return false;
         }
         let shared = Arc::clone(&self.shared);
@@ -205,7 +205,7 @@ impl<S: Store> Flusher<S> {
 
     /// Every claimed key's current value, in batches; then the wait.
     fn rewrite_everything(&mut self, now: u64) -> bool {
-        if !self.compaction_slot_free() {
+        if !self.compaction_has_room() {
             return false;
         }
         let shared = Arc::clone(&self.shared);
@@ -233,7 +233,7 @@ impl<S: Store> Flusher<S> {
 
     /// A compaction batch may take an in-flight slot (else it goes first
     /// when one frees).
-    fn compaction_slot_free(&mut self) -> bool {
+    fn compaction_has_room(&mut self) -> bool {
         self.compaction_waiting = !self.window.has_room();
         !self.compaction_waiting
     }

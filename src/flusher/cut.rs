@@ -2,6 +2,7 @@
 //! key's age, a `sync()` or `close()`), encoding each dirty key's current
 //! value and version, and resubmitting failed batches from memory.
 
+use super::keys::encode_entry;
 use super::*;
 
 impl<S: Store> Flusher<S> {
@@ -50,36 +51,18 @@ impl<S: Store> Flusher<S> {
             if let Some(ahead) = self.dirty.get(PREFETCH_AHEAD) {
                 shared.index.prefetch(ahead.slot);
             }
-            let entry = shared.index.entry(d.slot);
-            let snap = entry.read(&mut self.keys.scratch);
-            let len = record::encoded_len(entry.key().len(), self.keys.scratch.len());
-            if batch.records > 0 && batch.bytes.len() + len > config.batch_bytes_max {
+            let start = batch.bytes.len();
+            let (version, len) = encode_entry(shared.index.entry(d.slot), &mut batch.bytes);
+            if batch.records > 0 && batch.bytes.len() > config.batch_bytes_max {
+                batch.bytes.truncate(start);
                 break;
             }
             self.dirty.pop_front();
             self.dirty_dequeued += 1;
-            let state = &mut self.keys.flush_state[d.slot.0 as usize];
-            let batched = *state & !DIRTY_BIT;
-            // The index always holds a key's newest version (G2).
-            assert!(
-                snap.version.0 >= batched,
-                "index version behind a batched one"
-            );
-            if snap.version.0 == batched {
-                // An earlier batch (retried from memory) already holds this
-                // version; that batch is numbered lower, so any barrier that
-                // covers this entry covers it.
-                *state = batched;
+            if !self.keys.mark_batched(d.slot, version) {
+                batch.bytes.truncate(start);
                 continue;
             }
-            *state = snap.version.0;
-            record::encode(
-                &mut batch.bytes,
-                snap.kind,
-                snap.version,
-                entry.key(),
-                &self.keys.scratch,
-            );
             self.keys.set_live_len(d.slot, len);
             entries.push(d.slot);
             batch.records += 1;
@@ -123,7 +106,7 @@ impl<S: Store> Flusher<S> {
             }
             f.records = batch.records;
             f.bytes = batch.bytes.len();
-            f.state = State::Submitted;
+            f.state = BatchState::Submitted;
             self.counts.retries += 1;
             self.store.submit(batch);
             any = true;

@@ -12,9 +12,9 @@ impl<S: Store> Flusher<S> {
         let flush_state = &mut self.keys.flush_state;
         let mut enqueued = 0u64;
         let mut total = 0;
-        for (consumer, slot) in self.consumers.iter_mut().zip(shared.slots.iter()) {
+        for (consumer, lane) in self.consumers.iter_mut().zip(shared.lanes.iter()) {
             // Acquire: a writer's pushes happen-before its RETIRED store.
-            let retired = slot.state.load(Ordering::Acquire) == SLOT_RETIRED;
+            let retired = lane.state.load(Ordering::Acquire) == LANE_RETIRED;
             let before = enqueued;
             let n = consumer.drain(per_pass.min(room), |rec| {
                 let state = &mut flush_state[rec.slot.0 as usize];
@@ -34,14 +34,14 @@ impl<S: Store> Flusher<S> {
                 // SeqCst fence: pairs with the parked writer's fence between
                 // setting `waiting` and re-checking room (Dekker).
                 primitives::fence(Ordering::SeqCst);
-                if slot.waiting.load(Ordering::Relaxed) {
-                    let _guard = primitives::lock(&slot.park);
-                    slot.room.notify_one();
+                if lane.waiting.load(Ordering::Relaxed) {
+                    let _guard = primitives::lock(&lane.park);
+                    lane.room.notify_one();
                 }
             }
             if retired && consumer.is_empty() {
-                // Release: our reads of its slots happen-before a new writer.
-                slot.state.store(SLOT_FREE, Ordering::Release);
+                // Release: our reads of its ring happen-before a new writer.
+                lane.state.store(LANE_FREE, Ordering::Release);
             }
         }
         self.dirty_enqueued += enqueued;

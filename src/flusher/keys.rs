@@ -1,14 +1,17 @@
 //! The flusher's private per-key state.
 
 use super::DIRTY_BIT;
+use crate::entry::Entry;
 use crate::index::{Index, Slot};
 use crate::record;
+use crate::value::TailSink;
+use crate::version::Version;
 
 /// The flusher's private per-key state, indexed by index slot. Kept here,
 /// not in the entry, so that draining a ring never touches (and steals from
 /// the writer) the entry's cache line.
 #[derive(Debug)]
-pub(super) struct Keys {
+pub(super) struct KeyLedger {
     /// Highest version put into a submitted batch, with `DIRTY_BIT` while
     /// the key is on the dirty list.
     pub(super) flush_state: Vec<u64>,
@@ -16,11 +19,10 @@ pub(super) struct Keys {
     live_len: Vec<u32>,
     /// Sum of `live_len`: the bytes a compacted store would hold.
     pub(super) live_bytes: u64,
-    pub(super) scratch: Vec<u8>,
 }
 
-impl Keys {
-    /// State for every slot of `index`; keys recovered into it count as
+impl KeyLedger {
+    /// BatchState for every slot of `index`; keys recovered into it count as
     /// batched (and live) at their current version.
     pub(super) fn new(index: &Index) -> Self {
         // vec![0; n] allocates zeroed memory: pages are mapped as used.
@@ -28,19 +30,16 @@ impl Keys {
             flush_state: vec![0u64; index.slots()],
             live_len: vec![0u32; index.slots()],
             live_bytes: 0,
-            scratch: Vec::new(),
         };
+        let mut value = Vec::new();
         for i in 0..index.claimed_len() {
             let Some(slot) = index.claimed_slot(i) else {
                 continue;
             };
             let entry = index.entry(slot);
-            let snap = entry.read(&mut keys.scratch);
+            let snap = entry.read(&mut value);
             keys.flush_state[slot.0 as usize] = snap.version.0;
-            keys.set_live_len(
-                slot,
-                record::encoded_len(entry.key().len(), keys.scratch.len()),
-            );
+            keys.set_live_len(slot, record::encoded_len(entry.key().len(), value.len()));
         }
         keys
     }
@@ -55,24 +54,43 @@ impl Keys {
         self.live_bytes = self.live_bytes - u64::from(old) + len as u64;
     }
 
-    /// Encodes `slot`'s current value and version into `out` and records it
-    /// as batched (a retry from memory, or compaction). The version is at
-    /// least any the flusher batched before for this key (G2).
-    pub(super) fn encode_current(&mut self, index: &Index, slot: Slot, out: &mut Vec<u8>) {
-        let entry = index.entry(slot);
-        let snap = entry.read(&mut self.scratch);
+    /// Records that a first submission batched `version` of `slot` (taken
+    /// off the dirty list). False if an earlier batch (retried from memory)
+    /// already holds that version: that batch is numbered lower, so any
+    /// barrier that covers this entry covers it, and no record is needed.
+    pub(super) fn mark_batched(&mut self, slot: Slot, version: Version) -> bool {
         let state = &mut self.flush_state[slot.0 as usize];
         let batched = *state & !DIRTY_BIT;
-        // The index always holds a key's newest version.
-        assert!(
-            snap.version.0 >= batched,
-            "index version behind a batched one"
-        );
-        record::encode(out, snap.kind, snap.version, entry.key(), &self.scratch);
-        *state = (*state & DIRTY_BIT) | batched.max(snap.version.0);
-        self.set_live_len(
-            slot,
-            record::encoded_len(entry.key().len(), self.scratch.len()),
-        );
+        // The index always holds a key's newest version (G2).
+        assert!(version.0 >= batched, "index version behind a batched one");
+        *state = batched.max(version.0);
+        version.0 > batched
     }
+
+    /// Encodes `slot`'s current value and version into `out` and records it
+    /// as batched, leaving the dirty mark as it is (a retry from memory, or
+    /// compaction). The version is at least any the flusher batched before
+    /// for this key (G2).
+    pub(super) fn encode_current(&mut self, index: &Index, slot: Slot, out: &mut Vec<u8>) {
+        let (version, len) = encode_entry(index.entry(slot), out);
+        let state = &mut self.flush_state[slot.0 as usize];
+        let batched = *state & !DIRTY_BIT;
+        assert!(version.0 >= batched, "index version behind a batched one");
+        *state = (*state & DIRTY_BIT) | batched.max(version.0);
+        self.set_live_len(slot, len);
+    }
+}
+
+/// Appends `entry`'s current record (value and version, read together) to
+/// `out`, copying the value once, straight out of the entry. Returns the
+/// version and the record's length.
+pub(super) fn encode_entry(entry: &Entry, out: &mut Vec<u8>) -> (Version, usize) {
+    let start = out.len();
+    let mut version = Version(0);
+    record::encode_with(out, entry.key(), |out| {
+        let snap = entry.read(&mut TailSink::new(out));
+        version = snap.version;
+        (snap.kind, snap.version)
+    });
+    (version, out.len() - start)
 }

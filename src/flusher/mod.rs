@@ -3,14 +3,14 @@
 //!
 //! # One pass of the loop
 //!
-//! 1. Collect store completions; advance the durable watermark over the
+//! 1. PendingSync store completions; advance the durable watermark over the
 //!    contiguous prefix of completed batches (submission order, G4), retry
 //!    failed ones later (G8).
 //! 2. Drain every ring, at most `drain_per_pass_max` records each and never
 //!    more than the dirty list has room for (G6). A record names an entry and
 //!    a version; the entry goes on the dirty list unless it is already there
 //!    or a batch already holds that version: that is coalescing.
-//! 3. Serve `sync()` requests (see [`Collect`]).
+//! 3. Serve `sync()` requests (see [`PendingSync`]).
 //! 4. Cut batches while the store has room and a cut is due: the dirty list
 //!    reached the adaptive target, its oldest entry reached `flush_interval`,
 //!    or a `sync()`/`close()` needs it. A batch takes entries from the front
@@ -23,7 +23,7 @@
 //! # Adaptive batch target
 //!
 //! The dirty-key count that triggers a cut starts small and doubles whenever
-//! a cut was due but every in-flight slot was busy (the store is the
+//! a cut was due but the in-flight window was full (the store is the
 //! bottleneck, so bigger batches amortize its per-batch cost), and halves when
 //! the store goes idle with little dirty (smaller batches cost nothing then
 //! and make data durable sooner). It stays in `[TARGET_MIN, batch_ops_max]`.
@@ -46,15 +46,14 @@ use crate::counters::Counts;
 use crate::error::Error;
 use crate::index::Slot;
 use crate::primitives::{self, Arc, Ordering};
-use crate::record;
 use crate::ring::{Consumer, Ring};
-use crate::shared::{Change, Shared, CLOSE_REQUESTED, CLOSE_SEALED, SLOT_FREE, SLOT_RETIRED};
+use crate::shared::{Change, Shared, CLOSE_REQUESTED, CLOSE_SEALED, LANE_FREE, LANE_RETIRED};
 use crate::store::{Batch, BatchSeq, Completion, Store};
 use barriers::Barriers;
 use compaction::CompactionRun;
 pub(crate) use guard::StopGuard;
-use keys::Keys;
-use window::{State, Window};
+use keys::KeyLedger;
+use window::{BatchState, Window};
 
 /// Smallest adaptive target, in dirty keys.
 const TARGET_MIN: usize = 1024;
@@ -83,7 +82,7 @@ struct Dirty {
 /// (`dirty_mark`). Then the request waits for the watermark to reach the last
 /// batch cut so far.
 #[derive(Debug)]
-struct Collect {
+struct PendingSync {
     gen: u64,
     targets: Vec<u64>,
     dirty_mark: Option<u64>,
@@ -96,7 +95,7 @@ pub(crate) struct Flusher<S> {
     store: S,
     consumers: Vec<Consumer<Change>>,
     /// Per-key bookkeeping, indexed by slot.
-    keys: Keys,
+    keys: KeyLedger,
     dirty: VecDeque<Dirty>,
     /// Entries ever pushed on / taken off the dirty list.
     dirty_enqueued: u64,
@@ -104,7 +103,7 @@ pub(crate) struct Flusher<S> {
     /// Batches cut and not yet durable, at most `Config::batches_in_flight_max`
     /// or fewer if the store asks for fewer ([`StoreInfo::in_flight_max`](crate::store::StoreInfo)).
     window: Window,
-    /// A compaction batch found no free slot last time: it goes first next.
+    /// A compaction batch found the window full last time: it goes first next.
     compaction_waiting: bool,
     free_batches: Vec<Batch>,
     free_lists: Vec<Vec<Slot>>,
@@ -113,7 +112,7 @@ pub(crate) struct Flusher<S> {
     /// A cut was due but the in-flight bound stopped it.
     cut_blocked: bool,
     sync_seen: u64,
-    collecting: Option<Collect>,
+    collecting: Option<PendingSync>,
     /// `sync()` requests waiting for the watermark.
     barriers: Barriers,
     /// The compaction in progress.
@@ -133,12 +132,12 @@ impl<S: Store> Flusher<S> {
     pub(crate) fn new(shared: Arc<Shared>, store: S) -> Self {
         let config = &shared.config;
         let consumers = shared
-            .slots
+            .lanes
             .iter()
             .map(|s| Ring::consumer(&s.ring))
             .collect();
         let target_ops = TARGET_MIN.min(config.batch_ops_max);
-        let keys = Keys::new(&shared.index);
+        let keys = KeyLedger::new(&shared.index);
         Self {
             keys,
             dirty: VecDeque::with_capacity(config.dirty_keys_max.min(1 << 20)),
@@ -198,9 +197,9 @@ impl<S: Store> Flusher<S> {
             self.start_sync();
             self.advance_sync();
             progress |= self.retry_failed(now);
-            // Regular batches and a compaction's batches take turns at a
-            // free slot: while the store is the bottleneck a cut is due at
-            // every completion and would otherwise take every slot. A cut
+            // Regular batches and a compaction's batches take turns at the
+            // window's room: while the store is the bottleneck a cut is due
+            // at every completion and would otherwise take all of it. A cut
             // forced by sync() or close() keeps going first.
             if self.compaction_waiting && !self.forced() {
                 progress |= self.compact_step(now);

@@ -28,7 +28,7 @@ impl<S: Store> Flusher<S> {
         // Acquire: pairs with `end_op`'s Release, so its push is visible.
         let writers_idle = primitives::bug(primitives::Bug::CloseWithoutHandshake)
             || shared
-                .slots
+                .lanes
                 .iter()
                 .all(|s| !s.op_active.load(Ordering::Acquire));
         let rings_empty = self.consumers.iter_mut().all(|c| c.is_empty());
@@ -79,7 +79,7 @@ impl<S: Store> Flusher<S> {
         // Next deadline: the oldest dirty key's age limit, or a retry.
         let mut wait_ns = nanos(config.idle_park_max.min(config.flush_interval / 2));
         // The oldest dirty key's deadline matters only if a batch could be
-        // cut for it; with every in-flight slot taken, the next event is a
+        // cut for it; with the in-flight window full, the next event is a
         // completion (or a retry time), not a deadline.
         let can_cut = self.window.has_room();
         if let Some(d) = self.dirty.front().filter(|_| can_cut) {
@@ -96,7 +96,7 @@ impl<S: Store> Flusher<S> {
             #[cfg(loom)]
             if self
                 .shared
-                .slots
+                .lanes
                 .iter()
                 .any(|s| s.op_active.load(Ordering::Acquire))
             {
@@ -129,9 +129,9 @@ impl<S: Store> Flusher<S> {
             || (room && self.consumers.iter_mut().any(|c| !c.is_empty()))
             || (room
                 && shared
-                    .slots
+                    .lanes
                     .iter()
-                    .any(|s| s.state.load(Ordering::Relaxed) == SLOT_RETIRED));
+                    .any(|s| s.state.load(Ordering::Relaxed) == LANE_RETIRED));
         if !work_waiting {
             let mut woken = primitives::lock(&shared.flusher_wake);
             if !*woken {

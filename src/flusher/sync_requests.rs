@@ -20,7 +20,7 @@ impl<S: Store> Flusher<S> {
                 .iter()
                 .map(|c| c.producer_position())
                 .collect();
-            self.collecting = Some(Collect {
+            self.collecting = Some(PendingSync {
                 gen: requested,
                 targets,
                 dirty_mark: None,

@@ -15,7 +15,7 @@ use crate::store::Batch;
 
 /// Where a batch in the window is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum State {
+pub(super) enum BatchState {
     Submitted,
     Done,
     Failed { retry_at_ns: u64 },
@@ -31,7 +31,7 @@ pub(super) struct InFlight {
     pub(super) bytes: usize,
     /// Oldest `since_ns` of its entries (durable lag).
     pub(super) oldest_ns: u64,
-    pub(super) state: State,
+    pub(super) state: BatchState,
     /// The buffer, held while waiting to retry.
     pub(super) batch: Option<Batch>,
 }
@@ -103,7 +103,7 @@ impl Window {
             records,
             bytes,
             oldest_ns,
-            state: State::Submitted,
+            state: BatchState::Submitted,
             batch: None,
         });
         seq
@@ -122,13 +122,17 @@ impl Window {
             .filter(|&i| i < self.batches.len())
             .unwrap_or_else(|| panic!("completion of unknown batch {seq}"));
         let f = &mut self.batches[i];
-        assert_eq!(f.state, State::Submitted, "batch {seq} completed twice");
+        assert_eq!(
+            f.state,
+            BatchState::Submitted,
+            "batch {seq} completed twice"
+        );
         f
     }
 
     /// Batch `seq` is durable. Returns the failures in a row it ends.
     pub(super) fn succeeded(&mut self, seq: u64) -> u32 {
-        self.submitted(seq).state = State::Done;
+        self.submitted(seq).state = BatchState::Done;
         std::mem::take(&mut self.failures_in_a_row)
     }
 
@@ -147,7 +151,7 @@ impl Window {
         let shift = (self.failures_in_a_row - 1).min(20);
         let backoff = min.saturating_mul(1 << shift).min(max);
         let f = self.submitted(seq);
-        f.state = State::Failed {
+        f.state = BatchState::Failed {
             retry_at_ns: now.saturating_add(super::nanos(backoff)),
         };
         f.batch = Some(batch);
@@ -157,7 +161,7 @@ impl Window {
     /// Takes the durable batches at the front, moving the watermark over
     /// them in submission order.
     pub(super) fn take_durable(&mut self) -> Option<InFlight> {
-        if self.batches.front()?.state != State::Done {
+        if self.batches.front()?.state != BatchState::Done {
             return None;
         }
         let f = self.batches.pop_front()?;
@@ -171,11 +175,11 @@ impl Window {
     }
 
     /// Failed batches whose retry time has come, to resubmit (each keeps
-    /// its number; the caller marks it [`State::Submitted`] again).
+    /// its number; the caller marks it [`BatchState::Submitted`] again).
     pub(super) fn due_retries(&mut self, now: u64) -> impl Iterator<Item = &mut InFlight> {
-        self.batches
-            .iter_mut()
-            .filter(move |f| matches!(f.state, State::Failed { retry_at_ns } if retry_at_ns <= now))
+        self.batches.iter_mut().filter(
+            move |f| matches!(f.state, BatchState::Failed { retry_at_ns } if retry_at_ns <= now),
+        )
     }
 
     /// The earliest retry time, if a batch waits for one.
@@ -183,7 +187,7 @@ impl Window {
         self.batches
             .iter()
             .filter_map(|f| match f.state {
-                State::Failed { retry_at_ns } => Some(retry_at_ns),
+                BatchState::Failed { retry_at_ns } => Some(retry_at_ns),
                 _ => None,
             })
             .min()
@@ -223,7 +227,7 @@ mod tests {
         let retry: Vec<u64> = w.due_retries(1_000_000).map(|f| f.seq).collect();
         assert_eq!(retry, [1]);
         for f in w.due_retries(1_000_000) {
-            f.state = State::Submitted;
+            f.state = BatchState::Submitted;
         }
         w.succeeded(a);
         let durable: Vec<u64> = std::iter::from_fn(|| w.take_durable())
@@ -246,7 +250,7 @@ mod tests {
                 Some(round + super::super::nanos(*seen.last().unwrap_or(&MS)))
             );
             for f in w.due_retries(u64::MAX) {
-                f.state = State::Submitted;
+                f.state = BatchState::Submitted;
             }
         }
         assert_eq!(seen, [MS, 2 * MS, 4 * MS, 8 * MS, 10 * MS, 10 * MS]);

@@ -12,7 +12,7 @@ use writebehind::{Config, Version};
 pub fn small_config() -> Config {
     Config::default()
         .writers_max(4)
-        .ring_slots(64)
+        .ring_capacity(64)
         .keys_max(1 << 16)
         .dirty_keys_max(1 << 12)
         .batch_ops_max(256)

@@ -331,7 +331,7 @@ pub fn run(p: &Params) -> Result<Report, String> {
         // 2^16 slots (1 MiB per writer): at 1M ops/s a writer rides out a
         // 65 ms flusher stall (on 2 cores the kernel's I/O threads preempt it)
         // without blocking.
-        .ring_slots(1 << 16)
+        .ring_capacity(1 << 16)
         .keys_max((p.keys as usize * 3).max(1024))
         .dirty_keys_max((p.keys as usize * 2).max(1024))
         .value_bytes_max(p.value_bytes.max(64))

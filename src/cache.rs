@@ -75,8 +75,7 @@ impl WriteBehind {
     /// Opens (or creates) the embedded file store in `dir` and a cache over
     /// it: recovers every key with its version, then starts the flusher. The
     /// store's options are [`FileOptions::for_cache`]`(&config)`; for others
-    /// (segment size, I/O engine) open the store yourself and use
-    /// [`with_store`](Self::with_store).
+    /// (segment size, I/O engine) use [`open_with`](Self::open_with).
     ///
     /// ```
     /// # let dir = std::env::temp_dir().join(format!("wb-doc-open-{}", std::process::id()));
@@ -91,9 +90,30 @@ impl WriteBehind {
     /// # Ok::<(), writebehind::Error>(())
     /// ```
     pub fn open(dir: impl AsRef<std::path::Path>, config: Config) -> Result<Self, Error> {
+        Self::open_with(dir, &FileOptions::for_cache(&config), config)
+    }
+
+    /// [`open`](Self::open) with the file store's options given:
+    ///
+    /// ```
+    /// use writebehind::{Config, FileOptions, IoBackend, WriteBehind};
+    /// # let dir = tempfile::tempdir().map_err(writebehind::Error::Io)?;
+    /// let config = Config::default();
+    /// let file = FileOptions::for_cache(&config)
+    ///     .segment_bytes_max(16 << 20)
+    ///     .io_backend(IoBackend::Pwrite);
+    /// let wb = WriteBehind::open_with(dir.path(), &file, config)?;
+    /// # wb.close()?;
+    /// # Ok::<(), writebehind::Error>(())
+    /// ```
+    pub fn open_with(
+        dir: impl AsRef<std::path::Path>,
+        file: &FileOptions,
+        config: Config,
+    ) -> Result<Self, Error> {
         // The config first: a bad one must not even create the directory.
         config.validate()?;
-        let store = FileStore::open(dir, &FileOptions::for_cache(&config))?;
+        let store = FileStore::open(dir, file)?;
         Self::with_store(store, config)
     }
 

@@ -6,20 +6,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use writebehind::{
-    Backpressure, Config, Error, FileOptions, FileStore, StoreErrorKind, WriteBehind,
-};
+use writebehind::{Backpressure, Config, Error, FileOptions, StoreErrorKind, WriteBehind};
 
-/// The file store's options for a cache of `config`: segments of 256 << 10 bytes.
-fn file(config: &Config) -> FileOptions {
-    FileOptions::for_cache(config).segment_bytes_max(256 << 10)
-}
-
-/// A cache of `config` over a file store in `dir` (see [`file`]).
+/// A cache of `config` over a file store in `dir` with segments of 256 << 10 bytes.
 fn open(dir: impl AsRef<std::path::Path>, config: Config) -> Result<WriteBehind, Error> {
-    config.validate()?;
-    let store = FileStore::open(dir, &file(&config))?;
-    WriteBehind::with_store(store, config)
+    let file = FileOptions::for_cache(&config).segment_bytes_max(256 << 10);
+    WriteBehind::open_with(dir, &file, config)
 }
 
 fn mount_tmpfs(dir: &Path, size: &str) -> bool {

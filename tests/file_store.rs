@@ -45,9 +45,7 @@ fn open(
     backend: IoBackend,
     segment_bytes: u64,
 ) -> Result<WriteBehind, Error> {
-    config.validate()?;
-    let store = FileStore::open(dir, &file(&config, backend, segment_bytes))?;
-    WriteBehind::with_store(store, config)
+    WriteBehind::open_with(dir, &file(&config, backend, segment_bytes), config)
 }
 
 fn key(i: u64) -> Vec<u8> {

@@ -14,18 +14,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use writebehind::{Config, Error, FileOptions, FileStore, WriteBehind};
+use writebehind::{Config, Error, FileOptions, WriteBehind};
 
-/// The file store's options for a cache of `config`: segments of 1 << 20 bytes.
-fn file(config: &Config) -> FileOptions {
-    FileOptions::for_cache(config).segment_bytes_max(1 << 20)
-}
-
-/// A cache of `config` over a file store in `dir` (see [`file`]).
+/// A cache of `config` over a file store in `dir` with segments of 1 << 20 bytes.
 fn open(dir: impl AsRef<std::path::Path>, config: Config) -> Result<WriteBehind, Error> {
-    config.validate()?;
-    let store = FileStore::open(dir, &file(&config))?;
-    WriteBehind::with_store(store, config)
+    let file = FileOptions::for_cache(&config).segment_bytes_max(1 << 20);
+    WriteBehind::open_with(dir, &file, config)
 }
 
 /// A tmpfs of `bytes`, unmounted when dropped.

@@ -14,16 +14,10 @@ use writebehind::inspect;
 use writebehind::testing::{FaultPlan, Faulty};
 use writebehind::{Config, Error, FileOptions, FileStore, StoreErrorKind, WriteBehind};
 
-/// The file store's options for a cache of `config`: segments of 1 << 20 bytes.
-fn file(config: &Config) -> FileOptions {
-    FileOptions::for_cache(config).segment_bytes_max(1 << 20)
-}
-
-/// A cache of `config` over a file store in `dir` (see [`file`]).
+/// A cache of `config` over a file store in `dir` with segments of 1 << 20 bytes.
 fn open(dir: impl AsRef<std::path::Path>, config: Config) -> Result<WriteBehind, Error> {
-    config.validate()?;
-    let store = FileStore::open(dir, &file(&config))?;
-    WriteBehind::with_store(store, config)
+    let file = FileOptions::for_cache(&config).segment_bytes_max(1 << 20);
+    WriteBehind::open_with(dir, &file, config)
 }
 
 fn config() -> Config {
@@ -274,7 +268,11 @@ fn a_retry_that_grew_past_batch_bytes_max_is_recovered() {
         .retry_backoff_max(Duration::from_secs(1));
     {
         let plan = FaultPlan::new();
-        let store = FileStore::open(dir.path(), &file(&config)).unwrap();
+        let store = FileStore::open(
+            dir.path(),
+            &FileOptions::for_cache(&config).segment_bytes_max(1 << 20),
+        )
+        .unwrap();
         let wb = WriteBehind::with_store(Faulty::new(store, plan.clone()), config.clone()).unwrap();
         let mut w = wb.writer().unwrap();
         plan.fail_next(1, StoreErrorKind::Write);

@@ -26,14 +26,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use writebehind::{Config, FileOptions, FileStore, WriteBehind};
+use writebehind::{Config, FileOptions, WriteBehind};
 
 /// A cache of `config` over a file store in `dir` with segments of
 /// `segment_bytes`.
 fn open(dir: &Path, config: Config, segment_bytes: u64) -> WriteBehind {
-    let options = FileOptions::for_cache(&config).segment_bytes_max(segment_bytes);
-    let store = FileStore::open(dir, &options).expect("open the file store");
-    WriteBehind::with_store(store, config).expect("open")
+    let file = FileOptions::for_cache(&config).segment_bytes_max(segment_bytes);
+    WriteBehind::open_with(dir, &file, config).expect("open")
 }
 
 const MIB: u64 = 1 << 20;

@@ -22,20 +22,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use writebehind::{Config, Error, FileOptions, FileStore, WriteBehind};
+use writebehind::{Config, Error, FileOptions, WriteBehind};
 
 use crate::workload::Rng;
 
-/// The file store's options for a cache of `config`: segments of 1 << 18 bytes.
-fn file(config: &Config) -> FileOptions {
-    FileOptions::for_cache(config).segment_bytes_max(1 << 18)
-}
-
-/// A cache of `config` over a file store in `dir` (see [`file`]).
+/// A cache of `config` over a file store in `dir` with segments of 1 << 18 bytes.
 fn open(dir: impl AsRef<std::path::Path>, config: Config) -> Result<WriteBehind, Error> {
-    config.validate()?;
-    let store = FileStore::open(dir, &file(&config))?;
-    WriteBehind::with_store(store, config)
+    let file = FileOptions::for_cache(&config).segment_bytes_max(1 << 18);
+    WriteBehind::open_with(dir, &file, config)
 }
 
 const WRITERS: usize = 2;

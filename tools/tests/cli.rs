@@ -6,13 +6,13 @@ use std::path::Path;
 use std::process::Command;
 
 use writebehind::__internals::format::FRAME_HEADER_BYTES;
-use writebehind::{Config, Error, FileOptions, FileStore, WriteBehind};
+use writebehind::{Config, Error, FileOptions, WriteBehind};
 
 /// A cache of `config` over a file store in `dir` with segments of
 /// `segment_bytes`.
 fn open(dir: &Path, config: Config, segment_bytes: u64) -> Result<WriteBehind, Error> {
-    let options = FileOptions::for_cache(&config).segment_bytes_max(segment_bytes);
-    WriteBehind::with_store(FileStore::open(dir, &options)?, config)
+    let file = FileOptions::for_cache(&config).segment_bytes_max(segment_bytes);
+    WriteBehind::open_with(dir, &file, config)
 }
 
 fn wb(args: &[&str]) -> std::process::Output {

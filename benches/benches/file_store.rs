@@ -24,7 +24,7 @@ const MIB: usize = 1 << 20;
 const KEYS: u64 = 1 << 20;
 
 fn disk_seq_bytes_per_s(dir: &std::path::Path) -> f64 {
-    writebehind_tools::bench::disk_seq_bytes_per_s(dir, 256 * MIB).expect("disk baseline")
+    writebehind_workload::disk_seq_bytes_per_s(dir, 256 * MIB).expect("disk baseline")
 }
 
 struct StoreRun {

@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use writebehind::{Config, FaultPlan, Faulty, WriteBehind};
-use writebehind_benches::MutexChannelWb;
-use writebehind_tools::workload::{Distribution, NullStore, Workload};
+use writebehind_workload::{Distribution, MutexChannelWb, NullStore, Workload};
 
 const OPS: u64 = 1 << 18;
 

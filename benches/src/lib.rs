@@ -1,27 +1,21 @@
 //! Drivers for the ring benches (ours, rtrb, crossbeam's ArrayQueue).
 //!
-//! The `Mutex<HashMap>` + channel baseline ([`MutexChannelWb`]), the
-//! workload generator and `NullStore` live in `writebehind_tools`, because
-//! `wb bench` measures against them in the same run too.
+//! The `Mutex<HashMap>` + channel baseline, the workload generator,
+//! `NullStore` and the disk's bandwidth live in `writebehind_workload`,
+//! because `wb bench` measures against them in the same run too.
 
 use std::hint::black_box;
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub use writebehind_tools::baselines::MutexChannelWb;
+/// Pins the calling thread to a core: both sides of every ring run on their
+/// own core, so runs compare rings rather than scheduling.
+pub use writebehind_workload::pin_current_thread as pin;
 
 /// Ring capacity in the ring benches.
 pub const CAPACITY: usize = 4096;
 /// Items per ring run.
 pub const ITEMS: u64 = 1 << 20;
-
-/// Pins the calling thread to `core` if it exists (both sides of every ring
-/// run on their own core, so runs compare rings rather than scheduling).
-pub fn pin(core: usize) {
-    // Not via get_core_ids(): it lists the *calling thread's* allowed cores,
-    // which a thread spawned by a pinned thread inherits.
-    core_affinity::set_for_current(core_affinity::CoreId { id: core });
-}
 
 /// The producer side of every ring driver: values `0..items`, one push at
 /// a time, spinning while the ring is full.

@@ -15,9 +15,12 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use writebehind::{Config, FileStore, MemStore, Store, Throttled, Version, WriteBehind};
 
-use crate::baselines::MutexChannelWb;
+use writebehind_workload::{
+    disk_seq_bytes_per_s, new_histogram, peak_rss_bytes, pin_current_thread, scratch_file,
+    Distribution, MutexChannelWb, NullStore, Workload,
+};
+
 use crate::clock::Clock;
-use crate::workload::{Distribution, NullStore, Workload};
 
 /// Which store the cache runs on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,26 +234,6 @@ pub struct Report {
 
 /// A key's value and version as the cache showed it.
 type Snapshot = (Version, Vec<u8>);
-
-pub(crate) fn new_histogram() -> Histogram<u64> {
-    // 1 ns .. 100 s at 3 significant digits.
-    match Histogram::new_with_bounds(1, 100_000_000_000, 3) {
-        Ok(h) => h,
-        Err(e) => panic!("histogram bounds are constants: {e}"),
-    }
-}
-
-/// Peak resident set size of this process, bytes.
-pub fn peak_rss_bytes() -> u64 {
-    // SAFETY: getrusage fills the struct we pass; no other memory is touched.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0 {
-        usage.ru_maxrss as u64 * 1024
-    } else {
-        0
-    }
-}
 
 /// The key an `add` uses for workload key `k` (its own key space, so a put's
 /// 64-byte value never meets a counter).
@@ -664,48 +647,6 @@ fn progress_bar(on: bool, seconds: f64, label: &str) -> Option<indicatif::Progre
     Some(bar)
 }
 
-/// A new, empty file for a baseline to write into.
-fn scratch_file(path: &Path) -> Result<std::fs::File, String> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// The disk's sequential write bandwidth: 1 MiB pwrite + fdatasync.
-pub fn disk_seq_bytes_per_s(dir: &Path, total: usize) -> Result<f64, String> {
-    use std::os::unix::fs::FileExt;
-    let path = dir.join("seq.bin");
-    let file = scratch_file(&path)?;
-    // Preallocated the way the file store preallocates its segments, so both
-    // write into allocated, unwritten extents.
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::io::AsRawFd;
-        // SAFETY: fallocate on a descriptor we own; no memory involved.
-        if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, total as libc::off_t) } != 0 {
-            file.set_len(total as u64).map_err(|e| e.to_string())?;
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    file.set_len(total as u64).map_err(|e| e.to_string())?;
-    file.sync_all().map_err(|e| e.to_string())?;
-    let buf = vec![0xA5u8; 1 << 20];
-    let start = Instant::now();
-    for i in 0..total >> 20 {
-        file.write_all_at(&buf, (i << 20) as u64)
-            .map_err(|e| e.to_string())?;
-        file.sync_data().map_err(|e| e.to_string())?;
-    }
-    let rate = total as f64 / start.elapsed().as_secs_f64();
-    drop(file);
-    let _ = std::fs::remove_file(&path);
-    Ok(rate)
-}
-
 /// Baseline: every put appended with pwrite and made durable with fdatasync
 /// before it returns (write-through), one writer, same keys and values.
 fn write_through(
@@ -779,7 +720,7 @@ fn mutex_channel(
             std::thread::spawn(move || {
                 if let Some(core) = pin {
                     // Same placement as the cache's writers.
-                    core_affinity::set_for_current(core_affinity::CoreId { id: core });
+                    pin_current_thread(core);
                 }
                 let mut hist = new_histogram();
                 let mut pos = t * 7919;

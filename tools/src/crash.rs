@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use writebehind::{Config, WriteBehind};
 
-use crate::workload::Rng;
+use writebehind_workload::Rng;
 
 const WRITERS: usize = 2;
 const KEYS_PER_WRITER: usize = 1_500;

@@ -9,7 +9,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use writebehind_tools::workload::Distribution;
+use writebehind_workload::Distribution;
 
 mod inspect;
 mod output;

@@ -68,11 +68,10 @@ mod imp {
     use writebehind::postgres::{Client, NoTls};
     use writebehind::{Blocking, Config, PgConfig, PgStatsHandle, PgStore, Store};
 
-    use crate::bench::{
-        counter_key, new_histogram, op_at, run_baseline_threads, BaselineResult, Params,
-    };
+    use writebehind_workload::{new_histogram, Workload};
+
+    use crate::bench::{counter_key, op_at, run_baseline_threads, BaselineResult, Params};
     use crate::clock::Clock;
-    use crate::workload::Workload;
 
     fn connect(url: &str) -> Result<Client, String> {
         Client::connect(url, NoTls)
@@ -250,9 +249,10 @@ mod imp {
     use hdrhistogram::Histogram;
     use writebehind::{Config, Store};
 
+    use writebehind_workload::Workload;
+
     use crate::bench::{BaselineResult, Params};
     use crate::clock::Clock;
-    use crate::workload::Workload;
 
     /// The stand-in for the counters handle of a build without PostgreSQL.
     #[derive(Debug, Clone)]

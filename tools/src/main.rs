@@ -271,9 +271,9 @@ fn bench(a: &BenchArgs) -> Result<(), Stop> {
     if a.json {
         output::json_line(&report)
     } else {
-        // print_table (bench.rs) still uses println!: a closed stdout there
-        // panics (bench.rs is outside this change).
-        writebehind_tools::bench::print_table(&report);
+        // println! still panics on a closed stdout (the next commit routes
+        // the table through output).
+        println!("{}", writebehind_tools::bench::Table(&report));
         Ok(())
     }
 }

@@ -271,10 +271,7 @@ fn bench(a: &BenchArgs) -> Result<(), Stop> {
     if a.json {
         output::json_line(&report)
     } else {
-        // println! still panics on a closed stdout (the next commit routes
-        // the table through output).
-        println!("{}", writebehind_tools::bench::Table(&report));
-        Ok(())
+        output::line(writebehind_tools::bench::Table(&report))
     }
 }
 

@@ -9,8 +9,11 @@
 //! - [`MutexChannelWb`], the `Mutex<HashMap>` + channel baseline;
 //! - [`disk_seq_bytes_per_s`], the disk's sequential write bandwidth, and
 //!   [`scratch_file`] for a baseline's own writes;
+//! - [`drain_backlog`], the flusher and store alone on a stalled store's
+//!   backlog;
 //! - [`peak_rss_bytes`], [`pin_current_thread`] and [`new_histogram`].
 
+mod backlog;
 mod disk;
 mod histogram;
 mod mutex_channel;
@@ -20,6 +23,7 @@ mod rng;
 mod trace;
 mod zipf;
 
+pub use backlog::{drain_backlog, Drain};
 pub use disk::{disk_seq_bytes_per_s, scratch_file};
 pub use histogram::new_histogram;
 pub use mutex_channel::MutexChannelWb;

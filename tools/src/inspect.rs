@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use serde::Serialize;
-use writebehind::file::scan::{self, ScanReport};
-use writebehind::record::Kind;
 use writebehind::{Config, Error, WriteBehind};
+use writebehind_tools::internal::scan::{self, ScanReport};
+use writebehind_tools::internal::{encoded_len, Kind};
 
 use crate::output::{self, Stop};
 use crate::store_dir;
@@ -50,7 +50,7 @@ type KeyTable = HashMap<Vec<u8>, (u64, u64, bool)>;
 fn scan_keys(dir: &Path) -> Result<(ScanReport, KeyTable), Error> {
     let mut keys = KeyTable::new();
     let report = scan::scan_dir(dir, &mut |_, r| {
-        let len = writebehind::record::encoded_len(r.key.len(), r.value.len()) as u64;
+        let len = encoded_len(r.key.len(), r.value.len()) as u64;
         let e = keys.entry(r.key.to_vec()).or_insert((0, 0, false));
         if r.version.0 >= e.0 {
             *e = (r.version.0, len, r.kind == Kind::Delete);

@@ -7,8 +7,8 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use writebehind::file::scan;
 use writebehind::Error;
+use writebehind_tools::internal::scan;
 
 /// Why a path is not a store directory the tool can use.
 #[derive(Debug)]

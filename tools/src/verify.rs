@@ -12,9 +12,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
-use writebehind::file::format::FORMAT_VERSION;
-use writebehind::file::scan::{self, ScanReport};
 use writebehind::Error;
+use writebehind_tools::internal::scan::{self, ScanReport};
+use writebehind_tools::internal::FORMAT_VERSION;
 
 use crate::output::{self, Stop};
 use crate::store_dir;

@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use writebehind::file::format::FRAME_HEADER_BYTES;
 use writebehind::{Config, WriteBehind};
+use writebehind_tools::internal::FRAME_HEADER_BYTES;
 
 fn wb(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_wb"))

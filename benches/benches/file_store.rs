@@ -18,13 +18,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use writebehind::{Config, FileOptions, FileStore, IoBackend, WriteBehind};
+use writebehind_workload::drain_backlog;
 
 const MIB: usize = 1 << 20;
 /// Keys the writer cycles through.
 const KEYS: u64 = 1 << 20;
 
 fn disk_seq_bytes_per_s(dir: &std::path::Path) -> f64 {
-    writebehind_tools::bench::disk_seq_bytes_per_s(dir, 256 * MIB).expect("disk baseline")
+    writebehind_workload::disk_seq_bytes_per_s(dir, 256 * MIB).expect("disk baseline")
 }
 
 struct StoreRun {
@@ -110,24 +111,13 @@ fn backlog_drain(
     for i in 0..n {
         w.put(&i.to_be_bytes(), &value).expect("put");
     }
-    // Let the flusher take everything off the ring into its dirty list.
-    while wb.stats().drained_ops < n {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    // Batches the flusher encoded before the clock starts (it submitted up
-    // to batches_in_flight_max of them to the stalled store, which wrote
-    // them) are not counted: only what is encoded after the clock starts.
-    let before = wb.stats();
-    let encoded_before = before.drained_ops - before.coalesced_ops;
-    let start = Instant::now();
-    plan.stall_for(Duration::ZERO);
-    wb.sync().expect("sync");
-    let secs = start.elapsed().as_secs_f64();
-    let after = wb.stats();
+    // Only what is encoded after the clock starts counts.
+    let drain = drain_backlog(&wb, &plan, n).expect("sync");
+    let (secs, after) = (drain.elapsed.as_secs_f64(), &drain.after);
     drop(w);
     wb.close().expect("close");
     std::fs::remove_dir_all(&path).ok();
-    let records = after.persisted_records.saturating_sub(encoded_before) as f64;
+    let records = drain.records as f64;
     let bytes_per_record = after.persisted_bytes as f64 / after.persisted_records.max(1) as f64;
     (records / secs, records * bytes_per_record / secs)
 }

@@ -9,19 +9,50 @@
 //! drops), so the numbers compare caches; fjall writes to its own journal
 //! without a per-write sync.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
 use writebehind::testing::{FaultPlan, Faulty};
 use writebehind::{Config, WriteBehind};
-use writebehind_benches::MutexChannelWb;
-use writebehind_tools::workload::{Distribution, NullStore, Workload};
+use writebehind_workload::{drain_backlog, Distribution, MutexChannelWb, NullStore, Workload};
 
 const OPS: u64 = 1 << 18;
 
 fn config() -> Config {
     Config::default().ring_capacity(1 << 14)
+}
+
+/// Times `iters * OPS` calls of `op`, on the trace positions that follow
+/// `pos` (which it advances, so the next call goes on where this one ended).
+fn time_ops(iters: u64, pos: &mut usize, mut op: impl FnMut(usize)) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters * OPS {
+        op(*pos);
+        *pos += 1;
+    }
+    start.elapsed()
+}
+
+/// Times two writer threads doing `iters * OPS` operations each, from their
+/// own places in the trace: each thread makes its writer with `new_writer`,
+/// then calls it with each trace position. Spawning and joining count.
+fn time_two_writers<W: FnMut(usize)>(iters: u64, new_writer: impl Fn() -> W + Sync) -> Duration {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..2usize {
+            let new_writer = &new_writer;
+            s.spawn(move || {
+                let mut put = new_writer();
+                for i in 0..iters * OPS {
+                    put(t * 7919 + i as usize);
+                }
+            });
+        }
+    });
+    start.elapsed()
 }
 
 fn bench_put(c: &mut Criterion) {
@@ -33,104 +64,76 @@ fn bench_put(c: &mut Criterion) {
         ("uniform", Distribution::Uniform),
     ] {
         let workload = Workload::standard(dist);
-
-        let wb = WriteBehind::with_store(NullStore::default(), config()).expect("open");
-        let mut w = wb.writer().expect("writer");
-        let mut pos = 0usize;
-        g.bench_function(BenchmarkId::new("writebehind", name), |b| {
-            b.iter_custom(|iters| {
-                let start = Instant::now();
-                for _ in 0..iters * OPS {
-                    w.put(workload.key(pos), &workload.value).expect("put");
-                    pos += 1;
-                }
-                start.elapsed()
-            })
-        });
-        drop(w);
-        wb.close().expect("close");
-
-        let base = MutexChannelWb::new(1 << 14);
-        let mut pos = 0usize;
-        g.bench_function(BenchmarkId::new("mutex_hashmap_channel", name), |b| {
-            b.iter_custom(|iters| {
-                let start = Instant::now();
-                for _ in 0..iters * OPS {
-                    base.put(workload.key(pos), &workload.value);
-                    pos += 1;
-                }
-                start.elapsed()
-            })
-        });
-        drop(base);
-
-        let dir = tempfile::tempdir().expect("temp dir");
-        let keyspace = fjall::Config::new(dir.path()).open().expect("fjall");
-        let part = keyspace
-            .open_partition("bench", fjall::PartitionCreateOptions::default())
-            .expect("partition");
-        let mut pos = 0usize;
-        g.bench_function(BenchmarkId::new("fjall_insert_no_sync", name), |b| {
-            b.iter_custom(|iters| {
-                let start = Instant::now();
-                for _ in 0..iters * OPS {
-                    part.insert(workload.key(pos), &workload.value[..])
-                        .expect("insert");
-                    pos += 1;
-                }
-                start.elapsed()
-            })
-        });
+        put_one_writer(&mut g, name, &workload);
     }
     g.finish();
 
     let mut g = c.benchmark_group("put_2_writers_3_busy_threads_on_2_cores");
     g.throughput(Throughput::Elements(2 * OPS));
     g.sample_size(10);
-    let workload = Arc::new(Workload::standard(Distribution::Zipf(0.99)));
-    let wb = Arc::new(WriteBehind::with_store(NullStore::default(), config()).expect("open"));
+    let workload = Workload::standard(Distribution::Zipf(0.99));
+    let wb = WriteBehind::with_store(NullStore::default(), config()).expect("open");
     g.bench_function("writebehind_zipf", |b| {
         b.iter_custom(|iters| {
-            let start = Instant::now();
-            let threads: Vec<_> = (0..2usize)
-                .map(|t| {
-                    let (wb, workload) = (Arc::clone(&wb), Arc::clone(&workload));
-                    std::thread::spawn(move || {
-                        let mut w = wb.writer().expect("writer");
-                        for i in 0..iters * OPS {
-                            w.put(workload.key(t * 7919 + i as usize), &workload.value)
-                                .expect("put");
-                        }
-                    })
-                })
-                .collect();
-            for t in threads {
-                t.join().expect("writer");
-            }
-            start.elapsed()
+            time_two_writers(iters, || {
+                let mut w = wb.writer().expect("writer");
+                let workload = &workload;
+                move |pos| {
+                    w.put(workload.key(pos), &workload.value).expect("put");
+                }
+            })
         })
     });
-    let base = Arc::new(MutexChannelWb::new(1 << 14));
+    let base = MutexChannelWb::new(1 << 14);
     g.bench_function("mutex_hashmap_channel_zipf", |b| {
         b.iter_custom(|iters| {
-            let start = Instant::now();
-            let threads: Vec<_> = (0..2usize)
-                .map(|t| {
-                    let (base, workload) = (Arc::clone(&base), Arc::clone(&workload));
-                    std::thread::spawn(move || {
-                        for i in 0..iters * OPS {
-                            base.put(workload.key(t * 7919 + i as usize), &workload.value);
-                        }
-                    })
-                })
-                .collect();
-            for t in threads {
-                t.join().expect("writer");
-            }
-            start.elapsed()
+            time_two_writers(iters, || |pos| base.put(workload.key(pos), &workload.value))
         })
     });
     g.finish();
+}
+
+/// One writer's puts of `workload` (distribution `name`): the cache, the
+/// mutex+channel write-behind, and fjall without a sync per write.
+fn put_one_writer(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, workload: &Workload) {
+    let wb = WriteBehind::with_store(NullStore::default(), config()).expect("open");
+    let mut w = wb.writer().expect("writer");
+    let mut pos = 0usize;
+    g.bench_function(BenchmarkId::new("writebehind", name), |b| {
+        b.iter_custom(|iters| {
+            time_ops(iters, &mut pos, |pos| {
+                w.put(workload.key(pos), &workload.value).expect("put");
+            })
+        })
+    });
+    drop(w);
+    wb.close().expect("close");
+
+    let base = MutexChannelWb::new(1 << 14);
+    let mut pos = 0usize;
+    g.bench_function(BenchmarkId::new("mutex_hashmap_channel", name), |b| {
+        b.iter_custom(|iters| {
+            time_ops(iters, &mut pos, |pos| {
+                base.put(workload.key(pos), &workload.value)
+            })
+        })
+    });
+    drop(base);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let keyspace = fjall::Config::new(dir.path()).open().expect("fjall");
+    let part = keyspace
+        .open_partition("bench", fjall::PartitionCreateOptions::default())
+        .expect("partition");
+    let mut pos = 0usize;
+    g.bench_function(BenchmarkId::new("fjall_insert_no_sync", name), |b| {
+        b.iter_custom(|iters| {
+            time_ops(iters, &mut pos, |pos| {
+                part.insert(workload.key(pos), &workload.value[..])
+                    .expect("insert");
+            })
+        })
+    });
 }
 
 fn bench_get(c: &mut Criterion) {
@@ -146,12 +149,9 @@ fn bench_get(c: &mut Criterion) {
     let mut pos = 0usize;
     g.bench_function("writebehind_zipf", |b| {
         b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters * OPS {
+            time_ops(iters, &mut pos, |pos| {
                 std::hint::black_box(wb.get(workload.key(pos)));
-                pos += 1;
-            }
-            start.elapsed()
+            })
         })
     });
     let base = MutexChannelWb::new(1 << 14);
@@ -160,12 +160,9 @@ fn bench_get(c: &mut Criterion) {
     }
     g.bench_function("mutex_hashmap_zipf", |b| {
         b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters * OPS {
+            time_ops(iters, &mut pos, |pos| {
                 std::hint::black_box(base.get(workload.key(pos)));
-                pos += 1;
-            }
-            start.elapsed()
+            })
         })
     });
     g.finish();
@@ -195,24 +192,12 @@ fn bench_flusher(c: &mut Criterion) {
                 for k in &workload.keys {
                     w.put(k, &workload.value).expect("put");
                 }
-                while wb.stats().drained_ops < KEYS {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
                 // Time per record encoded after the clock starts (a few
                 // batches went to the stalled store before it): scale to the
                 // full backlog.
-                let before = wb.stats();
-                let encoded_before = before.drained_ops - before.coalesced_ops;
-                let start = Instant::now();
-                plan.stall_for(Duration::ZERO);
-                wb.sync().expect("sync");
-                let elapsed = start.elapsed();
-                let after = wb.stats();
-                let encoded_after = after
-                    .persisted_records
-                    .saturating_sub(encoded_before)
-                    .max(1);
-                total += elapsed.mul_f64(KEYS as f64 / encoded_after as f64);
+                let drain = drain_backlog(&wb, &plan, KEYS).expect("sync");
+                let encoded_after = drain.records.max(1);
+                total += drain.elapsed.mul_f64(KEYS as f64 / encoded_after as f64);
                 drop(w);
                 wb.close().expect("close");
             }

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use writebehind::{Config, FileOptions, WriteBehind};
+use writebehind_workload::{new_histogram, peak_rss_bytes};
 
 /// A cache of `config` over a file store in `dir` with segments of
 /// `segment_bytes`.
@@ -319,11 +320,6 @@ fn run_compaction_under_load(wb: &Arc<WriteBehind>, keys: u64) -> LoadResult {
     }
 }
 
-fn new_histogram() -> Histogram<u64> {
-    // 1 ns .. 1000 s, 3 significant digits.
-    Histogram::new_with_bounds(1, 1_000_000_000_000, 3).expect("histogram bounds")
-}
-
 /// Overwrites the existing keys in bursts of 64 puts every 1 ms, timing
 /// each put.
 fn spawn_putter(
@@ -462,12 +458,7 @@ fn child_main(argv: &[String]) -> Option<i32> {
 
 /// Peak resident set size of this process so far, KiB.
 fn vm_hwm_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    peak_rss_bytes() / 1024
 }
 
 fn open_only(dir: &Path, segment_bytes: u64) {

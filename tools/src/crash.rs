@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use writebehind::{Config, Error, FileOptions, WriteBehind};
 
-use crate::workload::Rng;
+use writebehind_workload::Rng;
 
 /// A cache of `config` over a file store in `dir` with segments of 1 << 18 bytes.
 fn open(dir: impl AsRef<std::path::Path>, config: Config) -> Result<WriteBehind, Error> {
@@ -208,31 +208,7 @@ pub fn soak(seconds: f64, dir: Option<PathBuf>, seed: u64) -> Result<SoakReport,
     let stop = Arc::new(AtomicBool::new(false));
     let (acked, writers) = start_writers(&wb, seed, Some(Arc::clone(&stop)));
     let keys = universe();
-    let reader = {
-        let (wb, stop, keys) = (Arc::clone(&wb), Arc::clone(&stop), keys.clone());
-        std::thread::spawn(move || {
-            let (mut reads, mut bad) = (0u64, Vec::new());
-            let mut rng = Rng::new(seed ^ 0x5EAD);
-            while !stop.load(Ordering::Relaxed) {
-                let (key, counter) = &keys[(rng.next_u64() % keys.len() as u64) as usize];
-                if let Some(v) = wb.get(key) {
-                    let ok = if *counter {
-                        v.as_counter() == Some(counter_at(key, v.version().0))
-                    } else {
-                        value_is_valid(key, v.version().0, &v)
-                    };
-                    if !ok && bad.len() < 10 {
-                        bad.push(format!(
-                            "read {}: value does not match its version",
-                            String::from_utf8_lossy(key)
-                        ));
-                    }
-                }
-                reads += 1;
-            }
-            (reads, bad)
-        })
-    };
+    let reader = spawn_reader(&wb, &stop, keys.clone(), seed);
     let start = Instant::now();
     let (mut syncs, mut compactions) = (0u64, 0u64);
     while start.elapsed().as_secs_f64() < seconds {
@@ -253,9 +229,62 @@ pub fn soak(seconds: f64, dir: Option<PathBuf>, seed: u64) -> Result<SoakReport,
     let final_versions: Vec<u64> = acked.iter().map(|a| a.load(Ordering::Acquire)).collect();
     let wb = Arc::into_inner(wb).ok_or("cache still shared")?;
     wb.close().map_err(|e| e.to_string())?;
-    let wb = open(&dir, config()).map_err(|e| format!("reopen: {e}"))?;
+    violations.extend(check_reopened(&dir, &keys, &final_versions)?);
+    Ok(SoakReport {
+        seconds: start.elapsed().as_secs_f64(),
+        writes,
+        reads,
+        syncs,
+        compactions,
+        keys_checked: keys.len() as u64,
+        violations: violations.len() as u64,
+        first_violations: violations.into_iter().take(10).collect(),
+    })
+}
+
+/// The soak's reader: random keys until `stop`, each value it sees checked
+/// against its version. Returns the reads and the first bad ones.
+fn spawn_reader(
+    wb: &Arc<WriteBehind>,
+    stop: &Arc<AtomicBool>,
+    keys: Vec<(Vec<u8>, bool)>,
+    seed: u64,
+) -> std::thread::JoinHandle<(u64, Vec<String>)> {
+    let (wb, stop) = (Arc::clone(wb), Arc::clone(stop));
+    std::thread::spawn(move || {
+        let (mut reads, mut bad) = (0u64, Vec::new());
+        let mut rng = Rng::new(seed ^ 0x5EAD);
+        while !stop.load(Ordering::Relaxed) {
+            let (key, counter) = &keys[(rng.next_u64() % keys.len() as u64) as usize];
+            if let Some(v) = wb.get(key) {
+                let ok = if *counter {
+                    v.as_counter() == Some(counter_at(key, v.version().0))
+                } else {
+                    value_is_valid(key, v.version().0, &v)
+                };
+                if !ok && bad.len() < 10 {
+                    bad.push(format!(
+                        "read {}: value does not match its version",
+                        String::from_utf8_lossy(key)
+                    ));
+                }
+            }
+            reads += 1;
+        }
+        (reads, bad)
+    })
+}
+
+/// Reopens the store in `dir` and checks every key: a valid value, and
+/// exactly the version last acknowledged (`final_versions`).
+fn check_reopened(
+    dir: &Path,
+    keys: &[(Vec<u8>, bool)],
+    final_versions: &[u64],
+) -> Result<Vec<String>, String> {
+    let wb = open(dir, config()).map_err(|e| format!("reopen: {e}"))?;
     let mut max = 0;
-    violations.extend(check(&wb, &keys, Some(&final_versions), &mut max));
+    let mut violations = check(&wb, keys, Some(final_versions), &mut max);
     for (i, (key, _)) in keys.iter().enumerate() {
         let v = wb.version(key).map_or(0, |v| v.0);
         if v != final_versions[i] {
@@ -267,16 +296,7 @@ pub fn soak(seconds: f64, dir: Option<PathBuf>, seed: u64) -> Result<SoakReport,
         }
     }
     wb.close().map_err(|e| e.to_string())?;
-    Ok(SoakReport {
-        seconds: start.elapsed().as_secs_f64(),
-        writes,
-        reads,
-        syncs,
-        compactions,
-        keys_checked: keys.len() as u64,
-        violations: violations.len() as u64,
-        first_violations: violations.into_iter().take(10).collect(),
-    })
+    Ok(violations)
 }
 
 /// `dir`, or a fresh temporary directory (kept alive by the returned guard).
@@ -347,51 +367,72 @@ pub fn run(
     };
     let mut last_synced: Option<Vec<u64>> = None;
     for cycle in 0..cycles {
-        let mut child = Command::new(&exe)
-            .arg("crash-child")
-            .arg(&dir)
-            .arg("--seed")
-            .arg((seed ^ cycle.wrapping_mul(0x9E37_79B9)).to_string())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .map_err(|e| format!("spawning the child: {e}"))?;
-        std::thread::sleep(Duration::from_millis(
-            20 + rng.next_u64() % kill_ms_max.max(1),
-        ));
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!(
-                "cycle {cycle}: the child exited on its own ({status}) before the kill"
-            ));
-        }
-        child.kill().map_err(|e| e.to_string())?; // SIGKILL on Unix
-        let _ = child.wait();
+        let child_seed = seed ^ cycle.wrapping_mul(0x9E37_79B9);
+        let delay = Duration::from_millis(20 + rng.next_u64() % kill_ms_max.max(1));
+        kill_child_after(&exe, &dir, child_seed, delay, cycle)?;
         report.cycles += 1;
-
         let synced = read_side(&dir.join(SIDE_FILE));
-        if let (Some(new), Some(old)) = (&synced, &last_synced) {
-            if new != old {
-                report.syncs_recorded += 1;
-            }
-        } else if synced.is_some() {
+        if synced.is_some() && synced != last_synced {
             report.syncs_recorded += 1;
         }
-        let wb = open(&dir, config()).map_err(|e| format!("cycle {cycle}: reopen failed: {e}"))?;
-        report.torn_tails += wb.stats().torn_tails;
-        for msg in check(&wb, &keys, synced.as_deref(), &mut report.max_version_seen) {
-            report.violations += 1;
-            if report.first_violations.len() < 10 {
-                report
-                    .first_violations
-                    .push(format!("cycle {cycle}: {msg}"));
-            }
-        }
-        report.keys_checked += keys.len() as u64;
-        wb.close()
-            .map_err(|e| format!("cycle {cycle}: close after check: {e}"))?;
+        check_recovered(&dir, &keys, synced.as_deref(), cycle, &mut report)?;
         last_synced = synced;
     }
     report.seconds = start.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Starts `wb crash-child` on `dir` and kills it (SIGKILL) after `delay`;
+/// an error if it could not start or exited on its own before (in cycle
+/// `cycle`).
+fn kill_child_after(
+    exe: &Path,
+    dir: &Path,
+    seed: u64,
+    delay: Duration,
+    cycle: u64,
+) -> Result<(), String> {
+    let mut child = Command::new(exe)
+        .arg("crash-child")
+        .arg(dir)
+        .arg("--seed")
+        .arg(seed.to_string())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("spawning the child: {e}"))?;
+    std::thread::sleep(delay);
+    if let Ok(Some(status)) = child.try_wait() {
+        return Err(format!(
+            "cycle {cycle}: the child exited on its own ({status}) before the kill"
+        ));
+    }
+    child.kill().map_err(|e| e.to_string())?; // SIGKILL on Unix
+    let _ = child.wait();
+    Ok(())
+}
+
+/// Reopens `dir` after the kill of cycle `cycle`, checks every key against
+/// the last recorded sync, and adds what it found to `report`.
+fn check_recovered(
+    dir: &Path,
+    keys: &[(Vec<u8>, bool)],
+    synced: Option<&[u64]>,
+    cycle: u64,
+    report: &mut CrashReport,
+) -> Result<(), String> {
+    let wb = open(dir, config()).map_err(|e| format!("cycle {cycle}: reopen failed: {e}"))?;
+    report.torn_tails += wb.stats().torn_tails;
+    for msg in check(&wb, keys, synced, &mut report.max_version_seen) {
+        report.violations += 1;
+        if report.first_violations.len() < 10 {
+            report
+                .first_violations
+                .push(format!("cycle {cycle}: {msg}"));
+        }
+    }
+    report.keys_checked += keys.len() as u64;
+    wb.close()
+        .map_err(|e| format!("cycle {cycle}: close after check: {e}"))
 }
 
 /// Checks every key of the universe in a recovered cache; returns the

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use serde::Serialize;
-use writebehind::inspect::{self, ScanReport};
+use writebehind::inspect::{self as scan, encoded_len, ScanReport};
 use writebehind::Kind;
 use writebehind::{Config, Error, WriteBehind};
 
@@ -49,8 +49,8 @@ type KeyTable = HashMap<Vec<u8>, (u64, u64, bool)>;
 /// One full scan of `dir`, with the newest record of every key.
 fn scan_keys(dir: &Path) -> Result<(ScanReport, KeyTable), Error> {
     let mut keys = KeyTable::new();
-    let report = inspect::scan_dir(dir, &mut |_, r| {
-        let len = writebehind::inspect::encoded_len(r.key.len(), r.value.len()) as u64;
+    let report = scan::scan_dir(dir, &mut |_, r| {
+        let len = encoded_len(r.key.len(), r.value.len()) as u64;
         let e = keys.entry(r.key.to_vec()).or_insert((0, 0, false));
         if r.version.0 >= e.0 {
             *e = (r.version.0, len, r.kind == Kind::Delete);

@@ -9,7 +9,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use writebehind_tools::workload::Distribution;
+use writebehind_workload::Distribution;
 
 mod inspect;
 mod output;
@@ -39,7 +39,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Closed-loop put throughput of the cache over a store.
+    /// Throughput and latency of the cache over a store (closed loop, or open
+    /// loop with --rate), beside baselines measured in the same run.
     Bench(Box<BenchArgs>),
     /// Segments, records, live keys, dead bytes and versions of a store directory.
     Inspect(DirArgs),
@@ -271,19 +272,22 @@ fn bench(a: &BenchArgs) -> Result<(), Stop> {
     if a.json {
         output::json_line(&report)
     } else {
-        // print_table (bench.rs) still uses println!: a closed stdout there
-        // panics (bench.rs is outside this change).
-        writebehind_tools::bench::print_table(&report);
-        Ok(())
+        output::line(writebehind_tools::bench::Table(&report))
     }
 }
 
 /// Checks the arguments, runs the benchmark, writes --hgrm and --plot.
 fn bench_report(a: &BenchArgs) -> Result<writebehind_tools::bench::Report, String> {
-    use writebehind_tools::bench::{self, Mix, Params, StoreSpec};
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let writers = a.writers.unwrap_or(cores.saturating_sub(1).max(1));
-    let game = a.scenario == Scenario::Game;
+    let params = bench_params(a)?;
+    let report = writebehind_tools::bench::run(&params)?;
+    write_latency_files(a, &report)?;
+    Ok(report)
+}
+
+/// Refuses what `wb bench` cannot run: no writers, a rate out of range, a
+/// skew outside (0, 1), no keys, keys too short to name them all, or a
+/// non-positive duration.
+fn check_bench_args(a: &BenchArgs, writers: usize) -> Result<(), String> {
     if writers == 0 {
         return Err("--writers must be at least 1".into());
     }
@@ -308,6 +312,18 @@ fn bench_report(a: &BenchArgs) -> Result<writebehind_tools::bench::Report, Strin
     if a.seconds.is_some_and(|s| !(s > 0.0 && s.is_finite())) {
         return Err("--seconds must be positive".into());
     }
+    Ok(())
+}
+
+/// The run the arguments ask for: the scenario's defaults (standard, or
+/// game: counter adds at 50,000/s times --scale on slow:1000), then the
+/// flags given.
+fn bench_params(a: &BenchArgs) -> Result<writebehind_tools::bench::Params, String> {
+    use writebehind_tools::bench::{Mix, Params, StoreSpec};
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let writers = a.writers.unwrap_or(cores.saturating_sub(1).max(1));
+    let game = a.scenario == Scenario::Game;
+    check_bench_args(a, writers)?;
     let default_seconds = match (a.quick, game) {
         (true, _) => 2.0,
         (false, true) => 10.0,
@@ -328,7 +344,7 @@ fn bench_report(a: &BenchArgs) -> Result<writebehind_tools::bench::Report, Strin
     } else {
         a.rate
     };
-    let params = Params {
+    Ok(Params {
         store,
         dir: a.dir.clone(),
         writers,
@@ -349,8 +365,16 @@ fn bench_report(a: &BenchArgs) -> Result<writebehind_tools::bench::Report, Strin
         label: if game { "game" } else { "standard" },
         pg_table: a.pg_table.clone(),
         batches_in_flight: a.batches_in_flight,
-    };
-    let report = bench::run(&params)?;
+    })
+}
+
+/// `--hgrm`: the run's latency distribution; `--plot`: the run's and the
+/// baselines' latencies by percentile.
+fn write_latency_files(
+    a: &BenchArgs,
+    report: &writebehind_tools::bench::Report,
+) -> Result<(), String> {
+    use writebehind_tools::bench;
     if let (Some(path), Some(h)) = (&a.hgrm, &report.histogram) {
         bench::write_hgrm(path, h)?;
     }
@@ -364,5 +388,5 @@ fn bench_report(a: &BenchArgs) -> Result<writebehind_tools::bench::Report, Strin
         );
         bench::write_plot(path, &runs)?;
     }
-    Ok(report)
+    Ok(())
 }

@@ -60,19 +60,19 @@ pub fn redact(url: &str) -> String {
 
 #[cfg(feature = "postgres")]
 mod imp {
+    use std::collections::HashMap;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
     use std::time::Instant;
 
-    use hdrhistogram::Histogram;
-    use writebehind::postgres::{Client, NoTls};
+    use writebehind::postgres::{Client, NoTls, Statement};
     use writebehind::{Blocking, Config, PgConfig, PgStatsHandle, PgStore, Store};
+    use writebehind_workload::Workload;
 
     use crate::bench::{
-        counter_key, new_histogram, op_at, run_baseline_threads, BaselineResult, Params,
+        counter_key, run_baseline_threads, LoadLoop, Measured, Op, Outcome, Params,
     };
     use crate::clock::Clock;
-    use crate::workload::Workload;
 
     fn connect(url: &str) -> Result<Client, String> {
         Client::connect(url, NoTls)
@@ -166,19 +166,9 @@ mod imp {
         workload: &Arc<Workload>,
         p: &Params,
         clock: &Clock,
-    ) -> Result<(BaselineResult, Histogram<u64>), String> {
+    ) -> Result<Measured, String> {
         let table = super::baseline_table(table);
-        let q = quote_table(&table);
-        connect(url)?
-            .batch_execute(&format!(
-                "CREATE TABLE {q} (key bytea PRIMARY KEY, version bigint NOT NULL, value bytea)"
-            ))
-            .map_err(|e| format!("creating {table}: {e}"))?;
-        let sql = format!(
-            "INSERT INTO {q} AS t (key, version, value) VALUES ($1, $2, $3) \
-             ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, value = EXCLUDED.value \
-             WHERE t.version < EXCLUDED.version"
-        );
+        let sql = create_baseline_table(url, &table)?;
         let stop = Arc::new(AtomicBool::new(false));
         let version = Arc::new(AtomicU64::new(0));
         let start = Instant::now();
@@ -191,34 +181,26 @@ mod imp {
                     *clock,
                 );
                 let (url, sql, mix) = (url.to_string(), sql.clone(), p.mix);
-                std::thread::spawn(move || -> Result<(u64, Histogram<u64>), String> {
+                std::thread::spawn(move || -> Result<Outcome, String> {
                     let mut client = connect(&url)?;
                     let stmt = client.prepare(&sql).map_err(|e| e.to_string())?;
-                    let mut counters = std::collections::HashMap::<Vec<u8>, i64>::new();
-                    let mut hist = new_histogram();
-                    let mut pos = t * 7919;
-                    let mut ops = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        let began = clock.now();
-                        let key = workload.key(pos);
+                    let mut counters = HashMap::<Vec<u8>, i64>::new();
+                    // A statement takes a round trip: look at `stop` after each.
+                    let looping = LoadLoop {
+                        clock: &clock,
+                        rate: None,
+                        stop: &stop,
+                        ops_per_stop_check: 1,
+                    };
+                    looping.run(t * 7919, |pos| {
                         let v = version.fetch_add(1, Ordering::Relaxed) as i64 + 1;
-                        let result = match op_at(&mix, pos) {
-                            0 => client.execute(&stmt, &[&key, &v, &Some(&workload.value[..])]),
-                            1 => {
-                                let k = counter_key(key);
-                                let n = counters.entry(k.clone()).or_insert(0);
-                                *n += 1;
-                                let bytes = n.to_le_bytes();
-                                client.execute(&stmt, &[&k, &v, &Some(&bytes[..])])
-                            }
-                            _ => client.execute(&stmt, &[&key, &v, &None::<&[u8]>]),
+                        let mut row = Row {
+                            client: &mut client,
+                            stmt: &stmt,
+                            counters: &mut counters,
                         };
-                        result.map_err(|e| format!("per-update baseline: {e}"))?;
-                        let _ = hist.record(clock.ns(clock.now().saturating_sub(began)).max(1));
-                        pos += 1;
-                        ops += 1;
-                    }
-                    Ok((ops, hist))
+                        row.send(&workload, mix.op_at(pos), pos, v)
+                    })
                 })
             })
             .collect();
@@ -232,6 +214,52 @@ mod imp {
                 p.writers
             ),
         )
+    }
+
+    /// Creates the per-update baseline's table; returns the statement that
+    /// writes one row of it.
+    fn create_baseline_table(url: &str, table: &str) -> Result<String, String> {
+        let q = quote_table(table);
+        connect(url)?
+            .batch_execute(&format!(
+                "CREATE TABLE {q} (key bytea PRIMARY KEY, version bigint NOT NULL, value bytea)"
+            ))
+            .map_err(|e| format!("creating {table}: {e}"))?;
+        Ok(format!(
+            "INSERT INTO {q} AS t (key, version, value) VALUES ($1, $2, $3) \
+             ON CONFLICT (key) DO UPDATE SET version = EXCLUDED.version, value = EXCLUDED.value \
+             WHERE t.version < EXCLUDED.version"
+        ))
+    }
+
+    /// One per-update baseline connection, its prepared statement, and the
+    /// counters it has added to (their values are sent as rows).
+    struct Row<'a> {
+        client: &'a mut Client,
+        stmt: &'a Statement,
+        counters: &'a mut HashMap<Vec<u8>, i64>,
+    }
+
+    impl Row<'_> {
+        /// Sends operation `op` of trace position `pos` at version `v`.
+        fn send(&mut self, workload: &Workload, op: Op, pos: usize, v: i64) -> Result<(), String> {
+            let (client, stmt) = (&mut *self.client, self.stmt);
+            let key = workload.key(pos);
+            let result = match op {
+                Op::Put => client.execute(stmt, &[&key, &v, &Some(&workload.value[..])]),
+                Op::Add => {
+                    let k = counter_key(key);
+                    let n = self.counters.entry(k.clone()).or_insert(0);
+                    *n += 1;
+                    let bytes = n.to_le_bytes();
+                    client.execute(stmt, &[&k, &v, &Some(&bytes[..])])
+                }
+                Op::Delete => client.execute(stmt, &[&key, &v, &None::<&[u8]>]),
+            };
+            result
+                .map(|_| ())
+                .map_err(|e| format!("per-update baseline: {e}"))
+        }
     }
 
     /// A new cache over `table` (verification).
@@ -261,12 +289,11 @@ pub use imp::*;
 mod imp {
     use std::sync::Arc;
 
-    use hdrhistogram::Histogram;
     use writebehind::{Config, Store};
+    use writebehind_workload::Workload;
 
-    use crate::bench::{BaselineResult, Params};
+    use crate::bench::{Measured, Params};
     use crate::clock::Clock;
-    use crate::workload::Workload;
 
     /// The stand-in for the counters handle of a build without PostgreSQL.
     #[derive(Debug, Clone)]
@@ -298,7 +325,7 @@ mod imp {
         _workload: &Arc<Workload>,
         _p: &Params,
         _clock: &Clock,
-    ) -> Result<(BaselineResult, Histogram<u64>), String> {
+    ) -> Result<Measured, String> {
         Err(MISSING.into())
     }
 

@@ -7,7 +7,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use writebehind::inspect;
+use writebehind::inspect as scan;
 use writebehind::Error;
 
 /// Why a path is not a store directory the tool can use.
@@ -63,7 +63,7 @@ pub fn check(dir: &Path) -> Result<(), Problem> {
     if dir.join("LOCK").is_file() {
         return Ok(());
     }
-    match inspect::list_segments(dir) {
+    match scan::list_segments(dir) {
         Ok(ids) if ids.is_empty() => Err(Problem::NotAStore(dir.into())),
         Ok(_) => Ok(()),
         // A `.wb` file that is not a segment: a store (or something meant
@@ -80,7 +80,7 @@ pub fn first_unreadable(dir: &Path) -> Option<(PathBuf, io::Error)> {
     if let Err(e) = std::fs::read_dir(dir) {
         return Some((dir.into(), e));
     }
-    let ids = inspect::list_segments(dir).ok()?;
+    let ids = scan::list_segments(dir).ok()?;
     ids.into_iter().find_map(|id| {
         let path = id.path(dir);
         std::fs::File::open(&path).err().map(|e| (path, e))

@@ -12,8 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
-use writebehind::inspect::FORMAT_VERSION;
-use writebehind::inspect::{self, ScanReport};
+use writebehind::inspect::{self as scan, ScanReport, FORMAT_VERSION};
 use writebehind::Error;
 
 use crate::output::{self, Stop};
@@ -207,7 +206,7 @@ impl VerifyJson {
 /// `wb verify DIR`: every record's checksum. Exit 0 ok, 1 corrupt, 2 cannot
 /// check (see `wb verify --help`).
 pub fn verify(dir: &Path, json: bool) -> Result<(), Stop> {
-    let result = scan_stable(dir, || inspect::scan_dir(dir, &mut |_, _| {}));
+    let result = scan_stable(dir, || scan::scan_dir(dir, &mut |_, _| {}));
     let out = VerifyJson::new(dir, &result);
     if json {
         output::json_pretty(&out)?;

@@ -22,6 +22,18 @@ fn wb(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Runs `wb args...`, which must succeed, and parses what it printed as one
+/// JSON object.
+fn wb_json(args: &[&str]) -> serde_json::Value {
+    let out = wb(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn write_store(dir: &Path) {
     let config = Config::default().compact_segments_min(1_000);
     let cache = open(dir, config, 1 << 16).unwrap();
@@ -109,25 +121,14 @@ fn inspect_and_compact_report_what_is_there() {
     assert!(out.status.success());
 }
 
+/// A short `wb bench`: 0.3 s of load over 20,000 keys.
+const QUICK_BENCH: [&str; 6] = ["bench", "--quick", "--seconds", "0.3", "--keys", "20000"];
+
 /// `wb bench --quick --json` prints one JSON object with the fields the
 /// issue names, and verifies every acknowledged write after reopening.
 #[test]
 fn bench_json_has_the_promised_fields_and_verifies() {
-    let out = wb(&[
-        "bench",
-        "--quick",
-        "--seconds",
-        "0.3",
-        "--keys",
-        "20000",
-        "--json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = wb_json(&[&QUICK_BENCH[..], &["--json"]].concat());
     for field in [
         "put_ops_per_s",
         "persisted_records_per_s",
@@ -165,7 +166,7 @@ fn bench_json_has_the_promised_fields_and_verifies() {
 /// The game scenario runs open-loop on the throttled file store and verifies.
 #[test]
 fn game_scenario_runs_and_verifies() {
-    let out = wb(&[
+    let v = wb_json(&[
         "bench",
         "--scenario",
         "game",
@@ -175,12 +176,6 @@ fn game_scenario_runs_and_verifies() {
         "--no-baselines",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["mode"], "open-loop");
     assert_eq!(v["verified"], true);
     assert!(v["dirty_keys_max_seen"].as_u64().unwrap() <= 10_000);
@@ -432,10 +427,33 @@ fn inspect_exits_quietly_when_stdout_is_closed() {
     reader.read_line(&mut first).unwrap();
     assert!(first.contains("60 segments"), "{first}");
     drop(reader);
+    assert_quiet_exit(child);
+}
+
+/// Waits for `child`, whose stdout was closed by its reader: it must end
+/// with status 0 and not have panicked.
+fn assert_quiet_exit(child: std::process::Child) {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
+
+/// `wb bench --quick | head`: the reader has gone by the time the table is
+/// printed; the command ends with status 0 instead of panicking on the
+/// broken pipe.
+#[test]
+fn bench_exits_quietly_when_stdout_is_closed() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wb"))
+        .args(QUICK_BENCH)
+        .arg("--no-baselines")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader closes at once, long before the run prints anything.
+    drop(child.stdout.take());
+    assert_quiet_exit(child);
 }
 
 /// The exit codes of `wb verify` are in its help and in `wb --help`.

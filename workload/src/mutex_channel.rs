@@ -1,5 +1,5 @@
-//! Named baselines that `wb bench` and the criterion benches measure in the
-//! same run as the cache: what a service would use instead.
+//! The baseline that `wb bench` and the criterion benches measure in the
+//! same run as the cache: the write-behind a service would build without it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -125,7 +125,7 @@ impl WriteBehind {
     ///
     /// ```no_run
     /// use writebehind::{Config, PgConfig, WriteBehind};
-    /// let pg = PgConfig { url: "postgresql://app@localhost/app".into(), ..PgConfig::default() };
+    /// let pg = PgConfig::new("postgresql://app@localhost/app");
     /// let wb = WriteBehind::open_postgres(pg, Config::default())?;
     /// # wb.close()?;
     /// # Ok::<(), writebehind::Error>(())

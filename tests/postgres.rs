@@ -54,11 +54,7 @@ fn fresh(table: &str) -> String {
 
 /// The store's settings for `table` on the test server.
 fn pg_config(table: &str) -> PgConfig {
-    PgConfig {
-        url: url(),
-        table: table.into(),
-        ..PgConfig::default()
-    }
+    PgConfig::new(url()).table(table)
 }
 
 /// The cache's settings of every test: short intervals, a small index.
@@ -794,11 +790,10 @@ fn a_role_without_create_rights_opens_an_existing_table() {
 /// `g9_config_durations.rs` with `PgConfig`, which needs the feature.)
 #[test]
 fn g9_postgres_timeouts_extremes() {
-    let pg = |connect_timeout, statement_timeout| PgConfig {
-        url: "host=/nonexistent".into(),
-        connect_timeout,
-        statement_timeout,
-        ..PgConfig::default()
+    let pg = |connect_timeout, statement_timeout| {
+        PgConfig::new("host=/nonexistent")
+            .connect_timeout(connect_timeout)
+            .statement_timeout(statement_timeout)
     };
     let ok = Duration::from_secs(5);
     let connect = [

@@ -1,4 +1,4 @@
-//! Library part of the `wb` tool: `wb bench` ([`bench`], with its
+//! Library part of the `wb` tool: `wb bench` ([`bench`](mod@bench), with its
 //! PostgreSQL store and baseline in [`pg`]), `wb crash-test` and `wb soak`
 //! ([`crash`]), and the library internals the commands reach
 //! ([`internal`]). What the criterion benches share with `wb bench` (the

@@ -89,12 +89,9 @@ mod imp {
     /// The store's settings for the bench's table; recovery is bounded
     /// like the cache's index.
     fn pg_config(url: &str, table: &str, config: &Config) -> PgConfig {
-        PgConfig {
-            url: url.to_string(),
-            table: table.to_string(),
-            recover_rows_max: config.keys_max as u64,
-            ..PgConfig::default()
-        }
+        PgConfig::new(url)
+            .table(table)
+            .recover_rows_max(config.keys_max as u64)
     }
 
     /// The handle `open` returns.
@@ -115,13 +112,10 @@ mod imp {
     /// Drops the bench's tables, so each run starts empty.
     pub fn reset(url: &str, table: &str) -> Result<(), String> {
         // The name goes into SQL below: only names PgStore would take.
-        PgConfig {
-            url: url.to_string(),
-            table: table.to_string(),
-            ..PgConfig::default()
-        }
-        .validate()
-        .map_err(|e| e.to_string())?;
+        PgConfig::new(url)
+            .table(table)
+            .validate()
+            .map_err(|e| e.to_string())?;
         // The baseline's table name must fit PostgreSQL's 63 bytes too, or
         // it would be truncated onto something else.
         if table.rsplit('.').next().map_or(0, str::len) + "_per_update".len() > 63 {

@@ -18,15 +18,13 @@ use crate::error::Error;
 ///
 /// ```
 /// use writebehind::PgConfig;
-/// let pg = PgConfig {
-///     url: "postgresql://app@localhost/app?host=/run/postgresql".into(),
-///     table: "cache.sessions".into(),
-///     ..PgConfig::default()
-/// };
+/// let pg = PgConfig::new("postgresql://app@localhost/app?host=/run/postgresql")
+///     .table("cache.sessions");
 /// pg.validate()?;
 /// # Ok::<(), writebehind::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PgConfig {
     /// Connection string, as libpq takes it: a URL
     /// (`postgresql://user@host:5432/db`, `postgresql://user@localhost/db?host=/run/postgresql`
@@ -59,6 +57,40 @@ impl Default for PgConfig {
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(30),
         }
+    }
+}
+
+impl PgConfig {
+    /// The defaults, connecting to `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets [`table`](Self::table).
+    pub fn table(mut self, table: impl Into<String>) -> Self {
+        self.table = table.into();
+        self
+    }
+
+    /// Sets [`recover_rows_max`](Self::recover_rows_max).
+    pub fn recover_rows_max(mut self, rows: u64) -> Self {
+        self.recover_rows_max = rows;
+        self
+    }
+
+    /// Sets [`connect_timeout`](Self::connect_timeout).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets [`statement_timeout`](Self::statement_timeout).
+    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
+        self.statement_timeout = timeout;
+        self
     }
 }
 

@@ -93,7 +93,7 @@ use crate::record::RecordRef;
 ///
 /// ```no_run
 /// use writebehind::{Config, PgConfig, PgStore, WriteBehind};
-/// let pg = PgConfig { url: "postgresql://app@localhost/app".into(), ..PgConfig::default() };
+/// let pg = PgConfig::new("postgresql://app@localhost/app");
 /// let store = PgStore::connect(pg)?;
 /// let counters = store.stats(); // still readable once the cache owns the store
 /// let wb = WriteBehind::with_store(writebehind::Blocking::new(store), Config::default())?;

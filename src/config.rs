@@ -165,10 +165,11 @@ pub(crate) fn check_interval(field: &str, value: Duration) -> Result<(), Error> 
     Ok(())
 }
 
-/// One chainable setter per field: `Config::default().ring_capacity(1 << 12)`.
+/// One chainable setter per named field of a settings type:
+/// `Config::default().ring_capacity(1 << 12)`.
 macro_rules! setters {
-    ($($name:ident: $ty:ty,)*) => {
-        impl Config {
+    ($type:ty { $($name:ident: $ty:ty,)* }) => {
+        impl $type {
             $(
                 #[doc = concat!("Sets [`", stringify!($name), "`](Self::", stringify!($name), ").")]
                 pub fn $name(mut self, value: $ty) -> Self {
@@ -180,27 +181,31 @@ macro_rules! setters {
     };
 }
 
+pub(crate) use setters;
+
 setters! {
-    writers_max: usize,
-    ring_capacity: usize,
-    key_bytes_max: usize,
-    value_bytes_max: usize,
-    keys_max: usize,
-    dirty_keys_max: usize,
-    batch_bytes_max: usize,
-    batch_ops_max: usize,
-    flush_interval: Duration,
-    batches_in_flight_max: usize,
-    drain_per_pass_max: usize,
-    backpressure: Backpressure,
-    durability: Durability,
-    retry_backoff_min: Duration,
-    retry_backoff_max: Duration,
-    close_timeout: Duration,
-    idle_park_max: Duration,
-    flusher_core: Option<usize>,
-    compact_dead_ratio: f64,
-    compact_segments_min: usize,
+    Config {
+        writers_max: usize,
+        ring_capacity: usize,
+        key_bytes_max: usize,
+        value_bytes_max: usize,
+        keys_max: usize,
+        dirty_keys_max: usize,
+        batch_bytes_max: usize,
+        batch_ops_max: usize,
+        flush_interval: Duration,
+        batches_in_flight_max: usize,
+        drain_per_pass_max: usize,
+        backpressure: Backpressure,
+        durability: Durability,
+        retry_backoff_min: Duration,
+        retry_backoff_max: Duration,
+        close_timeout: Duration,
+        idle_park_max: Duration,
+        flusher_core: Option<usize>,
+        compact_dead_ratio: f64,
+        compact_segments_min: usize,
+    }
 }
 
 impl Config {

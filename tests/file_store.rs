@@ -20,7 +20,7 @@ const BACKENDS: [(IoBackend, &str); 2] = [
     (IoBackend::Pwrite, "pwrite"),
 ];
 
-fn config(_io_backend: IoBackend) -> Config {
+fn config() -> Config {
     Config::default()
         .writers_max(4)
         .keys_max(1 << 21)
@@ -38,8 +38,14 @@ fn file(config: &Config, backend: IoBackend, segment_bytes: u64) -> FileOptions 
         .segment_bytes_max(segment_bytes)
 }
 
-/// A cache of `config` over a file store in `dir` (see [`file`]).
-fn open(
+/// A cache of `config` over a file store in `dir` on `backend`, with 16 MiB
+/// segments.
+fn open(dir: &Path, config: Config, backend: IoBackend) -> Result<WriteBehind, Error> {
+    open_segments(dir, config, backend, 16 << 20)
+}
+
+/// [`open`] with segments of `segment_bytes`.
+fn open_segments(
     dir: &Path,
     config: Config,
     backend: IoBackend,
@@ -97,7 +103,7 @@ fn a_million_keys_survive_close_and_reopen_and_versions_continue() {
         let dir = tempfile::tempdir().unwrap();
         const N: u64 = 1_000_000;
         {
-            let wb = open(dir.path(), config(backend), backend, 16 << 20).unwrap();
+            let wb = open(dir.path(), config(), backend).unwrap();
             assert_eq!(wb.stats().backend, name);
             let mut w = wb.writer().unwrap();
             for i in 0..N {
@@ -110,7 +116,7 @@ fn a_million_keys_survive_close_and_reopen_and_versions_continue() {
             inspect::list_segments(dir.path()).unwrap().len() > 1,
             "{name}: 16 MiB segments must rotate"
         );
-        let wb = open(dir.path(), config(backend), backend, 16 << 20).unwrap();
+        let wb = open(dir.path(), config(), backend).unwrap();
         assert_eq!(wb.stats().keys, N as usize);
         for i in 0..N {
             let v = wb
@@ -128,7 +134,7 @@ fn a_million_keys_survive_close_and_reopen_and_versions_continue() {
         assert_eq!(w.add(b"counter", 3).unwrap(), 3);
         drop(w);
         wb.close().unwrap();
-        let wb = open(dir.path(), config(backend), backend, 16 << 20).unwrap();
+        let wb = open(dir.path(), config(), backend).unwrap();
         assert_eq!(wb.get(&key(5)).unwrap().version(), Version(2));
         assert_eq!(wb.get(b"counter").unwrap().as_counter(), Some(3));
     }
@@ -137,8 +143,8 @@ fn a_million_keys_survive_close_and_reopen_and_versions_continue() {
 /// Writes `n` unique keys in small batches and closes; returns the dir.
 fn small_batches_store(backend: IoBackend, n: u64) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let config = config(backend).batch_ops_max(50);
-    let wb = open(dir.path(), config, IoBackend::Auto, 16 << 20).unwrap();
+    let config = config().batch_ops_max(50);
+    let wb = open(dir.path(), config, backend).unwrap();
     let mut w = wb.writer().unwrap();
     for i in 0..n {
         w.put(&key(i), &value(i, 0)).unwrap();
@@ -197,7 +203,7 @@ fn a_torn_tail_is_cut_at_every_offset_and_the_prefix_survives() {
                 .unwrap()
                 .set_len(cut)
                 .unwrap();
-            let wb = open(copy.path(), config(backend), backend, 16 << 20)
+            let wb = open(copy.path(), config(), backend)
                 .unwrap_or_else(|e| panic!("{name}: cut at {cut}: {e}"));
             let expected = keys_before(&seg, cut);
             let at_boundary =
@@ -225,7 +231,7 @@ fn a_torn_tail_is_cut_at_every_offset_and_the_prefix_survives() {
             w.put(b"after", b"cut").unwrap();
             drop(w);
             wb.close().unwrap();
-            let wb = open(copy.path(), config(backend), backend, 16 << 20).unwrap();
+            let wb = open(copy.path(), config(), backend).unwrap();
             assert_eq!(
                 wb.stats().torn_tails,
                 0,
@@ -248,7 +254,7 @@ fn a_flipped_bit_in_an_older_record_is_an_error_naming_segment_and_offset() {
         let mut bytes = std::fs::read(&seg_path).unwrap();
         bytes[record_at as usize + 25] ^= 0x10; // inside the first record's key
         std::fs::write(&seg_path, &bytes).unwrap();
-        match open(src.path(), config(backend), backend, 16 << 20) {
+        match open(src.path(), config(), backend) {
             Err(Error::Corrupt {
                 segment, offset, ..
             }) => {
@@ -267,27 +273,13 @@ fn a_flipped_bit_in_an_older_record_is_an_error_naming_segment_and_offset() {
 #[test]
 fn a_locked_directory_refuses_a_second_open() {
     let dir = tempfile::tempdir().unwrap();
-    let wb = open(
-        dir.path(),
-        config(IoBackend::Auto),
-        IoBackend::Auto,
-        16 << 20,
-    )
-    .unwrap();
+    let wb = open(dir.path(), config(), IoBackend::Auto).unwrap();
     assert!(matches!(
-        open(
-            dir.path(),
-            config(IoBackend::Auto),
-            IoBackend::Auto,
-            16 << 20
-        ),
+        open(dir.path(), config(), IoBackend::Auto),
         Err(Error::Locked { .. })
     ));
     assert!(matches!(
-        FileStore::open(
-            dir.path(),
-            &file(&config(IoBackend::Auto), IoBackend::Auto, 16 << 20)
-        ),
+        FileStore::open(dir.path(), &file(&config(), IoBackend::Auto, 16 << 20)),
         Err(Error::Locked { .. })
     ));
     // Another process sees the lock too (flock(1) from util-linux, if present).
@@ -301,13 +293,7 @@ fn a_locked_directory_refuses_a_second_open() {
         assert!(!status.success(), "another process took the lock");
     }
     wb.close().unwrap();
-    let wb = open(
-        dir.path(),
-        config(IoBackend::Auto),
-        IoBackend::Auto,
-        16 << 20,
-    )
-    .unwrap();
+    let wb = open(dir.path(), config(), IoBackend::Auto).unwrap();
     wb.close().unwrap();
 }
 
@@ -315,14 +301,13 @@ fn a_locked_directory_refuses_a_second_open() {
 fn a_failed_fdatasync_seals_the_segment_and_nothing_acknowledged_is_lost() {
     for (backend, name) in BACKENDS {
         // No automatic compaction: the sealed segments must stay visible.
-        let config = |b| config(b).compact_segments_min(1_000);
+        let config = || config().compact_segments_min(1_000);
         let dir = tempfile::tempdir().unwrap();
         let mut acked: HashMap<Vec<u8>, (Version, Vec<u8>)> = HashMap::new();
         {
-            let store =
-                FileStore::open(dir.path(), &file(&config(backend), backend, 16 << 20)).unwrap();
+            let store = FileStore::open(dir.path(), &file(&config(), backend, 16 << 20)).unwrap();
             let syncs = store.sync_faults();
-            let wb = WriteBehind::with_store(store, config(backend)).unwrap();
+            let wb = WriteBehind::with_store(store, config()).unwrap();
             let mut w = wb.writer().unwrap();
             for round in 0..4u64 {
                 if round == 1 {
@@ -345,7 +330,7 @@ fn a_failed_fdatasync_seals_the_segment_and_nothing_acknowledged_is_lost() {
             inspect::list_segments(dir.path()).unwrap().len() >= 2,
             "{name}: the failed segment was sealed"
         );
-        let wb = open(dir.path(), config(backend), backend, 16 << 20).unwrap();
+        let wb = open(dir.path(), config(), backend).unwrap();
         for (k, (version, v)) in &acked {
             let got = wb.get(k).unwrap_or_else(|| panic!("{name}: {k:?} lost"));
             assert_eq!((got.version(), &got[..]), (*version, &v[..]), "{name}");
@@ -357,8 +342,8 @@ fn a_failed_fdatasync_seals_the_segment_and_nothing_acknowledged_is_lost() {
 fn durability_none_still_makes_sync_durable() {
     for (backend, name) in BACKENDS {
         let dir = tempfile::tempdir().unwrap();
-        let config = config(backend).durability(Durability::None);
-        let wb = open(dir.path(), config.clone(), backend, 1 << 16).unwrap();
+        let config = config().durability(Durability::None);
+        let wb = open_segments(dir.path(), config.clone(), backend, 1 << 16).unwrap();
         let mut w = wb.writer().unwrap();
         for i in 0..10_000u64 {
             w.put(&key(i), &value(i, 1)).unwrap();
@@ -366,7 +351,7 @@ fn durability_none_still_makes_sync_durable() {
         wb.sync().unwrap();
         drop(w);
         wb.close().unwrap();
-        let wb = open(dir.path(), config, backend, 1 << 16).unwrap();
+        let wb = open_segments(dir.path(), config, backend, 1 << 16).unwrap();
         for i in 0..10_000u64 {
             assert_eq!(wb.get(&key(i)).as_deref(), Some(&value(i, 1)[..]), "{name}");
         }
@@ -380,7 +365,7 @@ fn durability_none_still_makes_sync_durable() {
 fn durability_none_survives_a_failed_fdatasync() {
     for (backend, name) in BACKENDS {
         let dir = tempfile::tempdir().unwrap();
-        let config = config(backend)
+        let config = config()
             .durability(Durability::None)
             .compact_segments_min(1_000);
         let mut acked = HashMap::new();
@@ -404,7 +389,7 @@ fn durability_none_survives_a_failed_fdatasync() {
             drop(w);
             wb.close().unwrap();
         }
-        let wb = open(dir.path(), config, backend, 16 << 20).unwrap();
+        let wb = open(dir.path(), config, backend).unwrap();
         for (k, (version, v)) in &acked {
             let got = wb.get(k).unwrap_or_else(|| panic!("{name}: {k:?} lost"));
             assert_eq!((got.version(), &got[..]), (*version, &v[..]), "{name}");
@@ -416,13 +401,7 @@ fn durability_none_survives_a_failed_fdatasync() {
 #[test]
 fn deleted_keys_stay_deleted_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let wb = open(
-        dir.path(),
-        config(IoBackend::Auto),
-        IoBackend::Auto,
-        16 << 20,
-    )
-    .unwrap();
+    let wb = open(dir.path(), config(), IoBackend::Auto).unwrap();
     let mut w = wb.writer().unwrap();
     for i in 0..100 {
         w.put(&key(i), b"x").unwrap();
@@ -432,13 +411,7 @@ fn deleted_keys_stay_deleted_after_reopen() {
     }
     drop(w);
     wb.close().unwrap();
-    let wb = open(
-        dir.path(),
-        config(IoBackend::Auto),
-        IoBackend::Auto,
-        16 << 20,
-    )
-    .unwrap();
+    let wb = open(dir.path(), config(), IoBackend::Auto).unwrap();
     for i in 0..100 {
         assert_eq!(wb.get(&key(i)).is_some(), i >= 50);
     }
@@ -470,25 +443,14 @@ fn a_segment_whose_creation_was_interrupted_is_dropped() {
         let copy = tempfile::tempdir().unwrap();
         copy_dir(src.path(), copy.path());
         std::fs::write(SegmentId(next).path(copy.path()), &contents).unwrap();
-        let wb = open(
-            copy.path(),
-            config(IoBackend::Auto),
-            IoBackend::Auto,
-            16 << 20,
-        )
-        .unwrap_or_else(|e| panic!("{} bytes: {e}", contents.len()));
+        let wb = open(copy.path(), config(), IoBackend::Auto)
+            .unwrap_or_else(|e| panic!("{} bytes: {e}", contents.len()));
         assert_eq!(wb.stats().keys, 300);
         let mut w = wb.writer().unwrap();
         w.put(b"new", b"segment").unwrap();
         drop(w);
         wb.close().unwrap();
-        let wb = open(
-            copy.path(),
-            config(IoBackend::Auto),
-            IoBackend::Auto,
-            16 << 20,
-        )
-        .unwrap();
+        let wb = open(copy.path(), config(), IoBackend::Auto).unwrap();
         assert_eq!(wb.stats().keys, 301);
         assert_eq!(wb.stats().torn_tails, 0);
     }
@@ -499,12 +461,7 @@ fn files_that_are_not_segments_are_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("000001.wb"), vec![7u8; 200]).unwrap();
     assert!(matches!(
-        open(
-            dir.path(),
-            config(IoBackend::Auto),
-            IoBackend::Auto,
-            16 << 20
-        ),
+        open(dir.path(), config(), IoBackend::Auto),
         Err(Error::Format { .. })
     ));
     assert_eq!(
@@ -514,12 +471,7 @@ fn files_that_are_not_segments_are_refused_and_left_alone() {
     );
     std::fs::write(dir.path().join("junk.wb"), b"x").unwrap();
     assert!(matches!(
-        open(
-            dir.path(),
-            config(IoBackend::Auto),
-            IoBackend::Auto,
-            16 << 20
-        ),
+        open(dir.path(), config(), IoBackend::Auto),
         Err(Error::Format { .. })
     ));
 }
@@ -528,8 +480,8 @@ fn files_that_are_not_segments_are_refused_and_left_alone() {
 fn compaction_keeps_the_live_set_and_deletes_stay_deleted() {
     for (backend, name) in BACKENDS {
         let dir = tempfile::tempdir().unwrap();
-        let config = config(backend).compact_segments_min(1_000);
-        let wb = open(dir.path(), config.clone(), backend, 1 << 16).unwrap();
+        let config = config().compact_segments_min(1_000);
+        let wb = open_segments(dir.path(), config.clone(), backend, 1 << 16).unwrap();
         let mut w = wb.writer().unwrap();
         for round in 0..5u64 {
             for i in 0..2_000u64 {
@@ -564,7 +516,7 @@ fn compaction_keeps_the_live_set_and_deletes_stay_deleted() {
         }
         drop(w);
         wb.close().unwrap();
-        let wb = open(dir.path(), config, backend, 1 << 16).unwrap();
+        let wb = open_segments(dir.path(), config, backend, 1 << 16).unwrap();
         for i in 0..2_000u64 {
             let got = wb.get(&key(i));
             if i < 500 {
@@ -586,11 +538,10 @@ fn compaction_keeps_the_live_set_and_deletes_stay_deleted() {
 #[test]
 fn compaction_runs_by_itself_while_a_writer_keeps_going() {
     let dir = tempfile::tempdir().unwrap();
-    let config = config(IoBackend::Auto)
-        .compact_segments_min(3)
-        .compact_dead_ratio(0.5);
-    let wb =
-        std::sync::Arc::new(open(dir.path(), config.clone(), IoBackend::Auto, 1 << 16).unwrap());
+    let config = config().compact_segments_min(3).compact_dead_ratio(0.5);
+    let wb = std::sync::Arc::new(
+        open_segments(dir.path(), config.clone(), IoBackend::Auto, 1 << 16).unwrap(),
+    );
     let writer = {
         let wb = std::sync::Arc::clone(&wb);
         std::thread::spawn(move || {
@@ -616,7 +567,7 @@ fn compaction_runs_by_itself_while_a_writer_keeps_going() {
     assert!(stats.compactions >= 1, "{stats:?}");
     let wb = std::sync::Arc::into_inner(wb).unwrap();
     wb.close().unwrap();
-    let wb = open(dir.path(), config, IoBackend::Auto, 1 << 16).unwrap();
+    let wb = open_segments(dir.path(), config, IoBackend::Auto, 1 << 16).unwrap();
     for (k, v) in &last {
         assert_eq!(wb.get(k).as_deref(), Some(&v[..]));
     }
@@ -632,7 +583,7 @@ fn compaction_is_not_starved_by_a_saturated_store() {
     use std::time::{Duration, Instant};
     for in_flight in [1, 4] {
         let dir = tempfile::tempdir().unwrap();
-        let config = config(IoBackend::Auto)
+        let config = config()
             .batches_in_flight_max(in_flight)
             .batch_ops_max(1_024)
             .compact_segments_min(1_000);
@@ -682,7 +633,7 @@ fn compaction_is_not_starved_by_a_saturated_store() {
             .map(|i| wb.get(&key(i)).map(|v| v.to_vec()))
             .collect();
         Arc::into_inner(wb).unwrap().close().unwrap();
-        let wb = open(dir.path(), config, IoBackend::Auto, 1 << 20).unwrap();
+        let wb = open_segments(dir.path(), config, IoBackend::Auto, 1 << 20).unwrap();
         for (i, v) in expected.iter().enumerate() {
             assert_eq!(
                 wb.get(&key(i as u64)).map(|v| v.to_vec()).as_ref(),
@@ -702,12 +653,7 @@ fn zeros_in_the_middle_of_a_segment_are_an_error_not_an_end() {
     let mut bytes = std::fs::read(&seg).unwrap();
     bytes[start as usize..start as usize + FRAME_HEADER_BYTES].fill(0);
     std::fs::write(&seg, &bytes).unwrap();
-    match open(
-        src.path(),
-        config(IoBackend::Auto),
-        IoBackend::Auto,
-        16 << 20,
-    ) {
+    match open(src.path(), config(), IoBackend::Auto) {
         Err(Error::Corrupt { offset, .. }) => assert_eq!(offset, start),
         other => panic!("expected a corruption error, got {other:?}"),
     }
@@ -724,13 +670,7 @@ fn user_data_that_looks_like_a_frame_does_not_turn_a_torn_tail_into_an_error() {
     for lose_header in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         let (seg, value) = {
-            let wb = open(
-                dir.path(),
-                config(IoBackend::Auto),
-                IoBackend::Auto,
-                16 << 20,
-            )
-            .unwrap();
+            let wb = open(dir.path(), config(), IoBackend::Auto).unwrap();
             let mut w = wb.writer().unwrap();
             w.put(b"first", b"v").unwrap();
             wb.sync().unwrap();
@@ -760,13 +700,8 @@ fn user_data_that_looks_like_a_frame_does_not_turn_a_torn_tail_into_an_error() {
             bytes.truncate(end as usize - 3);
         }
         std::fs::write(&seg, &bytes).unwrap();
-        let wb = open(
-            dir.path(),
-            config(IoBackend::Auto),
-            IoBackend::Auto,
-            16 << 20,
-        )
-        .unwrap_or_else(|e| panic!("header lost: {lose_header}: {e}"));
+        let wb = open(dir.path(), config(), IoBackend::Auto)
+            .unwrap_or_else(|e| panic!("header lost: {lose_header}: {e}"));
         assert_eq!(wb.stats().torn_tails, u64::from(!lose_header));
         assert_eq!(wb.get(b"first").as_deref(), Some(&b"v"[..]));
         assert!(wb.get(b"last").is_none());
@@ -779,11 +714,9 @@ fn user_data_that_looks_like_a_frame_does_not_turn_a_torn_tail_into_an_error() {
 #[test]
 fn durability_none_still_reports_damage_before_a_commit() {
     let dir = tempfile::tempdir().unwrap();
-    let config = config(IoBackend::Auto)
-        .durability(Durability::None)
-        .batch_ops_max(50);
+    let config = config().durability(Durability::None).batch_ops_max(50);
     {
-        let wb = open(dir.path(), config.clone(), IoBackend::Auto, 16 << 20).unwrap();
+        let wb = open(dir.path(), config.clone(), IoBackend::Auto).unwrap();
         let mut w = wb.writer().unwrap();
         for i in 0..1_000u64 {
             w.put(&key(i), &value(i, 0)).unwrap();
@@ -805,7 +738,7 @@ fn durability_none_still_reports_damage_before_a_commit() {
     bytes[data.0 as usize + FRAME_HEADER_BYTES + 25] ^= 0x10;
     std::fs::write(&seg, &bytes).unwrap();
     assert!(matches!(
-        open(dir.path(), config, IoBackend::Auto, 16 << 20),
+        open(dir.path(), config, IoBackend::Auto),
         Err(Error::Corrupt { .. })
     ));
 }

@@ -47,6 +47,16 @@ pub struct FileOptions {
     pub close_wait: Duration,
 }
 
+crate::config::setters! {
+    FileOptions {
+        segment_bytes_max: u64,
+        io_backend: IoBackend,
+        durability: Durability,
+        frame_bytes_max: usize,
+        close_wait: Duration,
+    }
+}
+
 impl Default for FileOptions {
     fn default() -> Self {
         Self::for_cache(&Config::default())
@@ -65,24 +75,6 @@ impl FileOptions {
             frame_bytes_max: config.batch_bytes_max,
             close_wait: config.close_timeout,
         }
-    }
-
-    /// Sets [`segment_bytes_max`](Self::segment_bytes_max).
-    pub fn segment_bytes_max(mut self, bytes: u64) -> Self {
-        self.segment_bytes_max = bytes;
-        self
-    }
-
-    /// Sets [`io_backend`](Self::io_backend).
-    pub fn io_backend(mut self, backend: IoBackend) -> Self {
-        self.io_backend = backend;
-        self
-    }
-
-    /// Sets [`durability`](Self::durability).
-    pub fn durability(mut self, durability: Durability) -> Self {
-        self.durability = durability;
-        self
     }
 
     /// Checks every bound.

@@ -60,6 +60,14 @@ impl Default for PgConfig {
     }
 }
 
+crate::config::setters! {
+    PgConfig {
+        recover_rows_max: u64,
+        connect_timeout: Duration,
+        statement_timeout: Duration,
+    }
+}
+
 impl PgConfig {
     /// The defaults, connecting to `url`.
     pub fn new(url: impl Into<String>) -> Self {
@@ -72,24 +80,6 @@ impl PgConfig {
     /// Sets [`table`](Self::table).
     pub fn table(mut self, table: impl Into<String>) -> Self {
         self.table = table.into();
-        self
-    }
-
-    /// Sets [`recover_rows_max`](Self::recover_rows_max).
-    pub fn recover_rows_max(mut self, rows: u64) -> Self {
-        self.recover_rows_max = rows;
-        self
-    }
-
-    /// Sets [`connect_timeout`](Self::connect_timeout).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// Sets [`statement_timeout`](Self::statement_timeout).
-    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
-        self.statement_timeout = timeout;
         self
     }
 }

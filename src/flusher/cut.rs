@@ -97,14 +97,11 @@ impl<S: Store> Flusher<S> {
             }
             batch.records = f.entries.len();
             batch.seq = BatchSeq(f.seq);
-            // Under `Durability::None` a sync point submitted after this batch
-            // may already have completed; the retry must force itself, or the
-            // watermark would pass that sync point with this batch's records
-            // only in the page cache.
-            if shared.config.durability == Durability::None {
-                batch.sync = true;
-            }
-            f.records = batch.records;
+            // A retry always asks for an fdatasync: under `Durability::None`
+            // a sync point submitted after this batch may already have
+            // completed, and the watermark would pass it with this batch's
+            // records only in the page cache (under `Batch` every batch asks).
+            batch.sync = true;
             f.bytes = batch.bytes.len();
             f.state = BatchState::Submitted;
             self.counts.retries += 1;

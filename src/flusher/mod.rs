@@ -290,9 +290,7 @@ impl<S: Store> Flusher<S> {
     /// Numbers `batch`, records it in flight with the keys it holds, and
     /// submits it; returns its seq.
     fn submit_new(&mut self, mut batch: Batch, entries: Vec<Slot>, oldest_ns: u64) -> u64 {
-        let seq = self
-            .window
-            .open(entries, batch.records, batch.bytes.len(), oldest_ns);
+        let seq = self.window.open(entries, batch.bytes.len(), oldest_ns);
         batch.seq = BatchSeq(seq);
         // Under `Durability::None` the store may hold a batch until an
         // fdatasync covers it: ask for one before every batch in flight

@@ -27,7 +27,6 @@ pub(super) struct InFlight {
     pub(super) seq: u64,
     /// The keys it holds, so a retry can re-encode them from memory.
     pub(super) entries: Vec<Slot>,
-    pub(super) records: usize,
     pub(super) bytes: usize,
     /// Oldest `since_ns` of its entries (durable lag).
     pub(super) oldest_ns: u64,
@@ -88,19 +87,12 @@ impl Window {
     }
 
     /// Numbers a new batch and records it submitted; returns its number.
-    pub(super) fn open(
-        &mut self,
-        entries: Vec<Slot>,
-        records: usize,
-        bytes: usize,
-        oldest_ns: u64,
-    ) -> u64 {
+    pub(super) fn open(&mut self, entries: Vec<Slot>, bytes: usize, oldest_ns: u64) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.batches.push_back(InFlight {
             seq,
             entries,
-            records,
             bytes,
             oldest_ns,
             state: BatchState::Submitted,
@@ -206,7 +198,7 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
 
     fn open(w: &mut Window) -> u64 {
-        w.open(Vec::new(), 1, 10, 0)
+        w.open(Vec::new(), 10, 0)
     }
 
     #[test]

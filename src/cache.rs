@@ -211,8 +211,11 @@ impl WriteBehind {
         }
     }
 
-    /// Compacts the store now: rewrites every key's current value (and every
-    /// tombstone) from memory, makes it durable, then lets the store drop what
+    /// Compacts the store now: rewrites from memory the current value of
+    /// every key the old storage still holds (tombstones included; the file
+    /// store either rewrites the whole live set, or, when its disk could not
+    /// hold a second copy, goes segment by segment, rewriting only each
+    /// segment's live keys), makes it durable, then lets the store drop what
     /// it supersedes (the file store deletes its old segments). Writers and
     /// the flusher keep going meanwhile. Stores that do not compact return
     /// `Ok` at once. The file store also compacts by itself when

@@ -23,13 +23,14 @@
 //! serialize on its cell for the few nanoseconds of a copy.
 //!
 //! An entry is 128 bytes aligned to 64: line 0 holds the sequence word, the
-//! length, the key (inline up to 20 bytes) and the heap pointer; line 1 holds
+//! length, the key (inline up to `KEY_INLINE_BYTES`, 28 bytes) and the heap pointer; line 1 holds
 //! values up to [`INLINE_BYTES`]. Entries live inside the index's slot array
 //! (see `index.rs`), so a lookup of a short key costs one cache miss (two
 //! adjacent lines, which the hardware prefetches together).
 //!
-//! All-zero bytes are a valid empty entry, so the index can allocate its
-//! slots with `alloc_zeroed` and the OS maps pages only as keys arrive. A longer value moves to a heap
+//! All-zero bytes are a valid empty entry, so the index can keep its slots
+//! in an anonymous memory mapping (`table.rs`) whose pages the OS maps only
+//! as keys arrive. A longer value moves to a heap
 //! [`Storage`] at least twice the old size; the storage it replaces is kept on
 //! a chain until the entry is dropped, because a concurrent reader may still be
 //! copying from it. Capacities double and are bounded by `value_bytes_max`, so

@@ -3,7 +3,9 @@
 //! A write-behind (write-back) cache for latency-sensitive services: a
 //! writer's update is acknowledged from memory in tens of nanoseconds, and one
 //! background flusher thread coalesces updates and persists them in batches to
-//! a [`Store`].
+//! a [`Store`]: the embedded [`FileStore`] ([`WriteBehind::open`]), any store
+//! of your own ([`WriteBehind::with_store`]), or, with the cargo feature
+//! `postgres`, a PostgreSQL table.
 //!
 //! ```
 //! use writebehind::{Config, MemStore, WriteBehind};
@@ -24,7 +26,7 @@
 //!
 //! ## The write path
 //!
-//! 1. [`Writer::put`] reserves a slot in the writer's own SPSC ring (so a
+//! 1. [`Writer::put`] reserves a cell in the writer's own SPSC ring (so a
 //!    refusal leaves nothing applied), updates the key's entry in the index
 //!    (value and version change together under the entry's sequence lock),
 //!    pushes *(entry, version)* into the ring, and returns.
@@ -36,6 +38,10 @@
 //! 3. The store persists batches; the flusher advances the durable watermark
 //!    in submission order and wakes `sync()` callers.
 //!
+//! The [`architecture`] module walks through all of it: the read path, the
+//! threads, how batches are cut, retries, compaction, close, the file
+//! store's on-disk format and what its recovery trusts.
+//!
 //! ## The contract
 //!
 //! G1 per-writer FIFO, G2 per-key version order, G3 read-your-writes, G4
@@ -43,7 +49,9 @@
 //! G6 bounded memory, G7 shutdown drains, G8 store faults lose nothing, G9
 //! bad input is refused up front (G10..G12, eviction, read-through and
 //! reclamation, are still to come). Each is tested in `tests/`; G1-G4, G6's
-//! park and wake and G7 are model-checked with loom in `loom-tests/`.
+//! park and wake and G7 are also model-checked with loom, in the
+//! repository's loom-tests crate. The [`architecture`] module has a table of
+//! where each item is enforced and which tests check it.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]

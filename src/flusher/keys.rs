@@ -22,7 +22,7 @@ pub(super) struct KeyLedger {
 }
 
 impl KeyLedger {
-    /// BatchState for every slot of `index`; keys recovered into it count as
+    /// The state of every slot of `index`; keys recovered into it count as
     /// batched (and live) at their current version.
     pub(super) fn new(index: &Index) -> Self {
         // vec![0; n] allocates zeroed memory: pages are mapped as used.

@@ -3,7 +3,7 @@
 //!
 //! # One pass of the loop
 //!
-//! 1. PendingSync store completions; advance the durable watermark over the
+//! 1. Collect store completions; advance the durable watermark over the
 //!    contiguous prefix of completed batches (submission order, G4), retry
 //!    failed ones later (G8).
 //! 2. Drain every ring, at most `drain_per_pass_max` records each and never
@@ -22,7 +22,8 @@
 //!
 //! # Adaptive batch target
 //!
-//! The dirty-key count that triggers a cut starts small and doubles whenever
+//! The dirty-key count that triggers a cut starts at `TARGET_MIN` (1,024, or
+//! `batch_ops_max` if smaller) and doubles whenever
 //! a cut was due but the in-flight window was full (the store is the
 //! bottleneck, so bigger batches amortize its per-batch cost), and halves when
 //! the store goes idle with little dirty (smaller batches cost nothing then

@@ -10,7 +10,7 @@
 //!
 //! The thread writes one batch at a time, so batches queued behind it only
 //! wait: the adapter asks the flusher for one batch in flight
-//! ([`Store::in_flight_max`]; [`Blocking::with_in_flight_max`] changes it).
+//! ([`StoreInfo::in_flight_max`](super::StoreInfo::in_flight_max); [`Blocking::with_in_flight_max`] changes it).
 //! Measured with PostgreSQL (`wb bench --batches-in-flight 1|2|4`, 3 rounds
 //! each, medians): one in flight halved the durable lag p99 (closed loop
 //! 2.48 s -> 1.23 s; 1 M updates/s offered 90 -> 54 ms) with database rows/s

@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use super::format::FRAME_HEADER_BYTES;
 use super::trace;
-use crate::error::{StoreError, StoreErrorKind};
+use crate::config::IoBackend;
+use crate::error::{Error, StoreError, StoreErrorKind};
 use crate::store::Batch;
 
 /// One frame to write (or, with `write == false`, only a sync point).
@@ -158,6 +159,37 @@ fn injected(op: &FrameOp) -> std::io::Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// Most frames submitted to the engine as one chain (sizes the io_uring
+/// queue); a longer queue is written in several chains, one after another.
+/// The cache keeps `Config::batches_in_flight_max` batches in flight, 4 by
+/// default, so a chain is rarely longer than that.
+pub(super) const CHAIN_FRAMES_MAX: usize = 64;
+
+/// The engine `backend` asks for.
+pub(super) fn new_engine(backend: IoBackend) -> Result<Box<dyn Engine>, Error> {
+    let chain_max = CHAIN_FRAMES_MAX;
+    let engine: Box<dyn Engine> = match backend {
+        IoBackend::Pwrite => Box::new(Pwrite::new()?),
+        #[cfg(target_os = "linux")]
+        IoBackend::IoUring => Box::new(Uring::new(chain_max)?),
+        #[cfg(target_os = "linux")]
+        IoBackend::Auto => match Uring::new(chain_max) {
+            Ok(u) => Box::new(u),
+            Err(e) => {
+                tracing::info!("io_uring unavailable ({e}); using pwrite");
+                Box::new(Pwrite::new()?)
+            }
+        },
+        #[cfg(not(target_os = "linux"))]
+        IoBackend::IoUring => {
+            return Err(Error::Config("io_uring is only available on Linux".into()))
+        }
+        #[cfg(not(target_os = "linux"))]
+        IoBackend::Auto => Box::new(Pwrite::new()?),
+    };
+    Ok(engine)
 }
 
 /// Runs chains.

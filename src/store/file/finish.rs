@@ -1,19 +1,18 @@
 //! Finishing a chain: completions in order, `Durability::None`'s held
-//! batches, the commit marker an fdatasync makes due, and sealing the
-//! segment after a failure.
+//! batches (written, waiting for an fdatasync), the commit marker a good
+//! fdatasync makes due, and sealing the segment after a failure.
 
 use super::io::{Chain, FrameOp};
 use super::FileStore;
 use crate::config::Durability;
 use crate::error::StoreError;
-use crate::store::Completion;
+use crate::store::{Batch, Completion};
 
 impl FileStore {
     /// Takes a finished chain: completions in order; the first failure seals
     /// the segment.
     pub(super) fn finish_chain(&mut self, chain: Chain) {
         self.in_chain = 0;
-        let none = self.durability == Durability::None;
         let mut failure: Option<StoreError> = None;
         for op in chain {
             let end = op.offset + op.write_len();
@@ -31,22 +30,8 @@ impl FileStore {
                     format!("not attempted after an earlier failure: {}", first.message),
                 )),
                 (None, Ok(())) => {
-                    if let Some(a) = self.active.as_mut() {
-                        if write {
-                            a.confirmed_end = end;
-                            *self.segment_bytes.entry(a.id).or_insert(0) +=
-                                batch.bytes.len() as u64;
-                        }
-                        if sync {
-                            a.synced_end = a.confirmed_end;
-                        }
-                    }
-                    if none && sync {
-                        // Everything written before this fdatasync is durable
-                        // now; a commit marker will say so on disk.
-                        self.done.append(&mut self.unsynced);
-                        self.commit_due = true;
-                    }
+                    let written = write.then_some((end, batch.bytes.len() as u64));
+                    self.confirm(written, sync);
                     Ok(())
                 }
                 (None, Err(e)) => {
@@ -54,33 +39,48 @@ impl FileStore {
                     Err(e)
                 }
             };
-            if internal {
-                continue;
-            }
-            if none && !sync && result.is_ok() {
-                // Written, not yet durable: completed only by a later
-                // fdatasync (or failed with it).
-                self.unsynced.push(Completion { batch, result });
-            } else {
-                self.done.push(Completion { batch, result });
+            if !internal {
+                self.complete(batch, result, sync);
             }
         }
         if let Some(e) = failure {
             tracing::warn!("segment write failed, sealing it: {e}");
             self.fail_unsynced(&e);
-            if let Some(a) = self.active.take() {
-                // Never touch this file again: seal at what an fdatasync
-                // confirmed, in a new segment's header at once (a restart
-                // before it exists would read the failed frames from the
-                // page cache and trust them); if that fails too, the next
-                // write tries again.
-                self.pending_seal = Some((a.id, a.synced_end));
-                match self.create_segment(self.frame_bytes_max) {
-                    Ok(next) => self.active = Some(next),
-                    Err(e) => tracing::warn!("sealing {} after a failure: {e}", a.id.file_name()),
-                }
-            }
+            self.seal_after_failure();
             self.commit_due = false;
+        }
+    }
+
+    /// Records a successful op of the active segment: `written`, the end
+    /// of its frame and the record bytes in it; `synced`, an fdatasync
+    /// followed it.
+    fn confirm(&mut self, written: Option<(u64, u64)>, synced: bool) {
+        if let Some(a) = self.active.as_mut() {
+            if let Some((end, record_bytes)) = written {
+                a.confirmed_end = end;
+                *self.segment_bytes.entry(a.id).or_insert(0) += record_bytes;
+            }
+            if synced {
+                a.synced_end = a.confirmed_end;
+            }
+        }
+        if self.durability == Durability::None && synced {
+            // Everything written before this fdatasync is durable
+            // now; a commit marker will say so on disk.
+            self.done.append(&mut self.unsynced);
+            self.commit_due = true;
+        }
+    }
+
+    /// Hands a flusher's batch its `result`, or holds it back for an
+    /// fdatasync.
+    fn complete(&mut self, batch: Batch, result: Result<(), StoreError>, synced: bool) {
+        if self.durability == Durability::None && !synced && result.is_ok() {
+            // Written, not yet durable: completed only by a later
+            // fdatasync (or failed with it).
+            self.unsynced.push(Completion { batch, result });
+        } else {
+            self.done.push(Completion { batch, result });
         }
     }
 

@@ -33,6 +33,21 @@
 //! live, and once that is durable hands the segment to `reaper`, a thread
 //! that removes it (each unlink made durable before the next, so removed
 //! segments are always the oldest ones, which `scan` relies on).
+//!
+//! # Where things are
+//!
+//! - `format`: the on-disk layout; `scan`: reading it back (recovery,
+//!   `wb inspect`, `wb verify`, compaction's reads).
+//! - `pump`: queued batches into a chain of frame ops; `active`: the
+//!   segment frames are appended to and the ops written at its tail; `io`:
+//!   the engines that run a chain.
+//! - `finish`: a finished chain's completions, `Durability::None`'s held
+//!   batches and commit markers, and what a failure does.
+//! - `segments`: creating, retiring and sealing segments; `recovery`: what
+//!   opening does after the scan; `compaction` and `reaper`: replacing old
+//!   segments and removing them.
+//! - `disk`: fsync, trim, preallocation and free space; `lock`: the
+//!   directory's lock; `trace`: the I/O trace of the power-cut simulation.
 
 mod active;
 mod compaction;
@@ -80,22 +95,32 @@ use crate::store::{Batch, Compaction, Completion, RecoveryReport, Store, StoreIn
 /// [`WriteBehind::open`](crate::WriteBehind::open) do it.
 #[derive(Debug)]
 pub struct FileStore {
+    /// The store directory (segments and `LOCK`).
     dir: PathBuf,
+    /// Runs the chains of frame ops, one at a time.
     engine: Box<dyn Engine>,
     /// Removes the segments compactions replaced, off the flusher thread.
     reaper: Reaper,
     durability: Durability,
+    /// Each segment is preallocated to this size and rotated before a frame
+    /// would pass it.
     segment_bytes_max: u64,
+    /// Longest frame body a new segment allows (a retry that grew past it
+    /// gets a segment allowing its own length).
     frame_bytes_max: u32,
+    /// The segment appended to; `None` before the first write after opening
+    /// and after a failure whose new segment could not be created.
     active: Option<Active>,
     /// Id the next segment gets.
     next_id: u64,
-    /// A seal to record in the next segment's header.
+    /// A seal to record in the next segment's header: the segment and the
+    /// end of its trusted data.
     pending_seal: Option<(SegmentId, u64)>,
     /// Submitted, not yet in a chain.
     queue: VecDeque<Batch>,
     /// Batches in the chain in flight.
     in_chain: usize,
+    /// Completions not yet handed to the flusher by `poll`.
     done: Vec<Completion>,
     /// Record bytes per segment on disk (for compaction decisions).
     segment_bytes: std::collections::BTreeMap<SegmentId, u64>,

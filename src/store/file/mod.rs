@@ -28,11 +28,14 @@
 //!
 //! # Compaction (G12)
 //!
-//! In steps, oldest segment first: the flusher reads a segment's keys and
-//! versions through [`Store::read_for_compaction`], rewrites those still
-//! live, and once that is durable hands the segment to `reaper`, a thread
-//! that removes it (each unlink made durable before the next, so removed
-//! segments are always the oldest ones, which `scan` relies on).
+//! A compaction rotates to a new segment and replaces the segments left
+//! behind (see `compaction`). When the disk could not hold a second copy of
+//! what is stored it goes in steps, oldest segment first: the flusher reads
+//! a segment's keys and versions through [`Compaction::read`] and rewrites
+//! those still live; otherwise the flusher rewrites the whole live set from
+//! memory. Once the rewrite is durable the old segments go to `reaper`, a
+//! thread that removes them (each unlink made durable before the next, so
+//! removed segments are always the oldest ones, which `scan` relies on).
 //!
 //! # Where things are
 //!

@@ -1,5 +1,5 @@
 //! Recovery: what `Store::recover` does on opening, after the scan (see
-//! [`scan`](super::scan) for its rules). The newest segment is made durable
+//! [`scan`] for its rules). The newest segment is made durable
 //! and trimmed to its data, and sealed there by the next segment's header.
 
 use std::fs::OpenOptions;

@@ -6,8 +6,9 @@
 //! hold a second copy of what is stored; otherwise the flusher rewrites the
 //! whole live set from memory and every old segment goes at once.
 
+use super::disk::room_for_a_copy;
 use super::scan;
-use super::{room_for_a_copy, FileStore, SegmentId};
+use super::{FileStore, SegmentId};
 use crate::error::{StoreError, StoreErrorKind};
 use crate::store::{Compaction, CompactionRead, StoredKey, StoredSize, UnitId};
 

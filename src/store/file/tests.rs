@@ -7,6 +7,11 @@
 
 use std::time::Duration;
 
+use super::disk::SYNCS_ON_THIS_THREAD;
+use super::format::{
+    FrameHeader, SegmentHeader, FRAME_FLAG_COMMIT, FRAME_FLAG_SYNC, FRAME_HEADER_BYTES,
+    SEGMENT_HEADER_BYTES,
+};
 use super::io::{run_blocking, Chain, Engine};
 use super::*;
 use crate::record;

@@ -1,0 +1,102 @@
+//! Finishing a chain: completions in order, `Durability::None`'s held
+//! batches (written, waiting for an fdatasync), the commit marker a good
+//! fdatasync makes due, and sealing the segment after a failure.
+
+use super::io::{Chain, FrameOp};
+use super::FileStore;
+use crate::config::Durability;
+use crate::error::StoreError;
+use crate::store::{Batch, Completion};
+
+impl FileStore {
+    /// Takes a finished chain: completions in order; the first failure seals
+    /// the segment.
+    pub(super) fn finish_chain(&mut self, chain: Chain) {
+        self.in_chain = 0;
+        let mut failure: Option<StoreError> = None;
+        for op in chain {
+            let end = op.offset + op.write_len();
+            let FrameOp {
+                result,
+                batch,
+                write,
+                sync,
+                internal,
+                ..
+            } = *op;
+            let result = match (failure.as_ref(), result) {
+                (Some(first), _) => Err(StoreError::new(
+                    first.kind,
+                    format!("not attempted after an earlier failure: {}", first.message),
+                )),
+                (None, Ok(())) => {
+                    let written = write.then_some((end, batch.bytes.len() as u64));
+                    self.confirm(written, sync);
+                    Ok(())
+                }
+                (None, Err(e)) => {
+                    failure = Some(e.clone());
+                    Err(e)
+                }
+            };
+            if !internal {
+                self.complete(batch, result, sync);
+            }
+        }
+        if let Some(e) = failure {
+            tracing::warn!("segment write failed, sealing it: {e}");
+            self.fail_unsynced(&e);
+            self.seal_after_failure();
+            self.commit_due = false;
+        }
+    }
+
+    /// Records a successful op of the active segment: `written`, the end
+    /// of its frame and the record bytes in it; `synced`, an fdatasync
+    /// followed it.
+    fn confirm(&mut self, written: Option<(u64, u64)>, synced: bool) {
+        if let Some(a) = self.active.as_mut() {
+            if let Some((end, record_bytes)) = written {
+                a.confirmed_end = end;
+                *self.segment_bytes.entry(a.id).or_insert(0) += record_bytes;
+            }
+            if synced {
+                a.synced_end = a.confirmed_end;
+            }
+        }
+        if self.durability == Durability::None && synced {
+            // Everything written before this fdatasync is durable
+            // now; a commit marker will say so on disk.
+            self.done.append(&mut self.unsynced);
+            self.commit_due = true;
+        }
+    }
+
+    /// Hands a flusher's batch its `result`, or holds it back for an
+    /// fdatasync.
+    fn complete(&mut self, batch: Batch, result: Result<(), StoreError>, synced: bool) {
+        if self.durability == Durability::None && !synced && result.is_ok() {
+            // Written, not yet durable: completed only by a later
+            // fdatasync (or failed with it).
+            self.unsynced.push(Completion { batch, result });
+        } else {
+            self.done.push(Completion { batch, result });
+        }
+    }
+
+    /// Fails the batches written since the last good fdatasync (under
+    /// `Durability::None`): their pages may be gone, so the flusher must
+    /// rewrite them from memory.
+    pub(super) fn fail_unsynced(&mut self, cause: &StoreError) {
+        for mut c in self.unsynced.drain(..) {
+            c.result = Err(StoreError::new(
+                cause.kind,
+                format!(
+                    "written but never confirmed durable before: {}",
+                    cause.message
+                ),
+            ));
+            self.done.push(c);
+        }
+    }
+}

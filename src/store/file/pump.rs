@@ -87,6 +87,9 @@ impl FileStore {
                 continue;
             };
             let Some(active) = self.active.as_mut() else {
+                // `make_room` just made one, so never here; were it reached,
+                // the batch stays queued rather than vanish.
+                self.queue.push_front(batch);
                 break;
             };
             if chain.is_empty() && self.commit_due {

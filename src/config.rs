@@ -25,9 +25,10 @@ pub enum Durability {
     /// a crash loses at most the writes younger than the current batch.
     #[default]
     Batch,
-    /// No fdatasync per batch: the OS writes back, and the store issues one
-    /// fdatasync per `batches_in_flight_max` batches (and when it goes
-    /// idle). A batch counts as persisted only once an fdatasync covers it,
+    /// No fdatasync per batch: the OS writes back, and the store issues an
+    /// fdatasync when the cache asks for one (on the batch that fills the
+    /// in-flight window, on a retry, at `sync()`) and when it has nothing
+    /// queued. A batch counts as persisted only once an fdatasync covers it,
     /// so a failed one is rewritten from memory like any failure (G8); a
     /// crash loses at most the batches written since the last one.
     None,

@@ -208,6 +208,16 @@ impl Entry {
     /// The key. Only meaningful once the entry is READY (the index hands out
     /// READY entries only).
     #[inline]
+    /// The value's length as last written, read without the sequence lock
+    /// (0 for a tombstone): a hint, which a concurrent write may make stale.
+    pub(crate) fn value_len_hint(&self) -> usize {
+        // Relaxed: only a size estimate; the value itself is read under `seq`.
+        match self.len.load(Ordering::Relaxed) {
+            TOMBSTONE => 0,
+            len => len as usize,
+        }
+    }
+
     pub(crate) fn key(&self) -> &[u8] {
         // SAFETY: the key was written before the Release store of READY that
         // the caller acquired, and is never written again.

@@ -643,3 +643,84 @@ fn g6_the_store_can_lower_the_in_flight_bound() {
         wb.close().unwrap();
     }
 }
+
+/// G4/G6 under `Durability::None`: a store that holds every batch until an
+/// fdatasync covers it, and syncs only when a batch asks (no idle sync of its
+/// own), still gets its batches completed, because the cache asks on the
+/// batch that fills its in-flight window. Without that, the window fills
+/// with held batches, no sync point fits, and `sync()` never returns.
+#[test]
+fn g4_the_batch_that_fills_the_window_asks_for_an_fdatasync() {
+    use std::sync::Mutex;
+    use writebehind::{
+        Batch, Compaction, Completion, Durability, RecoveryReport, Store, StoreInfo,
+    };
+
+    #[derive(Debug)]
+    struct HoldsUntilSync {
+        held: Vec<Batch>,
+        done: Vec<Completion>,
+        /// (records, sync) of every batch submitted.
+        seen: Arc<Mutex<Vec<(usize, bool)>>>,
+    }
+    impl Store for HoldsUntilSync {
+        fn info(&self) -> StoreInfo {
+            StoreInfo::new("holds-until-sync")
+        }
+        fn recover(
+            &mut self,
+            _: &mut dyn FnMut(writebehind::RecordRef<'_>),
+        ) -> Result<RecoveryReport, Error> {
+            Ok(RecoveryReport::default())
+        }
+        fn submit(&mut self, batch: Batch) {
+            self.seen.lock().unwrap().push((batch.records, batch.sync));
+            let sync = batch.sync;
+            self.held.push(batch);
+            if sync {
+                for batch in self.held.drain(..) {
+                    self.done.push(Completion {
+                        batch,
+                        result: Ok(()),
+                    });
+                }
+            }
+        }
+        fn poll(&mut self, out: &mut Vec<Completion>, _: Duration) {
+            out.append(&mut self.done);
+        }
+        fn in_flight(&self) -> usize {
+            self.held.len() + self.done.len()
+        }
+        fn compaction(&mut self) -> Option<&mut dyn Compaction> {
+            None
+        }
+        fn close(&mut self) -> Result<(), writebehind::StoreError> {
+            Ok(())
+        }
+    }
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let store = HoldsUntilSync {
+        held: Vec::new(),
+        done: Vec::new(),
+        seen: Arc::clone(&seen),
+    };
+    let config = small_config()
+        .durability(Durability::None)
+        .batches_in_flight_max(4)
+        .batch_ops_max(16);
+    let wb = WriteBehind::with_store(store, config).unwrap();
+    let mut w = wb.writer().unwrap();
+    for i in 0..2_000u32 {
+        w.put(&i.to_le_bytes(), b"v").unwrap();
+    }
+    wb.sync_timeout(Duration::from_secs(20)).unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|&(records, sync)| records > 0 && sync),
+        "no batch of records asked for an fdatasync: {seen:?}"
+    );
+    drop(w);
+    wb.close().unwrap();
+}

@@ -4,6 +4,7 @@
 
 use super::keys::encode_entry;
 use super::*;
+use crate::record;
 
 impl<S: Store> Flusher<S> {
     /// True if a sync or close needs the dirty list emptied now.
@@ -51,8 +52,15 @@ impl<S: Store> Flusher<S> {
             if let Some(ahead) = self.dirty.get(PREFETCH_AHEAD) {
                 shared.index.prefetch(ahead.slot);
             }
+            let entry = shared.index.entry(d.slot);
             let start = batch.bytes.len();
-            let (version, len) = encode_entry(shared.index.entry(d.slot), &mut batch.bytes);
+            // Checked before encoding too, so the buffer does not grow past
+            // the bound only to be cut back (its capacity would double).
+            let hint = record::encoded_len(entry.key().len(), entry.value_len_hint());
+            if batch.records > 0 && start + hint > config.batch_bytes_max {
+                break;
+            }
+            let (version, len) = encode_entry(entry, &mut batch.bytes);
             if batch.records > 0 && batch.bytes.len() > config.batch_bytes_max {
                 batch.bytes.truncate(start);
                 break;

@@ -54,9 +54,12 @@ pub struct Batch {
     pub records: usize,
     /// Make this batch, and everything submitted before it, durable before
     /// completing it. The cache sets it on every batch under
-    /// `Durability::Batch`; under `Durability::None` on a `sync()` barrier
-    /// and on the batch that fills its in-flight window (its completions are
-    /// what let it go on). A batch may be empty and carry only this.
+    /// `Durability::Batch`, and on every retry; under `Durability::None` also
+    /// on a `sync()` barrier (which may be an empty batch carrying only
+    /// this), on a compaction's last batch and on the batch that fills its
+    /// in-flight window (its completions are what let it go on). A store
+    /// that holds unsynced batches back must still make them durable by
+    /// itself once nothing is queued: an idle cache sends nothing more.
     pub sync: bool,
 }
 

@@ -4,9 +4,9 @@
 //! is one frame appended at the active segment's tail; segments are
 //! preallocated (so fdatasync need not update metadata) and rotated at
 //! `FileOptions::segment_bytes_max`. Frames go to the disk through an `io`
-//! engine, io_uring or pwrite, strictly in order: a chain of up to
-//! `batches_in_flight_max` frames is in flight at a time, each write linked
-//! to its fdatasync under `Durability::Batch`.
+//! engine, io_uring or pwrite, strictly in order: one chain of frames (the
+//! batches queued, at most `CHAIN_FRAMES_MAX`) is in flight at a time, each
+//! write linked to its fdatasync under `Durability::Batch`.
 //!
 //! # Failures (G8)
 //!

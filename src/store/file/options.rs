@@ -58,6 +58,8 @@ crate::config::setters! {
 }
 
 impl Default for FileOptions {
+    /// [`FileOptions::for_cache`] of the default [`Config`]: for a cache
+    /// with another config, take `for_cache` of that one.
     fn default() -> Self {
         Self::for_cache(&Config::default())
     }

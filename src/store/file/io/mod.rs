@@ -172,10 +172,13 @@ fn injected(op: &FrameOp) -> std::io::Result<()> {
 }
 
 /// Most frames submitted to the engine as one chain (sizes the io_uring
-/// queue); a longer queue is written in several chains, one after another.
-/// The cache keeps `Config::batches_in_flight_max` batches in flight, 4 by
-/// default, so a chain is rarely longer than that.
-pub(super) const CHAIN_FRAMES_MAX: usize = 64;
+/// queue: 2 entries a frame and one for a commit marker, rounded up to 64
+/// entries, a few KiB, well inside `RLIMIT_MEMLOCK` on kernels that charge
+/// the ring to it; a ring sized by the cache's in-flight bound had 16 for
+/// the default of 4 batches); a longer
+/// queue is written in several chains, one after another. The cache keeps
+/// `Config::batches_in_flight_max` batches in flight, 4 by default.
+pub(super) const CHAIN_FRAMES_MAX: usize = 16;
 
 /// The engine `backend` asks for.
 pub(super) fn new_engine(backend: IoBackend) -> Result<Box<dyn Engine>, Error> {

@@ -28,7 +28,7 @@ pub use disk::{disk_seq_bytes_per_s, scratch_file};
 pub use histogram::new_histogram;
 pub use mutex_channel::MutexChannelWb;
 pub use null_store::NullStore;
-pub use process::{peak_rss_bytes, pin_current_thread};
+pub use process::{peak_rss_bytes, pin_current_thread, rss_bytes};
 pub use rng::Rng;
 pub use trace::Workload;
 pub use zipf::{Distribution, Zipf};

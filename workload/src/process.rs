@@ -1,4 +1,4 @@
-//! What a bench asks about its own process: its peak memory, and which core
+//! What a bench asks about its own process: its memory, and which core
 //! a thread runs on.
 
 /// Peak resident set size of this process, bytes: the kernel's `VmHWM` in
@@ -9,10 +9,21 @@
 /// rustix, the crate this one makes its system calls through, does not wrap
 /// it.
 pub fn peak_rss_bytes() -> u64 {
+    status_bytes("VmHWM:")
+}
+
+/// Resident set size of this process now, bytes: `VmRSS` (0 where there is
+/// none).
+pub fn rss_bytes() -> u64 {
+    status_bytes("VmRSS:")
+}
+
+/// A `kB` field of `/proc/self/status`, in bytes.
+fn status_bytes(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let kib: u64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0);
     kib * 1024

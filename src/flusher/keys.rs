@@ -59,25 +59,29 @@ impl KeyLedger {
     /// already holds that version: that batch is numbered lower, so any
     /// barrier that covers this entry covers it, and no record is needed.
     pub(super) fn mark_batched(&mut self, slot: Slot, version: Version) -> bool {
-        let state = &mut self.flush_state[slot.0 as usize];
-        let batched = *state & !DIRTY_BIT;
-        // The index always holds a key's newest version (G2).
-        assert!(version.0 >= batched, "index version behind a batched one");
-        *state = batched.max(version.0);
-        version.0 > batched
+        let rose = self.raise_batched(slot, version);
+        self.flush_state[slot.0 as usize] &= !DIRTY_BIT;
+        rose
     }
 
     /// Encodes `slot`'s current value and version into `out` and records it
     /// as batched, leaving the dirty mark as it is (a retry from memory, or
-    /// compaction). The version is at least any the flusher batched before
-    /// for this key (G2).
+    /// compaction).
     pub(super) fn encode_current(&mut self, index: &Index, slot: Slot, out: &mut Vec<u8>) {
         let (version, len) = encode_entry(index.entry(slot), out);
-        let state = &mut self.flush_state[slot.0 as usize];
-        let batched = *state & !DIRTY_BIT;
-        assert!(version.0 >= batched, "index version behind a batched one");
-        *state = (*state & DIRTY_BIT) | batched.max(version.0);
+        self.raise_batched(slot, version);
         self.set_live_len(slot, len);
+    }
+
+    /// Raises `slot`'s batched version to `version`, which the index's
+    /// version never falls below (G2); the dirty mark stays. True if it
+    /// rose.
+    fn raise_batched(&mut self, slot: Slot, version: Version) -> bool {
+        let batched = self.batched_version(slot);
+        assert!(version.0 >= batched, "index version behind a batched one");
+        let state = &mut self.flush_state[slot.0 as usize];
+        *state = (*state & DIRTY_BIT) | version.0;
+        version.0 > batched
     }
 }
 

@@ -37,31 +37,7 @@ impl WriteBehind {
     pub fn with_store<S: Store>(mut store: S, config: Config) -> Result<Self, Error> {
         config.validate()?;
         let index = Index::new(config.keys_max)?;
-        let mut failure = None;
-        let report = store
-            .recover(&mut |r| {
-                if failure.is_some() {
-                    return;
-                }
-                if r.key.len() > config.key_bytes_max || r.value.len() > config.value_bytes_max {
-                    failure = Some(Error::Config(format!(
-                        "the store holds a record (key {} bytes, value {} bytes) over key_bytes_max/value_bytes_max",
-                        r.key.len(),
-                        r.value.len()
-                    )));
-                    return;
-                }
-                match index.get_or_insert(r.key, Version(0)) {
-                    Ok((_, entry)) if r.version > entry.version() => {
-                        entry.restore(r.version, (r.kind == Kind::Put).then_some(r.value));
-                    }
-                    Ok(_) => {}
-                    Err(e) => failure = Some(e),
-                }
-            })?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
+        let report = recover_into(&mut store, &index, &config)?;
         let shared = Arc::new(Shared::new(config, index, store.info(), report.torn_tails));
         let flusher = Flusher::new(Arc::clone(&shared), store);
         let guard = StopGuard(Arc::clone(&shared));
@@ -165,20 +141,20 @@ impl WriteBehind {
     /// The value of `key`, or `None` if it has none (never written or
     /// deleted). Never blocks on I/O.
     pub fn get(&self, key: &[u8]) -> Option<Value> {
-        let (_, entry) = self.shared.index.get(key)?;
         let mut value = Value::empty();
-        let snap = entry.read(&mut value);
+        let snap = self.shared.index.read(key, &mut value)?;
         value.set_version(snap.version);
         (snap.kind == Kind::Put).then_some(value)
     }
 
-    /// The version of `key`'s latest update (a delete included), or `None`
-    /// if the key was never written.
+    /// The version of `key`'s latest update (a delete included, until the
+    /// flusher frees the deleted key's memory), or `None` if the key has no
+    /// entry in memory.
     pub fn version(&self, key: &[u8]) -> Option<Version> {
         self.shared
             .index
-            .get(key)
-            .map(|(_, e)| e.version())
+            .read(key, &mut Discard)
+            .map(|snap| snap.version)
             .filter(|v| v.0 > 0)
     }
 
@@ -200,19 +176,7 @@ impl WriteBehind {
     }
 
     fn sync_until(&self, deadline: Option<Instant>) -> Result<(), Error> {
-        let shared = &*self.shared;
-        let start = Instant::now();
-        // SeqCst RMW: orders this request after every update that
-        // happened-before the call; the flusher acquires it.
-        let gen = shared.sync_requested.fetch_add(1, Ordering::SeqCst) + 1;
-        shared.wake_flusher();
-        let mut progress = primitives::lock(&shared.progress);
-        loop {
-            if progress.synced_gen >= gen {
-                return Ok(());
-            }
-            progress = wait_for_progress(shared, progress, deadline, start)?;
-        }
+        sync_until(&self.shared, deadline)
     }
 
     /// Compacts the store now: rewrites from memory the current value of
@@ -346,6 +310,7 @@ impl WriteBehind {
             flusher_death: shared.death(),
             torn_tails: shared.torn_tails,
             compactions: c.compactions,
+            keys_reclaimed: c.keys_reclaimed,
             live_bytes: c.live_bytes,
             stored_bytes: c.stored_bytes,
             segments: c.segments,
@@ -369,6 +334,23 @@ impl Drop for WriteBehind {
 /// One wait of `sync()` or `compact()` for the flusher's progress: the error
 /// if the flusher stopped or `deadline` passed (counted from `start`), else
 /// up to 100 ms on the progress condvar.
+/// Requests a durability barrier and waits until the flusher served it
+/// (`sync()`; also a writer that found the index full, `Writer::apply`).
+pub(crate) fn sync_until(shared: &Shared, deadline: Option<Instant>) -> Result<(), Error> {
+    let start = Instant::now();
+    // SeqCst RMW: orders this request after every update that
+    // happened-before the call; the flusher acquires it.
+    let gen = shared.sync_requested.fetch_add(1, Ordering::SeqCst) + 1;
+    shared.wake_flusher();
+    let mut progress = primitives::lock(&shared.progress);
+    loop {
+        if progress.synced_gen >= gen {
+            return Ok(());
+        }
+        progress = wait_for_progress(shared, progress, deadline, start)?;
+    }
+}
+
 fn wait_for_progress<'a>(
     shared: &'a Shared,
     progress: MutexGuard<'a, Progress>,
@@ -433,4 +415,61 @@ impl FailingSince {
             }
         }
     }
+}
+
+/// A sink that keeps nothing (a read for the version only).
+struct Discard;
+
+impl crate::value::Sink for Discard {
+    fn clear(&mut self) {}
+    fn extend(&mut self, _: &[u8]) {}
+}
+
+/// Loads `store`'s records into `index`: each key at its highest version.
+/// Then raises the version floor over every version seen and frees the
+/// tombstones (a deleted key needs no memory; the floor keeps its
+/// successor's versions above it). Tombstones are freed only at the end:
+/// an older record of the same key may still come.
+fn recover_into<S: Store>(
+    store: &mut S,
+    index: &Index,
+    config: &Config,
+) -> Result<crate::store::RecoveryReport, Error> {
+    let mut failure = None;
+    let mut floor = Version(0);
+    let report = store.recover(&mut |r| {
+        if failure.is_some() {
+            return;
+        }
+        if r.key.len() > config.key_bytes_max || r.value.len() > config.value_bytes_max {
+            failure = Some(Error::Config(format!(
+                "the store holds a record (key {} bytes, value {} bytes) over key_bytes_max/value_bytes_max",
+                r.key.len(),
+                r.value.len()
+            )));
+            return;
+        }
+        floor = floor.max(r.version);
+        match index.get_or_insert(r.key) {
+            Ok(found) if r.version > found.entry.version() => {
+                found
+                    .entry
+                    .restore(r.version, (r.kind == Kind::Put).then_some(r.value));
+            }
+            Ok(_) => {}
+            Err(e) => failure = Some(e),
+        }
+    })?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    index.raise_floor(floor);
+    for slot in 0..index.high_water() {
+        let slot = crate::index::Slot(slot as u32);
+        let entry = index.entry(slot);
+        if entry.is_tombstone() {
+            index.free(slot, entry.version());
+        }
+    }
+    Ok(report)
 }

@@ -70,12 +70,13 @@ pub struct Config {
     pub key_bytes_max: usize,
     /// Longest value accepted, in bytes.
     pub value_bytes_max: usize,
-    /// Distinct keys the index holds (live or deleted). A put of a new key
-    /// beyond it is refused with [`Error::IndexFull`] (at once when the
-    /// index is full; after up to 20 ms while racing inserts of the same key
-    /// may still give room back). The index reserves
-    /// 256 bytes of address space per key (two 128-byte slots, allocated
-    /// zeroed, so pages are mapped only as keys arrive).
+    /// Keys resident in memory at once (a deleted key counts until its
+    /// tombstone is durable; then its memory is freed). A put of a new key
+    /// beyond it is refused with [`Error::IndexFull`] (under
+    /// `Backpressure::Block` after waiting once for the deletes acknowledged
+    /// so far to become durable). Memory follows the keys actually
+    /// resident: about 140 bytes per key of up to 20 bytes with a value of
+    /// up to 64 bytes (longer ones on the heap), plus the flusher's 12.
     pub keys_max: usize,
     /// Keys that may be dirty (changed, not yet in a submitted batch) at once.
     /// When reached, the flusher stops draining rings until a batch frees

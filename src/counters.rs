@@ -67,6 +67,8 @@ counts! {
     target_ops,
     /// Compactions finished.
     compactions,
+    /// Entries of deleted keys freed once their tombstones were durable.
+    keys_reclaimed,
     /// Gauge: bytes the newest record of every key takes.
     live_bytes,
     /// Gauge: bytes of records in the store (stores that compact).

@@ -87,10 +87,12 @@ pub enum Error {
         /// The configured bound.
         max: usize,
     },
-    /// The index already holds `Config::keys_max` keys. (Refused at once
-    /// when every key is in place; while racing inserts of the same key are
-    /// still settling whether there is room, after up to 20 ms.)
-    #[error("the index is full: {max} keys (keys_max)")]
+    /// `Config::keys_max` keys are resident and none of them is a deleted
+    /// key whose memory could be freed: raise `keys_max`, or delete keys
+    /// you no longer need. (Under `Backpressure::Block` a writer first waits
+    /// for the deletes acknowledged so far to become durable, which frees
+    /// their entries; under `Fail` it is refused at once.)
+    #[error("the index is full: {max} resident keys (keys_max)")]
     IndexFull {
         /// The configured bound.
         max: usize,

@@ -65,7 +65,6 @@ pub mod architecture {}
 mod cache;
 mod config;
 mod counters;
-mod entry;
 mod error;
 mod flusher;
 mod index;
@@ -76,7 +75,6 @@ mod ring;
 mod shared;
 mod stats;
 mod store;
-mod table;
 pub mod testing;
 mod value;
 mod version;
@@ -111,6 +109,10 @@ pub mod __internals {
     /// The record format.
     pub mod record {
         pub use crate::record::*;
+    }
+    /// The index, driven as writers, readers and the flusher do.
+    pub mod index {
+        pub use crate::index::keys::Keys;
     }
     /// The SPSC ring.
     pub mod ring {

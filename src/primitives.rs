@@ -50,6 +50,13 @@ pub enum Bug {
     SyncBeforeDurable,
     /// `close()` does not wait for writers' in-progress operations.
     CloseWithoutHandshake,
+    /// A reader checks whose cell an entry is before its sequence-lock
+    /// read instead of inside it (so a free and reuse in between goes
+    /// unseen).
+    KeyCheckOutsideSeqlock,
+    /// A writer writes into the entry it looked up without checking that
+    /// the flusher has not freed it meanwhile.
+    WriteIgnoresFree,
 }
 
 /// True if a loom model switched `bug` on (always false outside loom).

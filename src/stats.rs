@@ -65,6 +65,9 @@ pub struct Stats {
     pub torn_tails: u64,
     /// Compactions finished.
     pub compactions: u64,
+    /// Deleted keys whose memory was freed once their tombstones were
+    /// durable.
+    pub keys_reclaimed: u64,
     /// Bytes the newest record of every key takes (what a compacted store
     /// holds).
     pub live_bytes: u64,

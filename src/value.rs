@@ -5,7 +5,7 @@
 use std::fmt;
 use std::ops::Deref;
 
-use crate::entry::INLINE_BYTES;
+use crate::index::INLINE_BYTES;
 use crate::version::Version;
 
 /// Where a reader copies a value to.

@@ -7,8 +7,8 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use crate::config::Backpressure;
-use crate::entry::{Update, Written};
 use crate::error::Error;
+use crate::index::{Update, Written};
 use crate::primitives::{self, Arc, Backoff, Ordering};
 use crate::ring::{Producer, Ring};
 use crate::shared::{Change, Shared, LANE_RETIRED};
@@ -162,21 +162,39 @@ impl Writer {
             self.wait_for_room()?;
         }
         // 2. Find (or create) the entry and update it: value and version
-        // change together.
-        let (slot, entry) = match update {
-            Update::Delete => match self.shared.index.get(key) {
-                Some(found) => found,
-                None => {
-                    return Ok(Written {
-                        version: Version(0),
-                        counter: 0,
-                        changed: false,
-                    });
-                }
-            },
-            _ => self.shared.index.get_or_insert(key, Version(0))?,
+        // change together. A write to an entry the flusher freed between
+        // the lookup and the write is refused as stale, and the key is
+        // looked up again: the next lookup finds the key's new entry or
+        // makes one (a freed entry never comes back to the lookup that
+        // saw it), so this repeats only if the key's entry is freed again
+        // in between, which takes a durable tombstone each time.
+        let mut waited = false;
+        let (slot, written) = loop {
+            let found = match update {
+                Update::Delete => match self.shared.index.find(key) {
+                    Some(found) => found,
+                    None => {
+                        return Ok(Written {
+                            version: Version(0),
+                            counter: 0,
+                            changed: false,
+                        });
+                    }
+                },
+                _ => match self.shared.index.get_or_insert(key) {
+                    Ok(found) => found,
+                    Err(Error::IndexFull { .. }) if !waited && self.may_wait() => {
+                        self.wait_for_reclaim()?;
+                        waited = true;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
+            };
+            if let Some(written) = found.entry.write(found.ident, update)? {
+                break (found.slot, written);
+            }
         };
-        let written = entry.write(update)?;
         if !written.changed {
             return Ok(written);
         }
@@ -194,6 +212,22 @@ impl Writer {
             self.shared.wake_flusher_if_sleeping();
         }
         Ok(written)
+    }
+
+    fn may_wait(&self) -> bool {
+        self.shared.config.backpressure == Backpressure::Block
+    }
+
+    /// The index is full and the policy is `Block`: deleted keys may be
+    /// waiting for their tombstones to become durable before their entries
+    /// are freed (G12). A durability barrier makes every delete
+    /// acknowledged so far durable, and the flusher frees those entries
+    /// before it serves the barrier; then the insert is tried once more.
+    /// Bounded by `close_timeout`.
+    #[cold]
+    fn wait_for_reclaim(&mut self) -> Result<(), Error> {
+        let deadline = std::time::Instant::now().checked_add(self.shared.config.close_timeout);
+        crate::cache::sync_until(&self.shared, deadline)
     }
 
     /// The ring is full: apply the backpressure policy.

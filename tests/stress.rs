@@ -101,16 +101,24 @@ fn two_writers_a_million_mixed_ops_replay_exactly() {
     );
 
     // Replay every acknowledged op in version order, key by key. Versions of
-    // a key must be exactly 1, 2, 3...: each update replaced the previous one.
+    // a key must be contiguous while it has a value: each update replaced
+    // the previous one. After a delete (or before the first write) the
+    // next version may jump: the deleted key's entry may have been freed
+    // once its tombstone was durable (G12), and a new entry starts above
+    // the version floor (G2).
     all.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
     let mut replay: HashMap<Vec<u8>, (Version, Option<Vec<u8>>)> = HashMap::new();
     for (k, version, op) in &all {
         let slot = replay.entry(k.clone()).or_insert((Version(0), None));
-        assert_eq!(
-            version.0,
-            slot.0 .0 + 1,
-            "{k:?}: versions must be contiguous"
-        );
+        if slot.1.is_some() {
+            assert_eq!(
+                version.0,
+                slot.0 .0 + 1,
+                "{k:?}: versions must be contiguous"
+            );
+        } else {
+            assert!(*version > slot.0, "{k:?}: {version:?} after {:?}", slot.0);
+        }
         let value = match op {
             Op::Put(v) => Some(v.clone()),
             Op::Delete => None,
@@ -131,7 +139,9 @@ fn two_writers_a_million_mixed_ops_replay_exactly() {
 
     // Cache == replay, then store == replay once synced.
     for (k, (version, value)) in &replay {
-        assert_eq!(wb.version(k), Some(*version), "cache version of {k:?}");
+        if value.is_some() || wb.version(k).is_some() {
+            assert_eq!(wb.version(k), Some(*version), "cache version of {k:?}");
+        }
         assert_eq!(
             wb.get(k).map(|v| v.to_vec()),
             *value,

@@ -48,8 +48,8 @@ enum Mode {
         next: usize,
         whole: Option<UnitId>,
     },
-    /// Every claimed key: the next position in the index's claimed list and
-    /// the claimed count when it began (later keys are written by normal
+    /// Every resident key: the next slot and the index's high water when it
+    /// began (later keys are written by normal
     /// batches after the cutoff).
     Everything { cursor: usize, end: usize },
 }
@@ -149,7 +149,7 @@ impl<S: Store> Flusher<S> {
             Ok(CompactionRead::Partial) => (None, keys.len() > before),
             Ok(CompactionRead::Whole(unit)) => (Some(unit), true),
             Ok(CompactionRead::Everything) => {
-                let end = self.shared.index.claimed_len();
+                let end = self.shared.index.high_water();
                 c.mode = Mode::Everything { cursor: 0, end };
                 return true;
             }
@@ -185,7 +185,9 @@ impl<S: Store> Flusher<S> {
         while *next < keys.len() && !batch_full(&shared.config, &batch) {
             let StoredKey { key, version } = &keys[*next];
             *next += 1;
-            let Some((slot, _)) = shared.index.get(key) else {
+            // Not resident: deleted, its tombstone durable and freed (G12),
+            // so every record of the key is dead.
+            let Some(slot) = shared.index.find(key).map(|f| f.slot) else {
                 continue;
             };
             // A newer record was submitted: the step waits for it to be
@@ -193,17 +195,21 @@ impl<S: Store> Flusher<S> {
             if self.keys.batched_version(slot) > version.0 {
                 continue;
             }
-            self.keys
-                .encode_current(&shared.index, slot, &mut batch.bytes);
-            entries.push(slot);
-            batch.records += 1;
+            if self
+                .keys
+                .encode_current(&shared.index, slot, &mut batch.bytes)
+                .is_some()
+            {
+                entries.push(slot);
+                batch.records += 1;
+            }
         }
         let done = *next >= keys.len();
         self.submit_rewrites(batch, entries, done, now);
         true
     }
 
-    /// Every claimed key's current value, in batches; then the wait.
+    /// Every resident key's current value, in batches; then the wait.
     fn rewrite_everything(&mut self, now: u64) -> bool {
         if !self.compaction_has_room() {
             return false;
@@ -218,9 +224,12 @@ impl<S: Store> Flusher<S> {
             return false;
         };
         while *cursor < *end && !batch_full(&shared.config, &batch) {
-            if let Some(slot) = shared.index.claimed_slot(*cursor) {
-                self.keys
-                    .encode_current(&shared.index, slot, &mut batch.bytes);
+            let slot = Slot(*cursor as u32);
+            if self
+                .keys
+                .encode_current(&shared.index, slot, &mut batch.bytes)
+                .is_some()
+            {
                 entries.push(slot);
                 batch.records += 1;
             }

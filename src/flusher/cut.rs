@@ -5,6 +5,7 @@
 use super::keys::encode_entry;
 use super::*;
 use crate::record;
+use crate::version::Kind;
 
 impl<S: Store> Flusher<S> {
     /// True if a sync or close needs the dirty list emptied now.
@@ -56,22 +57,30 @@ impl<S: Store> Flusher<S> {
             let start = batch.bytes.len();
             // Checked before encoding too, so the buffer does not grow past
             // the bound only to be cut back (its capacity would double).
-            let hint = record::encoded_len(entry.key().len(), entry.value_len_hint());
+            let hint = record::encoded_len(entry.key_len_hint(), entry.value_len_hint());
             if batch.records > 0 && start + hint > config.batch_bytes_max {
                 break;
             }
-            let (version, len) = encode_entry(entry, &mut batch.bytes);
+            let encoded = encode_entry(entry, &mut batch.bytes);
             if batch.records > 0 && batch.bytes.len() > config.batch_bytes_max {
                 batch.bytes.truncate(start);
                 break;
             }
             self.dirty.pop_front();
             self.dirty_dequeued += 1;
-            if !self.keys.mark_batched(d.slot, version) {
+            let Some(encoded) = encoded else {
+                // A stale ring record named an entry freed since.
+                *self.keys.state_mut(d.slot) &= !DIRTY_BIT;
+                continue;
+            };
+            if !self.keys.mark_batched(d.slot, encoded.version) {
                 batch.bytes.truncate(start);
                 continue;
             }
-            self.keys.set_live_len(d.slot, len);
+            self.keys.set_live_len(d.slot, encoded.len);
+            if encoded.kind == Kind::Delete {
+                self.cut_tombstones.push((d.slot, encoded.version));
+            }
             entries.push(d.slot);
             batch.records += 1;
             oldest_ns = oldest_ns.min(d.since_ns);
@@ -82,7 +91,9 @@ impl<S: Store> Flusher<S> {
             return false;
         }
         self.counts.encoded += batch.records as u64;
-        self.submit_new(batch, entries, oldest_ns);
+        let seq = self.submit_new(batch, entries, oldest_ns);
+        self.tombstones
+            .extend(self.cut_tombstones.drain(..).map(|(s, v)| (seq, s, v)));
         true
     }
 
@@ -99,11 +110,23 @@ impl<S: Store> Flusher<S> {
         for f in self.window.due_retries(now) {
             let mut batch = f.batch.take().unwrap_or_default();
             batch.bytes.clear();
+            let mut records = 0;
             for &slot in &f.entries {
-                self.keys
-                    .encode_current(&shared.index, slot, &mut batch.bytes);
+                let before = self.keys.batched_version(slot);
+                let Some(encoded) = self
+                    .keys
+                    .encode_current(&shared.index, slot, &mut batch.bytes)
+                else {
+                    continue; // freed since: its tombstone was durable
+                };
+                records += 1;
+                // A tombstone newer than the one queued when the batch was
+                // first cut: queue it (the first one is then stale).
+                if encoded.kind == Kind::Delete && encoded.version.0 > before {
+                    self.tombstones.push_back((f.seq, slot, encoded.version));
+                }
             }
-            batch.records = f.entries.len();
+            batch.records = records;
             batch.seq = BatchSeq(f.seq);
             // A retry always asks for an fdatasync: under `Durability::None`
             // a sync point submitted after this batch may already have

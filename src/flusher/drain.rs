@@ -17,7 +17,7 @@ impl<S: Store> Flusher<S> {
             let retired = lane.state.load(Ordering::Acquire) == LANE_RETIRED;
             let before = enqueued;
             let n = consumer.drain(per_pass.min(room), |rec| {
-                let state = &mut flush_state[rec.slot.0 as usize];
+                let state = super::keys::state_mut(flush_state, rec.slot);
                 if *state & DIRTY_BIT != 0 || rec.version.0 <= *state {
                     return; // coalesced: already queued, or already batched
                 }

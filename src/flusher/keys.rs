@@ -1,11 +1,10 @@
 //! The flusher's private per-key state.
 
 use super::DIRTY_BIT;
-use crate::entry::Entry;
-use crate::index::{Index, Slot};
+use crate::index::{Entry, Index, Slot};
 use crate::record;
 use crate::value::TailSink;
-use crate::version::Version;
+use crate::version::{Kind, Version};
 
 /// The flusher's private per-key state, indexed by index slot. Kept here,
 /// not in the entry, so that draining a ring never touches (and steals from
@@ -22,35 +21,66 @@ pub(super) struct KeyLedger {
 }
 
 impl KeyLedger {
-    /// The state of every slot of `index`; keys recovered into it count as
-    /// batched (and live) at their current version.
+    /// The state of every resident key of `index`: keys recovered into it
+    /// count as batched (and live) at their current version.
     pub(super) fn new(index: &Index) -> Self {
+        let slots = index.high_water();
         // vec![0; n] allocates zeroed memory: pages are mapped as used.
         let mut keys = Self {
-            flush_state: vec![0u64; index.slots()],
-            live_len: vec![0u32; index.slots()],
+            flush_state: vec![0u64; slots],
+            live_len: vec![0u32; slots],
             live_bytes: 0,
         };
         let mut value = Vec::new();
-        for i in 0..index.claimed_len() {
-            let Some(slot) = index.claimed_slot(i) else {
+        for slot in (0..slots).map(|s| Slot(s as u32)) {
+            let entry = index.entry(slot);
+            let mut key = [0u8; crate::index::KEY_INLINE_BYTES];
+            let (Some(snap), Some(key_len)) =
+                (entry.read(&mut value), entry.key(&mut key).map(|k| k.len()))
+            else {
                 continue;
             };
-            let entry = index.entry(slot);
-            let snap = entry.read(&mut value);
             keys.flush_state[slot.0 as usize] = snap.version.0;
-            keys.set_live_len(slot, record::encoded_len(entry.key().len(), value.len()));
+            keys.set_live_len(slot, record::encoded_len(key_len, value.len()));
         }
         keys
     }
 
+    /// `slot`'s state word, growing the ledger to reach it (slots are
+    /// dense: the ledger grows with the index's arena).
+    #[inline]
+    pub(super) fn state_mut(&mut self, slot: Slot) -> &mut u64 {
+        state_mut(&mut self.flush_state, slot)
+    }
+
+    /// Forgets `slot`, whose entry the index freed: its record in the store
+    /// is dead (a durable tombstone), and the slot starts over for whichever
+    /// key reuses it.
+    pub(super) fn forget(&mut self, slot: Slot) {
+        *self.state_mut(slot) = 0;
+        self.set_live_len(slot, 0);
+    }
+
+    /// True while `slot` is on the dirty list.
+    pub(super) fn is_dirty(&self, slot: Slot) -> bool {
+        self.state(slot) & DIRTY_BIT != 0
+    }
+
+    fn state(&self, slot: Slot) -> u64 {
+        self.flush_state.get(slot.0 as usize).copied().unwrap_or(0)
+    }
+
     /// The highest version of `slot` put into a submitted batch.
     pub(super) fn batched_version(&self, slot: Slot) -> u64 {
-        self.flush_state[slot.0 as usize] & !DIRTY_BIT
+        self.state(slot) & !DIRTY_BIT
     }
 
     pub(super) fn set_live_len(&mut self, slot: Slot, len: usize) {
-        let old = std::mem::replace(&mut self.live_len[slot.0 as usize], len as u32);
+        let i = slot.0 as usize;
+        if i >= self.live_len.len() {
+            self.live_len.resize(i + 1, 0);
+        }
+        let old = std::mem::replace(&mut self.live_len[i], len as u32);
         self.live_bytes = self.live_bytes - u64::from(old) + len as u64;
     }
 
@@ -60,17 +90,23 @@ impl KeyLedger {
     /// barrier that covers this entry covers it, and no record is needed.
     pub(super) fn mark_batched(&mut self, slot: Slot, version: Version) -> bool {
         let rose = self.raise_batched(slot, version);
-        self.flush_state[slot.0 as usize] &= !DIRTY_BIT;
+        *self.state_mut(slot) &= !DIRTY_BIT;
         rose
     }
 
     /// Encodes `slot`'s current value and version into `out` and records it
     /// as batched, leaving the dirty mark as it is (a retry from memory, or
-    /// compaction).
-    pub(super) fn encode_current(&mut self, index: &Index, slot: Slot, out: &mut Vec<u8>) {
-        let (version, len) = encode_entry(index.entry(slot), out);
-        self.raise_batched(slot, version);
-        self.set_live_len(slot, len);
+    /// compaction). `None` (nothing encoded) if the entry was freed.
+    pub(super) fn encode_current(
+        &mut self,
+        index: &Index,
+        slot: Slot,
+        out: &mut Vec<u8>,
+    ) -> Option<Encoded> {
+        let encoded = encode_entry(index.entry(slot), out)?;
+        self.raise_batched(slot, encoded.version);
+        self.set_live_len(slot, encoded.len);
+        Some(encoded)
     }
 
     /// Raises `slot`'s batched version to `version`, which the index's
@@ -79,22 +115,52 @@ impl KeyLedger {
     fn raise_batched(&mut self, slot: Slot, version: Version) -> bool {
         let batched = self.batched_version(slot);
         assert!(version.0 >= batched, "index version behind a batched one");
-        let state = &mut self.flush_state[slot.0 as usize];
+        let state = self.state_mut(slot);
         *state = (*state & DIRTY_BIT) | version.0;
         version.0 > batched
     }
 }
 
+/// `flush_state[slot]`, growing `flush_state` to reach it.
+#[inline]
+pub(super) fn state_mut(flush_state: &mut Vec<u64>, slot: Slot) -> &mut u64 {
+    let i = slot.0 as usize;
+    if i >= flush_state.len() {
+        flush_state.resize((i + 1).next_power_of_two(), 0);
+    }
+    &mut flush_state[i]
+}
+
+/// A record the flusher encoded.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Encoded {
+    pub version: Version,
+    pub kind: Kind,
+    /// Encoded bytes.
+    pub len: usize,
+}
+
 /// Appends `entry`'s current record (value and version, read together) to
-/// `out`, copying the value once, straight out of the entry. Returns the
-/// version and the record's length.
-pub(super) fn encode_entry(entry: &Entry, out: &mut Vec<u8>) -> (Version, usize) {
+/// `out`, copying the value once, straight out of the entry. `None`, with
+/// nothing appended, if the entry is free (a ring record or a dirty mark
+/// may outlive the key it named).
+pub(super) fn encode_entry(entry: &Entry, out: &mut Vec<u8>) -> Option<Encoded> {
+    let mut buf = [0u8; crate::index::KEY_INLINE_BYTES];
+    let key = entry.key(&mut buf)?;
     let start = out.len();
-    let mut version = Version(0);
-    record::encode_with(out, entry.key(), |out| {
-        let snap = entry.read(&mut TailSink::new(out));
-        version = snap.version;
-        (snap.kind, snap.version)
+    let mut snap = None;
+    record::encode_with(out, key, |out| {
+        let s = entry.read(&mut TailSink::new(out));
+        snap = s;
+        s.map_or((Kind::Delete, Version(0)), |s| (s.kind, s.version))
     });
-    (version, out.len() - start)
+    let Some(snap) = snap else {
+        out.truncate(start);
+        return None;
+    };
+    Some(Encoded {
+        version: snap.version,
+        kind: snap.kind,
+        len: out.len() - start,
+    })
 }

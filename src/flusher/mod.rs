@@ -108,6 +108,13 @@ pub(crate) struct Flusher<S> {
     compaction_waiting: bool,
     free_batches: Vec<Batch>,
     free_lists: Vec<Vec<Slot>>,
+    /// Tombstones batched, oldest batch first: `(batch seq, slot, version)`.
+    /// Once the watermark passes the batch, the entry is freed if it still
+    /// holds that tombstone (G12). At most the records in flight, plus one
+    /// per retried tombstone that changed.
+    tombstones: VecDeque<(u64, Slot, crate::version::Version)>,
+    /// The tombstones of the batch being cut (their seq comes at submit).
+    cut_tombstones: Vec<(Slot, crate::version::Version)>,
     completions: Vec<Completion>,
     target_ops: usize,
     /// A cut was due but the in-flight bound stopped it.
@@ -151,6 +158,8 @@ impl<S: Store> Flusher<S> {
             dirty_dequeued: 0,
             free_batches: Vec::new(),
             free_lists: Vec::new(),
+            tombstones: VecDeque::new(),
+            cut_tombstones: Vec::new(),
             completions: Vec::new(),
             compaction: None,
             compact_seen: 0,
@@ -238,6 +247,7 @@ impl<S: Store> Flusher<S> {
             list.clear();
             self.free_lists.push(list);
         }
+        self.reclaim_durable_tombstones();
         if any {
             // Adapt the batch target (see the module docs).
             if self.cut_blocked {
@@ -275,6 +285,27 @@ impl<S: Store> Flusher<S> {
                 *primitives::lock(&self.shared.last_error) = Some(e);
             }
         }
+    }
+
+    /// Frees the entries of deleted keys whose tombstones the watermark
+    /// has passed, unless the key changed since (G12).
+    fn reclaim_durable_tombstones(&mut self) {
+        let durable = self.window.durable_seq();
+        let mut freed = 0;
+        while let Some(&(seq, slot, version)) = self.tombstones.front() {
+            if seq > durable {
+                break;
+            }
+            self.tombstones.pop_front();
+            if !self.keys.is_dirty(slot)
+                && self.keys.batched_version(slot) == version.0
+                && self.shared.index.free(slot, version)
+            {
+                self.keys.forget(slot);
+                freed += 1;
+            }
+        }
+        self.counts.keys_reclaimed += freed;
     }
 
     /// An empty batch and key list, from the free lists when possible.

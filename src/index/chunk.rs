@@ -1,34 +1,34 @@
-//! `Table`: the index's slot array: `n` entries of zeroed memory, mapped by
-//! the OS page by page as keys arrive.
+//! `Chunk`: a block of `n` entries of zeroed memory, mapped by the OS page
+//! by page as entries are first used.
 //!
 //! Why not `alloc_zeroed`? Entries are 64-byte aligned, and for alignments
 //! above 16 the system allocator's zeroed path is `posix_memalign` plus a
-//! `memset` of the whole table: half a second and the full RSS up front for
-//! 2^21 slots. An anonymous `mmap` is zeroed, page aligned, and costs
+//! `memset` of the whole block: half a second and the full RSS up front for
+//! a large chunk. An anonymous `mmap` is zeroed, page aligned, and costs
 //! nothing until touched.
 //!
-//! The table never drops its entries: the index knows which slots it claimed
-//! and drops exactly those (touching every page of a mostly empty table just
-//! to find out would map all of it).
+//! A chunk never drops its entries: the arena knows how many it handed out
+//! and drops exactly those (touching every page of a mostly unused chunk
+//! just to find out would map all of it).
 
 use std::ops::Deref;
 use std::ptr::NonNull;
 
-use crate::entry::Entry;
+use super::entry::Entry;
 use crate::error::Error;
 
 #[derive(Debug)]
-pub(crate) struct Table {
+pub(crate) struct Chunk {
     ptr: NonNull<Entry>,
     len: usize,
 }
 
-// SAFETY: the table owns its entries, which are `Send + Sync`.
-unsafe impl Send for Table {}
+// SAFETY: the chunk owns its entries, which are `Send + Sync`.
+unsafe impl Send for Chunk {}
 // SAFETY: as above; shared access only hands out `&Entry`.
-unsafe impl Sync for Table {}
+unsafe impl Sync for Chunk {}
 
-impl Table {
+impl Chunk {
     /// `len` empty entries.
     #[cfg(not(loom))]
     pub(crate) fn new(len: usize) -> Result<Self, Error> {
@@ -36,7 +36,7 @@ impl Table {
             .checked_mul(std::mem::size_of::<Entry>())
             .ok_or_else(|| {
                 Error::Config(format!(
-                    "an index of {len} slots overflows the address space"
+                    "a chunk of {len} entries overflows the address space"
                 ))
             })?;
         // SAFETY: an anonymous private mapping; no file, no existing memory
@@ -54,7 +54,7 @@ impl Table {
         if p == libc::MAP_FAILED {
             let e = std::io::Error::last_os_error();
             return Err(Error::Config(format!(
-                "cannot map an index of {len} slots ({bytes} bytes): {e}"
+                "cannot map {len} index entries ({bytes} bytes): {e}"
             )));
         }
         // Page alignment (4 KiB) satisfies the entries' 64-byte alignment,
@@ -70,15 +70,20 @@ impl Table {
     pub(crate) fn new(len: usize) -> Result<Self, Error> {
         let mut v: Vec<Entry> = (0..len).map(|_| Entry::empty()).collect();
         let ptr =
-            NonNull::new(v.as_mut_ptr()).ok_or_else(|| Error::Config("empty table".into()))?;
+            NonNull::new(v.as_mut_ptr()).ok_or_else(|| Error::Config("empty chunk".into()))?;
         std::mem::forget(v);
         Ok(Self { ptr, len })
+    }
+
+    /// The first entry.
+    pub(crate) fn as_ptr(&self) -> *mut Entry {
+        self.ptr.as_ptr()
     }
 
     /// Drops the entry at `i` in place.
     ///
     /// # Safety
-    /// Called at most once per slot, with no other reference to the table
+    /// Called at most once per entry, with no other reference to the chunk
     /// alive (`&mut self`), and never followed by a use of that entry.
     pub(crate) unsafe fn drop_entry(&mut self, i: usize) {
         assert!(i < self.len);
@@ -88,7 +93,7 @@ impl Table {
     }
 }
 
-impl Deref for Table {
+impl Deref for Chunk {
     type Target = [Entry];
     fn deref(&self) -> &[Entry] {
         // SAFETY: `ptr` points to `len` initialized (zeroed or constructed)
@@ -97,7 +102,7 @@ impl Deref for Table {
     }
 }
 
-impl Drop for Table {
+impl Drop for Chunk {
     fn drop(&mut self) {
         if crate::primitives::unwinding_in_model() {
             return; // leak: the entries' loom atomics cannot be touched now
@@ -106,7 +111,7 @@ impl Drop for Table {
         {
             let bytes = self.len * std::mem::size_of::<Entry>();
             // SAFETY: the mapping made in `new`, unmapped once; entries that
-            // needed dropping were dropped by the index already.
+            // needed dropping were dropped by the arena already.
             unsafe { libc::munmap(self.ptr.as_ptr().cast(), bytes) };
         }
         #[cfg(loom)]

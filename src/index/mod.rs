@@ -1,0 +1,413 @@
+//! The index: key -> entry, lock-free for readers, growing with the keys
+//! that are resident and giving back the entries of keys the flusher frees.
+//!
+//! Three parts (one file each):
+//!
+//! - `entry.rs`: one key's cell (key, value, version) behind a sequence
+//!   lock, reusable for another key once freed;
+//! - `arena.rs`: the entries, in chunks that double as keys arrive, named
+//!   by a dense [`Slot`] number that the rings and the flusher use;
+//! - `table.rs`: 64 shards of an open-addressing table of `(slot, hash tag)`
+//!   words, each growing on its own.
+//!
+//! Memory therefore follows the keys: before the first key the index holds
+//! 64 tables of 8 words and no entry (about 8 KiB), and each resident key
+//! costs its 128-byte entry and about 11 bytes of table.
+//!
+//! # Versions of new entries
+//!
+//! A key's versions rise by one per update while it is resident. When the
+//! flusher frees an entry (its tombstone is durable), the key's history is
+//! in the store only; an entry made for the key later must start above it
+//! (G2) without reading the store. So every new entry starts at the
+//! *version floor*: at least every version the store held at open and every
+//! version of an entry freed since. The flusher raises the floor before it
+//! frees an entry, and a writer reads it under the shard's lock after seeing
+//! that entry free or gone, so the new entry starts above the old one.
+
+mod arena;
+mod chunk;
+mod entry;
+#[cfg(feature = "__internals")]
+pub(crate) mod keys;
+mod retire;
+mod table;
+
+pub(crate) use entry::{Ident, KeyProbe, Snapshot, Update, Written, INLINE_BYTES};
+
+use crate::error::Error;
+use crate::primitives::{AtomicU64, AtomicUsize, Ordering};
+use crate::value::Sink;
+use crate::version::Version;
+use arena::Arena;
+pub(crate) use entry::Entry;
+pub(crate) use entry::KEY_INLINE_BYTES;
+use table::Shard;
+
+/// Position of an entry in the arena.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Slot(pub u32);
+
+/// Shards of the table: the top bits of a key's hash pick one.
+#[cfg(not(loom))]
+const SHARD_BITS: u32 = 6;
+/// Two shards in a model: enough for keys in different shards, without
+/// loom tracking 64 tables.
+#[cfg(loom)]
+const SHARD_BITS: u32 = 1;
+const SHARDS: usize = 1 << SHARD_BITS;
+
+/// A key's hash, computed once per operation.
+#[derive(Debug, Clone, Copy)]
+struct Hash(u64);
+
+impl Hash {
+    fn shard(self) -> usize {
+        (self.0 >> (64 - SHARD_BITS)) as usize
+    }
+    fn tag(self) -> u32 {
+        self.0 as u32
+    }
+}
+
+/// An entry found for a key: where it is, and whose cell it was when found.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Found<'a> {
+    pub slot: Slot,
+    pub entry: &'a Entry,
+    pub ident: Ident,
+}
+
+/// Key -> entry.
+#[derive(Debug)]
+pub(crate) struct Index {
+    shards: Box<[Shard]>,
+    arena: Arena,
+    /// Resident keys (plus, briefly, inserts in progress); `<= keys_max`.
+    live: AtomicUsize,
+    keys_max: usize,
+    /// The version a new entry starts at (see the module docs).
+    floor: AtomicU64,
+    /// Per-index random seed of the key hash.
+    seed: u64,
+}
+
+impl Index {
+    /// An empty index for at most `keys_max` resident keys.
+    pub(crate) fn new(keys_max: usize) -> Result<Self, Error> {
+        // A random seed per index (std's RandomState draws it from the OS once
+        // per thread), so a key set that probes badly in one process does not
+        // do so everywhere.
+        // Loom replays schedules and needs every run to take the same path.
+        #[cfg(loom)]
+        let seed = 0x5EED;
+        #[cfg(not(loom))]
+        let seed = {
+            use std::hash::{BuildHasher, Hasher};
+            std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish()
+                | 1
+        };
+        Ok(Self {
+            shards: (0..SHARDS).map(|_| Shard::new()).collect(),
+            arena: Arena::new(),
+            live: AtomicUsize::new(0),
+            keys_max,
+            floor: AtomicU64::new(0),
+            seed,
+        })
+    }
+
+    /// Resident keys.
+    pub(crate) fn len(&self) -> usize {
+        self.live.load(Ordering::Relaxed).min(self.keys_max)
+    }
+
+    /// Every slot in use is below this.
+    pub(crate) fn high_water(&self) -> usize {
+        self.arena.high_water()
+    }
+
+    /// The entry in `slot` (which came from this index). It may have been
+    /// freed, or reused for another key, since the slot was handed out.
+    #[inline]
+    pub(crate) fn entry(&self, slot: Slot) -> &Entry {
+        self.arena.entry(slot)
+    }
+
+    /// The version new entries start at.
+    pub(crate) fn floor(&self) -> Version {
+        Version(self.floor.load(Ordering::Acquire))
+    }
+
+    /// Raises the version floor to at least `version`.
+    pub(crate) fn raise_floor(&self, version: Version) {
+        // Release: a writer that reads the floor after seeing the entry this
+        // protects freed (or gone) sees the raise.
+        self.floor.fetch_max(version.0, Ordering::Release);
+    }
+
+    /// Hints the CPU to start loading `slot`'s entry (both lines) into cache:
+    /// the flusher walks its dirty list in an order unrelated to memory, and
+    /// overlapping those misses is what keeps it ahead of the writers. A
+    /// no-op off x86-64.
+    #[inline]
+    pub(crate) fn prefetch(&self, slot: Slot) {
+        #[cfg(all(target_arch = "x86_64", not(loom)))]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let p = (self.entry(slot) as *const Entry).cast::<i8>();
+            // SAFETY: prefetching never faults and has no architectural
+            // effect; `p` and `p + 64` are inside the same entry anyway.
+            unsafe {
+                _mm_prefetch(p, _MM_HINT_T0);
+                _mm_prefetch(p.wrapping_add(64), _MM_HINT_T0);
+            }
+        }
+        #[cfg(not(all(target_arch = "x86_64", not(loom))))]
+        let _ = slot;
+    }
+
+    /// A 64-bit hash of `key`: 8 bytes at a time, multiply-rotate, then a
+    /// final avalanche (the constants are the 64-bit golden ratio and
+    /// splitmix64's finalizer multipliers).
+    #[inline]
+    fn hash(&self, key: &[u8]) -> Hash {
+        const K: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut h = self.seed ^ (key.len() as u64).wrapping_mul(K);
+        let mut chunks = key.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K).rotate_left(29);
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K).rotate_left(29);
+        }
+        h ^= h >> 30;
+        h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        h ^= h >> 27;
+        h = h.wrapping_mul(0x94D0_49BB_1331_11EB);
+        Hash(h ^ (h >> 31))
+    }
+
+    /// Copies `key`'s value into `out` if the key is resident; its
+    /// snapshot says which version (and whether it is a tombstone).
+    #[inline]
+    pub(crate) fn read(&self, key: &[u8], out: &mut impl Sink) -> Option<Snapshot> {
+        let h = self.hash(key);
+        let probe = KeyProbe::new(key);
+        self.shards[h.shard()].find(h.tag(), |slot| self.entry(slot).read_matching(&probe, out))
+    }
+
+    /// `key`'s entry, if resident.
+    #[inline]
+    pub(crate) fn find(&self, key: &[u8]) -> Option<Found<'_>> {
+        let h = self.hash(key);
+        let probe = KeyProbe::new(key);
+        self.shards[h.shard()].find(h.tag(), |slot| self.found(slot, &probe))
+    }
+
+    fn found<'a>(&'a self, slot: Slot, probe: &KeyProbe<'_>) -> Option<Found<'a>> {
+        let entry = self.entry(slot);
+        entry
+            .ident_if(probe)
+            .map(|ident| Found { slot, entry, ident })
+    }
+
+    /// `key`'s entry, made (holding nothing, at the version floor) if the
+    /// key is not resident. [`Error::IndexFull`] if `keys_max` keys are.
+    pub(crate) fn get_or_insert(&self, key: &[u8]) -> Result<Found<'_>, Error> {
+        if let Some(found) = self.find(key) {
+            return Ok(found);
+        }
+        let h = self.hash(key);
+        let probe = KeyProbe::new(key);
+        let mut shard = self.shards[h.shard()].lock();
+        // Under the lock the table is stable: a racing insert of the same
+        // key either finished (found here) or waits for us.
+        if let Some(found) = shard.find(h.tag(), |slot| self.found(slot, &probe)) {
+            return Ok(found);
+        }
+        // Relaxed: a counter; the table publishes.
+        if self.live.fetch_add(1, Ordering::Relaxed) >= self.keys_max {
+            self.live.fetch_sub(1, Ordering::Relaxed);
+            return Err(Error::IndexFull { max: self.keys_max });
+        }
+        let slot = match self.arena.alloc() {
+            Ok(slot) => slot,
+            Err(e) => {
+                self.live.fetch_sub(1, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        let entry = self.entry(slot);
+        let ident = entry.claim(key, self.floor());
+        shard.insert(slot, h.tag());
+        Ok(Found { slot, entry, ident })
+    }
+
+    /// Frees `slot`'s entry if it still holds the version `version` of the
+    /// key it held when the caller decided (the flusher, once that version
+    /// is durable): raises the floor, frees the entry, unlinks it from the
+    /// table and gives its slot back. True if freed.
+    pub(crate) fn free(&self, slot: Slot, version: Version) -> bool {
+        let entry = self.entry(slot);
+        let mut buf = [0u8; KEY_INLINE_BYTES];
+        let Some(key) = entry.key(&mut buf) else {
+            return false;
+        };
+        let h = self.hash(key);
+        let ident = entry.ident();
+        // Before the free: see the module docs.
+        self.raise_floor(version);
+        if !entry.free(ident, version) {
+            return false;
+        }
+        let removed = self.shards[h.shard()].lock().remove(slot, h.tag());
+        debug_assert!(removed, "a live entry is in its shard's table");
+        self.arena.release(slot);
+        self.live.fetch_sub(1, Ordering::Relaxed);
+        true
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::version::Kind;
+
+    fn put(index: &Index, key: &[u8], value: &[u8]) -> Written {
+        let f = index.get_or_insert(key).expect("room");
+        f.entry
+            .write(f.ident, Update::Put(value))
+            .expect("put")
+            .expect("live")
+    }
+
+    fn get(index: &Index, key: &[u8]) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        let snap = index.read(key, &mut out)?;
+        (snap.kind == Kind::Put).then_some(out)
+    }
+
+    #[test]
+    fn insert_find_and_bound() {
+        let index = Index::new(100).expect("index");
+        for i in 0..100u32 {
+            put(&index, &i.to_le_bytes(), &i.to_be_bytes());
+        }
+        assert_eq!(index.len(), 100);
+        assert!(matches!(
+            index.get_or_insert(b"one too many"),
+            Err(Error::IndexFull { max: 100 })
+        ));
+        for i in 0..100u32 {
+            assert_eq!(
+                get(&index, &i.to_le_bytes()),
+                Some(i.to_be_bytes().to_vec())
+            );
+        }
+        assert!(get(&index, b"absent").is_none());
+        assert!(index.find(b"absent").is_none());
+    }
+
+    #[test]
+    fn long_keys_are_found() {
+        let index = Index::new(10).expect("index");
+        let long: Vec<u8> = (0..300).map(|i| i as u8).collect();
+        put(&index, &long, b"v");
+        assert_eq!(get(&index, &long), Some(b"v".to_vec()));
+        let mut other = long.clone();
+        other[299] ^= 1;
+        assert!(get(&index, &other).is_none());
+    }
+
+    /// Freeing gives the slot back, the key is gone, and the next entry of
+    /// the key starts above the freed version (G2); a stale write to the
+    /// freed entry is refused.
+    #[test]
+    fn freed_keys_leave_and_come_back_above_the_floor() {
+        let index = Index::new(2).expect("index");
+        let a = index.get_or_insert(b"a").expect("room");
+        for _ in 0..5 {
+            a.entry.write(a.ident, Update::Put(b"x")).expect("put");
+        }
+        let del = a
+            .entry
+            .write(a.ident, Update::Delete)
+            .expect("delete")
+            .expect("live");
+        assert_eq!(del.version, Version(6));
+        put(&index, b"b", b"y");
+        assert!(index.get_or_insert(b"c").is_err(), "full");
+        assert!(
+            !index.free(a.slot, Version(5)),
+            "not at the durable version"
+        );
+        assert!(index.free(a.slot, Version(6)));
+        assert_eq!(index.len(), 1);
+        assert!(index.find(b"a").is_none());
+        assert_eq!(
+            a.entry.write(a.ident, Update::Put(b"z")).expect("write"),
+            None
+        );
+        let c = index.get_or_insert(b"c");
+        let c = c.unwrap_or_else(|e| panic!("room again: {e:?}"));
+        assert_eq!(c.slot, a.slot, "the slot is reused");
+        assert!(index.free(c.slot, c.entry.version()));
+        let again = put(&index, b"a", b"back");
+        assert!(again.version > Version(6), "{:?}", again.version);
+        assert_eq!(get(&index, b"b"), Some(b"y".to_vec()));
+    }
+
+    /// Many keys through a small bound, freed as they go: the arena stays
+    /// at the bound and the tables keep every resident key reachable.
+    #[test]
+    fn churn_through_a_small_index() {
+        let index = Index::new(64).expect("index");
+        let mut resident = std::collections::VecDeque::new();
+        for i in 0..20_000u32 {
+            let key = i.to_le_bytes();
+            let w = put(&index, &key, &key);
+            resident.push_back((key, w.version));
+            if resident.len() == 64 {
+                let (old, version) = resident.pop_front().expect("one");
+                let f = index.find(&old).expect("resident");
+                assert!(index.free(f.slot, version));
+            }
+        }
+        assert!(index.high_water() <= 64);
+        for (key, _) in &resident {
+            assert_eq!(get(&index, key), Some(key.to_vec()));
+        }
+    }
+
+    #[test]
+    fn racing_inserts_of_the_same_keys_agree() {
+        let index = std::sync::Arc::new(Index::new(10_000).expect("index"));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let index = std::sync::Arc::clone(&index);
+                std::thread::spawn(move || {
+                    (0..10_000u32)
+                        .map(|i| index.get_or_insert(&i.to_le_bytes()).expect("room").slot)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let results: Vec<_> = threads
+            .into_iter()
+            .map(|t| t.join().expect("thread"))
+            .collect();
+        assert_eq!(
+            results[0], results[1],
+            "both threads must get the same entries"
+        );
+        assert_eq!(index.len(), 10_000);
+    }
+}

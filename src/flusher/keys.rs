@@ -126,7 +126,9 @@ impl KeyLedger {
 pub(super) fn state_mut(flush_state: &mut Vec<u64>, slot: Slot) -> &mut u64 {
     let i = slot.0 as usize;
     if i >= flush_state.len() {
-        flush_state.resize((i + 1).next_power_of_two(), 0);
+        // To `i + 1` only: `Vec` grows its capacity geometrically anyway,
+        // and capacity not yet written costs no resident memory.
+        flush_state.resize(i + 1, 0);
     }
     &mut flush_state[i]
 }

@@ -10,7 +10,7 @@
 //! validates whose it is (`entry.rs`). Freed entries are reused before the
 //! arena grows, so it holds as many entries as were ever resident at once.
 
-use super::chunk::Chunk;
+use super::chunk::Zeroed;
 use super::entry::Entry;
 use super::Slot;
 use crate::error::Error;
@@ -29,7 +29,7 @@ const CHUNKS: usize = 23;
 #[derive(Debug, Default)]
 struct Owned {
     /// The chunks allocated so far, in order.
-    chunks: Vec<Chunk>,
+    chunks: Vec<Zeroed<Entry>>,
     /// Freed slots, reused last-in first-out.
     free: Vec<u32>,
     /// Slots handed out so far (the next fresh one).
@@ -91,7 +91,7 @@ impl Arena {
         let slot = Slot(owned.next as u32);
         let (c, offset) = locate(slot);
         if offset == 0 {
-            let chunk = Chunk::new(BASE << c)?;
+            let chunk = Zeroed::new(BASE << c)?;
             // Release: the chunk's (zeroed or constructed) entries are
             // visible to whoever sees the pointer.
             self.bases[c].store(chunk.as_ptr(), Ordering::Release);
@@ -123,7 +123,7 @@ impl Drop for Arena {
             for i in 0..n {
                 // SAFETY: `&mut self`: nobody else holds entries; each
                 // handed-out entry is dropped once, here.
-                unsafe { chunk.drop_entry(i) };
+                unsafe { chunk.drop_value(i) };
             }
             left -= n;
         }

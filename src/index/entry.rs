@@ -187,6 +187,15 @@ unsafe impl Send for Entry {}
 // SAFETY: as above.
 unsafe impl Sync for Entry {}
 
+// SAFETY: all-zero bytes are a free entry (zero atomics, null pointers), and
+// dropping one frees nothing (both pointers are null).
+unsafe impl super::chunk::ZeroValid for Entry {
+    #[cfg(loom)]
+    fn zero() -> Self {
+        Self::empty()
+    }
+}
+
 impl Entry {
     /// A free entry (the same as all-zero bytes, which is how chunks are
     /// allocated outside loom).

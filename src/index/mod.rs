@@ -8,11 +8,11 @@
 //! - `arena.rs`: the entries, in chunks that double as keys arrive, named
 //!   by a dense [`Slot`] number that the rings and the flusher use;
 //! - `table.rs`: 64 shards of an open-addressing table of `(slot, hash tag)`
-//!   words, each growing on its own.
+//!   words, each growing and shrinking on its own, in place.
 //!
 //! Memory therefore follows the keys: before the first key the index holds
-//! 64 tables of 8 words and no entry (about 8 KiB), and each resident key
-//! costs its 128-byte entry and about 11 bytes of table.
+//! 64 tables of 8 words and no entry (a few pages), and each resident key
+//! costs its 128-byte entry and 11 to 21 bytes of table.
 //!
 //! # Versions of new entries
 //!
@@ -109,8 +109,20 @@ impl Index {
                 .finish()
                 | 1
         };
+        // Keys spread evenly over the shards (the hash is seeded at random),
+        // so a shard is reserved twice its share, and all of them in a
+        // small index; a shard that fills its reservation refuses like a
+        // full index (with 2^20 keys that is 130 standard deviations away).
+        let shard_keys = if keys_max <= 4096 {
+            keys_max
+        } else {
+            (keys_max / SHARDS * 2 + 1024).min(keys_max)
+        };
+        let shards = (0..SHARDS)
+            .map(|_| Shard::new(shard_keys))
+            .collect::<Result<_, _>>()?;
         Ok(Self {
-            shards: (0..SHARDS).map(|_| Shard::new()).collect(),
+            shards,
             arena: Arena::new(),
             live: AtomicUsize::new(0),
             keys_max,
@@ -232,6 +244,9 @@ impl Index {
         // key either finished (found here) or waits for us.
         if let Some(found) = shard.find(h.tag(), |slot| self.found(slot, &probe)) {
             return Ok(found);
+        }
+        if !shard.has_room() {
+            return Err(Error::IndexFull { max: self.keys_max });
         }
         // Relaxed: a counter; the table publishes.
         if self.live.fetch_add(1, Ordering::Relaxed) >= self.keys_max {

@@ -425,11 +425,11 @@ impl crate::value::Sink for Discard {
     fn extend(&mut self, _: &[u8]) {}
 }
 
-/// Loads `store`'s records into `index`: each key at its highest version.
-/// Then raises the version floor over every version seen and frees the
-/// tombstones (a deleted key needs no memory; the floor keeps its
-/// successor's versions above it). Tombstones are freed only at the end:
-/// an older record of the same key may still come.
+/// Loads `store`'s live records into `index`, each key at its highest
+/// version, and raises the version floor over every version seen. Deleted
+/// keys take no entry: records come in any order, so the highest tombstone
+/// version of each key not resident is kept aside until recovery ends (a
+/// put older than it is dead; a resident entry older than it is freed).
 fn recover_into<S: Store>(
     store: &mut S,
     index: &Index,
@@ -437,6 +437,7 @@ fn recover_into<S: Store>(
 ) -> Result<crate::store::RecoveryReport, Error> {
     let mut failure = None;
     let mut floor = Version(0);
+    let mut deleted: std::collections::HashMap<Box<[u8]>, Version> = Default::default();
     let report = store.recover(&mut |r| {
         if failure.is_some() {
             return;
@@ -450,26 +451,42 @@ fn recover_into<S: Store>(
             return;
         }
         floor = floor.max(r.version);
-        match index.get_or_insert(r.key) {
-            Ok(found) if r.version > found.entry.version() => {
-                found
-                    .entry
-                    .restore(r.version, (r.kind == Kind::Put).then_some(r.value));
-            }
-            Ok(_) => {}
-            Err(e) => failure = Some(e),
+        if let Err(e) = recover_record(index, &mut deleted, r) {
+            failure = Some(e);
         }
     })?;
     if let Some(e) = failure {
         return Err(e);
     }
-    index.raise_floor(floor);
-    for slot in 0..index.high_water() {
-        let slot = crate::index::Slot(slot as u32);
-        let entry = index.entry(slot);
-        if entry.is_tombstone() {
-            index.free(slot, entry.version());
+    index.raise_floor(floor.max(report.version_floor));
+    Ok(report)
+}
+
+/// One recovered record (see [`recover_into`]).
+fn recover_record(
+    index: &Index,
+    deleted: &mut std::collections::HashMap<Box<[u8]>, Version>,
+    r: crate::record::RecordRef<'_>,
+) -> Result<(), Error> {
+    let resident = index.find(r.key);
+    if resident.is_some_and(|f| f.entry.version() >= r.version) {
+        return Ok(()); // older than what is resident
+    }
+    match r.kind {
+        Kind::Delete => {
+            if let Some(f) = resident {
+                index.free(f.slot, f.entry.version());
+            }
+            let seen = deleted.entry(r.key.into()).or_insert(r.version);
+            *seen = (*seen).max(r.version);
+        }
+        Kind::Put => {
+            if deleted.get(r.key).is_some_and(|&d| d >= r.version) {
+                return Ok(()); // deleted later
+            }
+            let found = index.get_or_insert(r.key)?;
+            found.entry.restore(r.version, Some(r.value));
         }
     }
-    Ok(report)
+    Ok(())
 }

@@ -75,8 +75,8 @@ pub struct Config {
     /// beyond it is refused with [`Error::IndexFull`] (under
     /// `Backpressure::Block` after waiting once for the deletes acknowledged
     /// so far to become durable). Memory follows the keys actually
-    /// resident: about 140 bytes per key of up to 20 bytes with a value of
-    /// up to 64 bytes (longer ones on the heap), plus the flusher's 12.
+    /// resident, not this bound: about 170 to 200 bytes per key of up to 20
+    /// bytes with a value of up to 64 (longer ones add their heap copy).
     pub keys_max: usize,
     /// Keys that may be dirty (changed, not yet in a submitted batch) at once.
     /// When reached, the flusher stops draining rings until a batch frees

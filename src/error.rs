@@ -87,11 +87,12 @@ pub enum Error {
         /// The configured bound.
         max: usize,
     },
-    /// `Config::keys_max` keys are resident and none of them is a deleted
-    /// key whose memory could be freed: raise `keys_max`, or delete keys
-    /// you no longer need. (Under `Backpressure::Block` a writer first waits
-    /// for the deletes acknowledged so far to become durable, which frees
-    /// their entries; under `Fail` it is refused at once.)
+    /// `Config::keys_max` keys are resident: raise `keys_max`, or delete
+    /// keys you no longer need (a deleted key's memory is freed once its
+    /// delete is durable). Under `Backpressure::Block` a writer first waits
+    /// once for the deletes acknowledged so far to become durable (bounded
+    /// by `close_timeout`); under `Fail` it is refused at once. Also
+    /// returned at open when the store holds more live keys than that.
     #[error("the index is full: {max} resident keys (keys_max)")]
     IndexFull {
         /// The configured bound.

@@ -47,10 +47,11 @@
 //! G1 per-writer FIFO, G2 per-key version order, G3 read-your-writes, G4
 //! `sync()` as a durability barrier, G5 crash safety (power cuts included),
 //! G6 bounded memory, G7 shutdown drains, G8 store faults lose nothing, G9
-//! bad input is refused up front (G10..G12, eviction, read-through and
-//! reclamation, are still to come). Each is tested in `tests/`; G1-G4, G6's
-//! park and wake and G7 are also model-checked with loom, in the
-//! repository's loom-tests crate. The [`architecture`] module has a table of
+//! bad input is refused up front, G12 reclamation (a deleted key's memory
+//! is freed once its delete is durable). G10 and G11, eviction and
+//! read-through, are still to come. Each is tested in `tests/`; G1-G4, G6's
+//! park and wake, G7 and G12's reuse of entries are also model-checked
+//! with loom, in the repository's loom-tests crate. The [`architecture`] module has a table of
 //! where each item is enforced and which tests check it.
 
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -227,7 +227,13 @@ impl Writer {
     #[cold]
     fn wait_for_reclaim(&mut self) -> Result<(), Error> {
         let deadline = std::time::Instant::now().checked_add(self.shared.config.close_timeout);
-        crate::cache::sync_until(&self.shared, deadline)
+        match crate::cache::sync_until(&self.shared, deadline) {
+            // The store is failing: nothing can be freed; the index is full.
+            Err(Error::Timeout { .. }) => Err(Error::IndexFull {
+                max: self.shared.config.keys_max,
+            }),
+            other => other,
+        }
     }
 
     /// The ring is full: apply the backpressure policy.

@@ -11,7 +11,7 @@ use writebehind::testing::{FaultPlan, Faulty, Throttled};
 use writebehind::{
     Batch, Compaction, CompactionRead, Completion, Config, Error, FileOptions, FileStore, MemStore,
     RecordRef, RecoveryReport, Store, StoreError, StoreErrorKind, StoreInfo, StoredKey, StoredSize,
-    UnitId, WriteBehind,
+    UnitId, Version, WriteBehind,
 };
 
 /// The store stalls for 1.5 s: writers keep going (into the rings and the
@@ -169,7 +169,7 @@ fn g12_a_genuine_compaction_failure_is_not_reported_as_success() {
         ) -> Result<CompactionRead, StoreError> {
             Ok(CompactionRead::Everything)
         }
-        fn finish(&mut self, _: UnitId) -> Result<(), StoreError> {
+        fn finish(&mut self, _: UnitId, _: Version) -> Result<(), StoreError> {
             Ok(())
         }
     }

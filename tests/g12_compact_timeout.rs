@@ -17,7 +17,7 @@ use std::time::Duration;
 use common::small_config;
 use writebehind::{
     Batch, Compaction, CompactionRead, Completion, Error, RecordRef, RecoveryReport, Store,
-    StoreError, StoreErrorKind, StoreInfo, StoredKey, StoredSize, UnitId, WriteBehind,
+    StoreError, StoreErrorKind, StoreInfo, StoredKey, StoredSize, UnitId, Version, WriteBehind,
 };
 
 const DENIED: &str = "open 000002.wb: Permission denied (os error 13)";
@@ -117,7 +117,7 @@ impl Compaction for TestStore {
         Ok(CompactionRead::Everything)
     }
 
-    fn finish(&mut self, _upto: UnitId) -> Result<(), StoreError> {
+    fn finish(&mut self, _upto: UnitId, _floor: Version) -> Result<(), StoreError> {
         if self.control.fail_finish.load(Ordering::Relaxed) {
             return Err(denied());
         }

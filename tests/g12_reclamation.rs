@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::small_config;
+use writebehind::testing::{FaultPlan, Faulty};
 use writebehind::{Backpressure, Config, Error, FileOptions, MemStore, Version, WriteBehind};
 
 fn session(i: u64) -> Vec<u8> {
@@ -27,7 +28,11 @@ fn g12_sessions_that_end_free_their_keys_and_the_cache_runs_on() {
     const SESSIONS: u64 = 200_000;
     const OPEN: u64 = 500;
     let dir = tempfile::tempdir().unwrap();
-    let config = small_config().keys_max(2_000).dirty_keys_max(1_000);
+    // No automatic compaction: the first reopen must meet every record.
+    let config = small_config()
+        .keys_max(2_000)
+        .dirty_keys_max(1_000)
+        .compact_segments_min(1 << 30);
     let file = FileOptions::for_cache(&config).segment_bytes_max(1 << 20);
     let wb = WriteBehind::open_with(dir.path(), &file, config.clone()).unwrap();
     let mut w = wb.writer().unwrap();
@@ -50,6 +55,21 @@ fn g12_sessions_that_end_free_their_keys_and_the_cache_runs_on() {
         "{} reclaimed",
         stats.keys_reclaimed
     );
+    wb.close().unwrap();
+
+    // Reopen before any compaction: the store still holds the records of
+    // every ended session, tombstones included; none of them takes an entry.
+    let check = |wb: &WriteBehind| {
+        assert_eq!(wb.stats().keys as u64, OPEN, "deleted keys are not loaded");
+        for i in SESSIONS - OPEN..SESSIONS {
+            assert_eq!(wb.get(&session(i)).as_deref(), Some(&value(i)[..]), "{i}");
+        }
+        for i in (0..SESSIONS - OPEN).step_by(997) {
+            assert!(wb.get(&session(i)).is_none(), "ended session {i} came back");
+        }
+    };
+    let wb = WriteBehind::open_with(dir.path(), &file, config.clone()).unwrap();
+    check(&wb);
     wb.compact().unwrap();
     let stored = wb.stats().stored_bytes;
     // Live records are about 70 bytes each; everything else is dead and
@@ -59,15 +79,8 @@ fn g12_sessions_that_end_free_their_keys_and_the_cache_runs_on() {
         "{stored} bytes stored for {OPEN} sessions"
     );
     wb.close().unwrap();
-
     let wb = WriteBehind::open_with(dir.path(), &file, config).unwrap();
-    assert_eq!(wb.stats().keys as u64, OPEN, "tombstones are not loaded");
-    for i in SESSIONS - OPEN..SESSIONS {
-        assert_eq!(wb.get(&session(i)).as_deref(), Some(&value(i)[..]), "{i}");
-    }
-    for i in (0..SESSIONS - OPEN).step_by(997) {
-        assert!(wb.get(&session(i)).is_none(), "ended session {i} came back");
-    }
+    check(&wb);
     wb.close().unwrap();
 }
 
@@ -132,17 +145,19 @@ fn g12_a_reclaimed_key_comes_back_above_its_tombstone_in_the_store() {
 
 /// An index full of deleted keys: under `Block` a new key waits for their
 /// tombstones to become durable (which frees them); under `Fail` it is
-/// refused at once. No batch is cut by age here (flush interval 1 hour), so
-/// nothing is freed unless the writer asks.
+/// refused at once. Every batch takes 300 ms to complete here, so nothing
+/// is freed during the few microseconds the test takes to fill the index.
 #[test]
 fn g12_a_full_index_of_deleted_keys_waits_under_block_and_refuses_under_fail() {
     for backpressure in [Backpressure::Fail, Backpressure::Block] {
         let config = Config::default()
             .keys_max(4)
             .dirty_keys_max(4)
-            .flush_interval(Duration::from_secs(3600))
             .backpressure(backpressure);
-        let wb = WriteBehind::with_store(MemStore::new(), config).unwrap();
+        let plan = FaultPlan::new();
+        plan.delay(Duration::from_millis(300));
+        let store = Faulty::new(MemStore::new(), plan);
+        let wb = WriteBehind::with_store(store, config).unwrap();
         let mut w = wb.writer().unwrap();
         for k in 0..4u8 {
             w.put(&[k], b"v").unwrap();
@@ -163,4 +178,39 @@ fn g12_a_full_index_of_deleted_keys_waits_under_block_and_refuses_under_fail() {
         drop(w);
         wb.close().unwrap();
     }
+}
+
+/// G2 across a compaction that dropped the only records of deleted keys:
+/// their tombstones (version 6) go, the live keys' records (version 5)
+/// stay, and after a reopen a deleted key's next version is still above 6
+/// (the store kept the version floor).
+#[test]
+fn g12_versions_stay_above_the_tombstones_compaction_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let wb = WriteBehind::open(dir.path(), Config::default()).unwrap();
+    let mut w = wb.writer().unwrap();
+    for round in 0..5u8 {
+        for i in 0..100u64 {
+            w.put(&session(i), &[round]).unwrap();
+        }
+    }
+    for i in 0..50u64 {
+        w.delete(&session(i)).unwrap();
+    }
+    assert_eq!(w.last_version(), Version(6));
+    wb.sync().unwrap();
+    assert_eq!(wb.stats().keys_reclaimed, 50);
+    wb.compact().unwrap();
+    drop(w);
+    wb.close().unwrap();
+    let wb = WriteBehind::open(dir.path(), Config::default()).unwrap();
+    assert!(wb.get(&session(3)).is_none());
+    let mut w = wb.writer().unwrap();
+    let again = w.put(&session(3), b"again").unwrap();
+    assert!(
+        again > Version(6),
+        "{again:?}: at or below the dropped tombstone"
+    );
+    drop(w);
+    wb.close().unwrap();
 }

@@ -8,7 +8,7 @@
 //! child (this binary again, with `--child NAME KEYS`) reads its `VmRSS`,
 //! inserts the keys (16-byte keys, 64-byte values), lets the cache's flusher
 //! drain them (`sync()`), reads `VmRSS` again and prints the difference per
-//! key. Contenders run interleaved in rounds (A B C D, A B C D, ...); the
+//! key. Contenders run interleaved in rounds (A B C, A B C, ...); the
 //! report gives each one's median over the rounds and the spread (min..max).
 //! RSS is what the kernel has mapped for the process, so it counts the
 //! index's touched pages and the allocator's slack, not only live bytes.
@@ -16,8 +16,6 @@
 //! Contenders:
 //! - `writebehind default`: `WriteBehind` over a store that keeps nothing,
 //!   `Config::default()`;
-//! - `writebehind sized`: the same with `keys_max` and `dirty_keys_max` set to
-//!   the key count (what a user who knows the count can do today);
 //! - `dashmap+fx`: `DashMap<Vec<u8>, Vec<u8>>` with FxHash, what a competent
 //!   user would hold the latest values in;
 //! - `mutex+hashmap`: `Mutex<HashMap<Vec<u8>, Vec<u8>>>`, the naive one.
@@ -31,12 +29,7 @@ use rustc_hash::FxBuildHasher;
 use writebehind::{Config, WriteBehind};
 use writebehind_workload::{rss_bytes, NullStore};
 
-const CONTENDERS: [&str; 4] = [
-    "writebehind default",
-    "writebehind sized",
-    "dashmap+fx",
-    "mutex+hashmap",
-];
+const CONTENDERS: [&str; 3] = ["writebehind default", "dashmap+fx", "mutex+hashmap"];
 const VALUE_BYTES: usize = 64;
 
 fn key(i: usize) -> Vec<u8> {
@@ -49,11 +42,8 @@ fn fill(name: &str, keys: usize) -> u64 {
     let before = rss_bytes();
     // Each branch keeps its structure alive until after the second reading.
     match name {
-        "writebehind default" | "writebehind sized" => {
-            let mut config = Config::default().value_bytes_max(VALUE_BYTES);
-            if name == "writebehind sized" {
-                config = config.keys_max(keys).dirty_keys_max(keys);
-            }
+        "writebehind default" => {
+            let config = Config::default().value_bytes_max(VALUE_BYTES);
             let wb = WriteBehind::with_store(NullStore::default(), config).expect("open");
             let mut w = wb.writer().expect("writer");
             for i in 0..keys {

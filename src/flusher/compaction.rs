@@ -14,6 +14,7 @@
 //! set rewritten from memory, tombstones included, and drops everything up
 //! to the cutoff once that is durable.
 
+use super::window::Batched;
 use super::Flusher;
 use crate::config::Durability;
 use crate::index::Slot;
@@ -195,12 +196,11 @@ impl<S: Store> Flusher<S> {
             if self.keys.batched_version(slot) > version.0 {
                 continue;
             }
-            if self
+            if let Some(e) = self
                 .keys
                 .encode_current(&shared.index, slot, &mut batch.bytes)
-                .is_some()
             {
-                entries.push(slot);
+                entries.push(Batched::new(slot, e.version, e.kind));
                 batch.records += 1;
             }
         }
@@ -225,12 +225,11 @@ impl<S: Store> Flusher<S> {
         };
         while *cursor < *end && !batch_full(&shared.config, &batch) {
             let slot = Slot(*cursor as u32);
-            if self
+            if let Some(e) = self
                 .keys
                 .encode_current(&shared.index, slot, &mut batch.bytes)
-                .is_some()
             {
-                entries.push(slot);
+                entries.push(Batched::new(slot, e.version, e.kind));
                 batch.records += 1;
             }
             *cursor += 1;
@@ -252,7 +251,7 @@ impl<S: Store> Flusher<S> {
     /// far is durable. Under `Durability::None` the last one asks for an
     /// fdatasync, so that happens now rather than whenever the store next
     /// syncs (without one, the store syncs once it has nothing queued).
-    fn submit_rewrites(&mut self, mut batch: Batch, entries: Vec<Slot>, done: bool, now: u64) {
+    fn submit_rewrites(&mut self, mut batch: Batch, entries: Vec<Batched>, done: bool, now: u64) {
         if batch.records > 0 {
             batch.sync = done && self.shared.config.durability == Durability::None;
             self.submit_new(batch, entries, now);
@@ -321,8 +320,9 @@ impl<S: Store> Flusher<S> {
 
     /// Lets the store drop every unit up to `upto`.
     fn finish_units(&mut self, upto: UnitId) -> Result<(), crate::error::StoreError> {
+        let floor = self.shared.index.floor();
         match self.store.compaction() {
-            Some(store) => store.finish(upto),
+            Some(store) => store.finish(upto, floor),
             None => Ok(()),
         }
     }

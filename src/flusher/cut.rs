@@ -5,7 +5,7 @@
 use super::keys::encode_entry;
 use super::*;
 use crate::record;
-use crate::version::Kind;
+use crate::version::{Kind, Version};
 
 impl<S: Store> Flusher<S> {
     /// True if a sync or close needs the dirty list emptied now.
@@ -78,10 +78,7 @@ impl<S: Store> Flusher<S> {
                 continue;
             }
             self.keys.set_live_len(d.slot, encoded.len);
-            if encoded.kind == Kind::Delete {
-                self.cut_tombstones.push((d.slot, encoded.version));
-            }
-            entries.push(d.slot);
+            entries.push(Batched::new(d.slot, encoded.version, encoded.kind));
             batch.records += 1;
             oldest_ns = oldest_ns.min(d.since_ns);
         }
@@ -91,9 +88,7 @@ impl<S: Store> Flusher<S> {
             return false;
         }
         self.counts.encoded += batch.records as u64;
-        let seq = self.submit_new(batch, entries, oldest_ns);
-        self.tombstones
-            .extend(self.cut_tombstones.drain(..).map(|(s, v)| (seq, s, v)));
+        self.submit_new(batch, entries, oldest_ns);
         true
     }
 
@@ -111,19 +106,19 @@ impl<S: Store> Flusher<S> {
             let mut batch = f.batch.take().unwrap_or_default();
             batch.bytes.clear();
             let mut records = 0;
-            for &slot in &f.entries {
-                let before = self.keys.batched_version(slot);
-                let Some(encoded) = self
+            for b in f.entries.iter_mut() {
+                let slot = b.slot;
+                match self
                     .keys
                     .encode_current(&shared.index, slot, &mut batch.bytes)
-                else {
-                    continue; // freed since: its tombstone was durable
-                };
-                records += 1;
-                // A tombstone newer than the one queued when the batch was
-                // first cut: queue it (the first one is then stale).
-                if encoded.kind == Kind::Delete && encoded.version.0 > before {
-                    self.tombstones.push_back((f.seq, slot, encoded.version));
+                {
+                    Some(encoded) => {
+                        *b = Batched::new(slot, encoded.version, encoded.kind);
+                        records += 1;
+                    }
+                    // The entry changed owner (never freed: this batch
+                    // holds its latest record and is not durable).
+                    None => *b = Batched::new(slot, Version(0), Kind::Put),
                 }
             }
             batch.records = records;

@@ -33,15 +33,12 @@ impl KeyLedger {
         };
         let mut value = Vec::new();
         for slot in (0..slots).map(|s| Slot(s as u32)) {
-            let entry = index.entry(slot);
-            let mut key = [0u8; crate::index::KEY_INLINE_BYTES];
-            let (Some(snap), Some(key_len)) =
-                (entry.read(&mut value), entry.key(&mut key).map(|k| k.len()))
-            else {
+            let Some(encoded) = encode_entry(index.entry(slot), &mut value) else {
                 continue;
             };
-            keys.flush_state[slot.0 as usize] = snap.version.0;
-            keys.set_live_len(slot, record::encoded_len(key_len, value.len()));
+            value.clear();
+            keys.flush_state[slot.0 as usize] = encoded.version.0;
+            keys.set_live_len(slot, encoded.len);
         }
         keys
     }
@@ -148,13 +145,23 @@ pub(super) struct Encoded {
 /// may outlive the key it named).
 pub(super) fn encode_entry(entry: &Entry, out: &mut Vec<u8>) -> Option<Encoded> {
     let mut buf = [0u8; crate::index::KEY_INLINE_BYTES];
-    let key = entry.key(&mut buf)?;
+    let (ident, key) = entry.key(&mut buf)?;
     let start = out.len();
     let mut snap = None;
     record::encode_with(out, key, |out| {
+        let value_start = out.len();
         let s = entry.read(&mut TailSink::new(out));
-        snap = s;
-        s.map_or((Kind::Delete, Version(0)), |s| (s.kind, s.version))
+        // The entry changed owner between the two reads (a writer claimed
+        // it), or was claimed and not yet written (version 0 on a fresh
+        // store): nothing to encode; its writer's record will come.
+        snap = s
+            .filter(|(id, s)| *id == ident && s.version.0 > 0)
+            .map(|(_, s)| s);
+        if snap.is_none() {
+            out.truncate(value_start);
+        }
+        // A valid header even for a record cut off below.
+        snap.map_or((Kind::Delete, Version(1)), |s| (s.kind, s.version))
     });
     let Some(snap) = snap else {
         out.truncate(start);

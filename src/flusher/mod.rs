@@ -54,7 +54,7 @@ use barriers::Barriers;
 use compaction::CompactionRun;
 pub(crate) use guard::StopGuard;
 use keys::KeyLedger;
-use window::{BatchState, Window};
+use window::{BatchState, Batched, Window};
 
 /// Smallest adaptive target, in dirty keys.
 const TARGET_MIN: usize = 1024;
@@ -107,14 +107,7 @@ pub(crate) struct Flusher<S> {
     /// A compaction batch found the window full last time: it goes first next.
     compaction_waiting: bool,
     free_batches: Vec<Batch>,
-    free_lists: Vec<Vec<Slot>>,
-    /// Tombstones batched, oldest batch first: `(batch seq, slot, version)`.
-    /// Once the watermark passes the batch, the entry is freed if it still
-    /// holds that tombstone (G12). At most the records in flight, plus one
-    /// per retried tombstone that changed.
-    tombstones: VecDeque<(u64, Slot, crate::version::Version)>,
-    /// The tombstones of the batch being cut (their seq comes at submit).
-    cut_tombstones: Vec<(Slot, crate::version::Version)>,
+    free_lists: Vec<Vec<Batched>>,
     completions: Vec<Completion>,
     target_ops: usize,
     /// A cut was due but the in-flight bound stopped it.
@@ -158,8 +151,6 @@ impl<S: Store> Flusher<S> {
             dirty_dequeued: 0,
             free_batches: Vec::new(),
             free_lists: Vec::new(),
-            tombstones: VecDeque::new(),
-            cut_tombstones: Vec::new(),
             completions: Vec::new(),
             compaction: None,
             compact_seen: 0,
@@ -243,11 +234,11 @@ impl<S: Store> Flusher<S> {
         while let Some(f) = self.window.take_durable() {
             self.counts.persisted_records += f.entries.len() as u64;
             self.counts.persisted_bytes += f.bytes as u64;
+            self.reclaim_tombstones(&f.entries);
             let mut list = f.entries;
             list.clear();
             self.free_lists.push(list);
         }
-        self.reclaim_durable_tombstones();
         if any {
             // Adapt the batch target (see the module docs).
             if self.cut_blocked {
@@ -287,29 +278,27 @@ impl<S: Store> Flusher<S> {
         }
     }
 
-    /// Frees the entries of deleted keys whose tombstones the watermark
-    /// has passed, unless the key changed since (G12).
-    fn reclaim_durable_tombstones(&mut self) {
-        let durable = self.window.durable_seq();
-        let mut freed = 0;
-        while let Some(&(seq, slot, version)) = self.tombstones.front() {
-            if seq > durable {
-                break;
-            }
-            self.tombstones.pop_front();
-            if !self.keys.is_dirty(slot)
-                && self.keys.batched_version(slot) == version.0
-                && self.shared.index.free(slot, version)
+    /// Frees the entries of the deleted keys whose tombstones a batch the
+    /// watermark just passed holds, unless the key changed since (G12):
+    /// not dirty again, and still at that version (which `Index::free`
+    /// checks once more under the entry's lock).
+    fn reclaim_tombstones(&mut self, entries: &[Batched]) {
+        for b in entries {
+            let Some(version) = b.tombstone() else {
+                continue;
+            };
+            if !self.keys.is_dirty(b.slot)
+                && self.keys.batched_version(b.slot) == version.0
+                && self.shared.index.free(b.slot, version)
             {
-                self.keys.forget(slot);
-                freed += 1;
+                self.keys.forget(b.slot);
+                self.counts.keys_reclaimed += 1;
             }
         }
-        self.counts.keys_reclaimed += freed;
     }
 
     /// An empty batch and key list, from the free lists when possible.
-    fn fresh_batch(&mut self) -> (Batch, Vec<Slot>) {
+    fn fresh_batch(&mut self) -> (Batch, Vec<Batched>) {
         let mut batch = self.free_batches.pop().unwrap_or_default();
         batch.bytes.clear();
         batch.records = 0;
@@ -321,7 +310,7 @@ impl<S: Store> Flusher<S> {
 
     /// Numbers `batch`, records it in flight with the keys it holds, and
     /// submits it; returns its seq.
-    fn submit_new(&mut self, mut batch: Batch, entries: Vec<Slot>, oldest_ns: u64) -> u64 {
+    fn submit_new(&mut self, mut batch: Batch, entries: Vec<Batched>, oldest_ns: u64) -> u64 {
         let seq = self.window.open(entries, batch.bytes.len(), oldest_ns);
         batch.seq = BatchSeq(seq);
         // Under `Durability::None` the store may hold a batch until an

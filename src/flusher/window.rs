@@ -12,6 +12,38 @@ use std::time::Duration;
 
 use crate::index::Slot;
 use crate::store::Batch;
+use crate::version::{Kind, Version};
+
+/// A key a batch holds: its slot, and the version batched (with whether
+/// it was a tombstone), so that once the batch is durable the flusher
+/// knows which deleted keys' entries it may free (G12).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Batched {
+    pub(super) slot: Slot,
+    /// The version, with `TOMBSTONE_BIT` for a delete.
+    version: u64,
+}
+
+const TOMBSTONE_BIT: u64 = 1 << 63;
+
+impl Batched {
+    pub(super) fn new(slot: Slot, version: Version, kind: Kind) -> Self {
+        let bit = if kind == Kind::Delete {
+            TOMBSTONE_BIT
+        } else {
+            0
+        };
+        Self {
+            slot,
+            version: version.0 | bit,
+        }
+    }
+
+    /// The tombstone's version, if the batch holds one for this key.
+    pub(super) fn tombstone(&self) -> Option<Version> {
+        (self.version & TOMBSTONE_BIT != 0).then_some(Version(self.version & !TOMBSTONE_BIT))
+    }
+}
 
 /// Where a batch in the window is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +58,7 @@ pub(super) enum BatchState {
 pub(super) struct InFlight {
     pub(super) seq: u64,
     /// The keys it holds, so a retry can re-encode them from memory.
-    pub(super) entries: Vec<Slot>,
+    pub(super) entries: Vec<Batched>,
     pub(super) bytes: usize,
     /// Oldest `since_ns` of its entries (durable lag).
     pub(super) oldest_ns: u64,
@@ -87,7 +119,7 @@ impl Window {
     }
 
     /// Numbers a new batch and records it submitted; returns its number.
-    pub(super) fn open(&mut self, entries: Vec<Slot>, bytes: usize, oldest_ns: u64) -> u64 {
+    pub(super) fn open(&mut self, entries: Vec<Batched>, bytes: usize, oldest_ns: u64) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.batches.push_back(InFlight {

@@ -269,7 +269,9 @@ impl Entry {
         }
         self.version.store(version.0, Ordering::Relaxed);
         self.len.store(TOMBSTONE, Ordering::Relaxed);
-        self.ident.store(ident.0, Ordering::Relaxed);
+        // Release: whoever sees this ident with an Acquire load sees the
+        // key written above (`candidate`, `key`).
+        self.ident.store(ident.0, Ordering::Release);
         self.unlock(seq, true);
         ident
     }
@@ -317,6 +319,21 @@ impl Entry {
             }
             backoff.snooze();
         }
+    }
+
+    /// The ident, if this entry looks like the live cell of `probe`'s key,
+    /// read without the sequence lock: a writer's candidate. Its write
+    /// re-checks the ident under the lock ([`write`](Self::write)), and that
+    /// is enough: the key words read after an Acquire load of `ident` are
+    /// the ones its claim wrote, or a later claim's, and a later claim
+    /// changes the ident first (the entry must be freed before it is
+    /// claimed again). Nor is the live cell of the key ever missed: only
+    /// claims and frees write a key and its ident, never an update.
+    #[inline]
+    pub(crate) fn candidate(&self, probe: &KeyProbe<'_>) -> Option<Ident> {
+        // Acquire: pairs with the claim's Release store of the ident.
+        let ident = Ident(self.ident.load(Ordering::Acquire));
+        self.is_cell_of(ident, probe).then_some(ident)
     }
 
     /// Part of a seqlock read: does `ident` (just read) with the key words
@@ -377,16 +394,17 @@ impl Entry {
     }
 
     /// The flusher's read of the value and version, whoever's cell it is
-    /// (`None` if free). Only the flusher frees entries, so the cell cannot
-    /// change owner while it reads.
-    pub(crate) fn read(&self, out: &mut impl Sink) -> Option<Snapshot> {
+    /// (`None` if free), with the ident it belongs to: a writer may claim a
+    /// free entry at any time, so the caller pairs this with
+    /// [`key`](Self::key) by ident.
+    pub(crate) fn read(&self, out: &mut impl Sink) -> Option<(Ident, Snapshot)> {
         let mut backoff = Backoff::new();
         loop {
             // Acquire: as in `read_matching`.
             let s1 = self.seq.load(Ordering::Acquire);
             if s1 & 1 == 0 {
-                let live = Ident(self.ident.load(Ordering::Relaxed)).is_live();
-                let snap = live.then(|| self.copy_snapshot(out));
+                let ident = Ident(self.ident.load(Ordering::Relaxed));
+                let snap = ident.is_live().then(|| (ident, self.copy_snapshot(out)));
                 fence(Ordering::Acquire);
                 if self.seq.load(Ordering::Relaxed) == s1 {
                     return snap;
@@ -432,27 +450,35 @@ impl Entry {
         copy_words(unsafe { &(*heap).words }, len, out);
     }
 
-    /// The key, into `buf` if short. For the flusher, which alone frees
-    /// entries (so the key cannot change while it reads); `None` if free.
-    pub(crate) fn key<'a>(&'a self, buf: &'a mut [u8; KEY_INLINE_BYTES]) -> Option<&'a [u8]> {
-        // Acquire: pairs with the claim's unlock.
-        let _ = self.seq.load(Ordering::Acquire);
-        let ident = Ident(self.ident.load(Ordering::Relaxed));
+    /// The key and the ident it belongs to (`None` if free); a short key is
+    /// copied into `buf`. For the flusher, which alone frees entries: a
+    /// live entry cannot be claimed by anyone (a claim needs a free entry),
+    /// so once its ident is seen live (Acquire, pairing with the claim's
+    /// Release) its key is what the claim wrote and stays so while the
+    /// flusher uses it; a free entry being claimed meanwhile is seen free,
+    /// or live with its new key.
+    pub(crate) fn key<'a>(
+        &'a self,
+        buf: &'a mut [u8; KEY_INLINE_BYTES],
+    ) -> Option<(Ident, &'a [u8])> {
+        // Acquire: pairs with the claim's Release store of the ident.
+        let ident = Ident(self.ident.load(Ordering::Acquire));
         if !ident.is_live() {
             return None;
         }
         let len = ident.key_len();
         if len <= KEY_INLINE_BYTES {
             for (chunk, word) in buf.chunks_exact_mut(4).zip(&self.key) {
+                // Relaxed: ordered after the Acquire above; stable (see above).
                 chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
             }
-            return Some(&buf[..len]);
+            return Some((ident, &buf[..len]));
         }
         // Acquire: the bytes behind the pointer are initialized.
         let long = self.key_heap.load(Ordering::Acquire);
         // SAFETY: a live entry's long key is freed only by `free`, which
         // only the flusher (our caller) runs.
-        (!long.is_null()).then(|| &unsafe { &*long }.0[..])
+        (!long.is_null()).then(|| (ident, &unsafe { &*long }.0[..]))
     }
 
     /// The key's length, read without the sequence lock (0 if free): a
@@ -629,16 +655,6 @@ impl Entry {
         self.version.store(version.0, Ordering::Relaxed);
         self.unlock(seq, true);
     }
-
-    /// The ident, for callers that hold the only reference (recovery).
-    pub(crate) fn ident(&self) -> Ident {
-        Ident(self.ident.load(Ordering::Acquire))
-    }
-
-    /// True if the entry holds a tombstone (a hint without the lock).
-    pub(crate) fn is_tombstone(&self) -> bool {
-        self.len.load(Ordering::Relaxed) == TOMBSTONE
-    }
 }
 
 /// Retires `block` if non-null.
@@ -784,7 +800,7 @@ mod tests {
         for key in [vec![1u8], vec![7u8; 20], vec![7u8; 21], vec![9u8; 300]] {
             let (e, _) = claimed(&key);
             let mut buf = [0u8; KEY_INLINE_BYTES];
-            assert_eq!(e.key(&mut buf), Some(&key[..]));
+            assert_eq!(e.key(&mut buf).map(|(_, k)| k), Some(&key[..]));
             assert!(e.ident_if(&KeyProbe::new(&key)).is_some());
             let mut other = key.clone();
             *other.last_mut().expect("non-empty") ^= 1;

@@ -216,12 +216,17 @@ impl Index {
         self.shards[h.shard()].find(h.tag(), |slot| self.entry(slot).read_matching(&probe, out))
     }
 
-    /// `key`'s entry, if resident.
+    /// `key`'s entry, if resident: a candidate that [`Entry::write`]
+    /// confirms under the entry's lock (its ident re-checked). Lock-free.
     #[inline]
     pub(crate) fn find(&self, key: &[u8]) -> Option<Found<'_>> {
         let h = self.hash(key);
         let probe = KeyProbe::new(key);
-        self.shards[h.shard()].find(h.tag(), |slot| self.found(slot, &probe))
+        self.shards[h.shard()].find(h.tag(), |slot| {
+            let entry = self.entry(slot);
+            let ident = entry.candidate(&probe)?;
+            Some(Found { slot, entry, ident })
+        })
     }
 
     fn found<'a>(&'a self, slot: Slot, probe: &KeyProbe<'_>) -> Option<Found<'a>> {
@@ -273,18 +278,22 @@ impl Index {
     pub(crate) fn free(&self, slot: Slot, version: Version) -> bool {
         let entry = self.entry(slot);
         let mut buf = [0u8; KEY_INLINE_BYTES];
-        let Some(key) = entry.key(&mut buf) else {
+        let Some((ident, key)) = entry.key(&mut buf) else {
             return false;
         };
         let h = self.hash(key);
-        let ident = entry.ident();
         // Before the free: see the module docs.
         self.raise_floor(version);
+        // Under the shard's lock, so the word is removed with the entry's
+        // free in between no insert of the key (which would find the entry
+        // live, or gone).
+        let mut shard = self.shards[h.shard()].lock();
         if !entry.free(ident, version) {
             return false;
         }
-        let removed = self.shards[h.shard()].lock().remove(slot, h.tag());
-        debug_assert!(removed, "a live entry is in its shard's table");
+        let removed = shard.remove(slot, h.tag());
+        drop(shard);
+        assert!(removed, "a live entry is in its shard's table");
         self.arena.release(slot);
         self.live.fetch_sub(1, Ordering::Relaxed);
         true

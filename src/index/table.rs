@@ -1,6 +1,6 @@
 //! One shard of the index's hash table: open addressing with linear probing
 //! over words `(slot + 1) << 32 | tag`, where the tag is the low 32 bits of
-//! the key's hash (0: empty). The table maps keys to arena slots; the
+//! the key's hash (a word of 0 is empty: no word names slot -1). The table maps keys to arena slots; the
 //! entries themselves stay put when it resizes.
 //!
 //! A shard's words live in one zeroed mapping (`chunk.rs`) reserved at the

@@ -272,6 +272,7 @@ mod tests {
             Ok(RecoveryReport {
                 records: 1,
                 torn_tails: 0,
+                ..RecoveryReport::default()
             })
         }
         fn write(&mut self, batch: &Batch) -> Result<(), StoreError> {

@@ -75,6 +75,11 @@ pub trait Compaction {
 
     /// Every live record of the units up to `upto` (a unit `read` reported
     /// whole, or the cutoff) has been rewritten durably since `begin`: drop
-    /// those units.
-    fn finish(&mut self, upto: UnitId) -> Result<(), StoreError>;
+    /// those units. The records of keys no longer in memory (deleted, their
+    /// tombstones durable) are not rewritten, so the units may hold the
+    /// only record of a version a key reached: before anything is dropped,
+    /// make `floor` (the cache's version floor, above every such version)
+    /// durable, and report it from the next [`Store::recover`](crate::Store::recover)
+    /// in [`RecoveryReport::version_floor`](crate::RecoveryReport::version_floor).
+    fn finish(&mut self, upto: UnitId, floor: Version) -> Result<(), StoreError>;
 }

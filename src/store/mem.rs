@@ -135,6 +135,7 @@ impl Store for MemStore {
         Ok(RecoveryReport {
             records: data.records.len() as u64,
             torn_tails: 0,
+            ..RecoveryReport::default()
         })
     }
 

@@ -91,6 +91,11 @@ pub struct RecoveryReport {
     pub records: u64,
     /// Torn tails detected and cut off.
     pub torn_tails: u64,
+    /// A version floor the store kept: every version it ever held for a
+    /// key whose records it no longer has (see [`Compaction::finish`]).
+    /// New versions of every key start above it. 0 for a store that keeps
+    /// every key's newest record.
+    pub version_floor: crate::version::Version,
 }
 
 /// What a store says about itself; read once, when the cache starts.

@@ -11,6 +11,7 @@ use super::scan;
 use super::{FileStore, SegmentId};
 use crate::error::{StoreError, StoreErrorKind};
 use crate::store::{Compaction, CompactionRead, StoredKey, StoredSize, UnitId};
+use crate::version::Version;
 
 impl Compaction for FileStore {
     fn stored(&self) -> StoredSize {
@@ -79,7 +80,7 @@ impl Compaction for FileStore {
         })
     }
 
-    fn finish(&mut self, upto: UnitId) -> Result<(), StoreError> {
+    fn finish(&mut self, upto: UnitId, floor: Version) -> Result<(), StoreError> {
         let active = self.active.as_ref().map(|a| a.id);
         let doomed: Vec<SegmentId> = self
             .segment_bytes
@@ -90,9 +91,10 @@ impl Compaction for FileStore {
         for id in &doomed {
             self.segment_bytes.remove(id);
         }
-        // The removals (oldest first, each durable before the next) run on
-        // the reaper's thread; a failure of an earlier one is reported here.
-        self.reaper.remove(doomed);
+        // The removals (oldest first, each durable before the next, the
+        // floor durable before the first) run on the reaper's thread; a
+        // failure of an earlier one is reported here.
+        self.reaper.remove(doomed, floor);
         match self.reaper.take_error() {
             Some(e) => Err(StoreError::new(StoreErrorKind::Write, e)),
             None => Ok(()),

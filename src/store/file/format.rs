@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! DIR/LOCK          flock'ed by the process that has the store open
+//! DIR/FLOOR         the version floor (`floor.rs`)
 //! DIR/000001.wb     segments, numbered from 1, never reused
 //!
 //! segment = header (64 bytes) | frame | frame | ... | zeros (preallocated,

@@ -56,6 +56,7 @@ mod active;
 mod compaction;
 mod disk;
 mod finish;
+mod floor;
 pub(crate) mod format;
 mod io;
 mod lock;

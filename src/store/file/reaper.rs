@@ -8,6 +8,10 @@
 //! that takes seconds; on the flusher thread it stalled every put and
 //! `sync()` for as long (11.4 s for 2,000 segments on the machine).
 //! Here the flusher only hands the ids over and goes on.
+//!
+//! The version floor the compaction came with is made durable (`floor.rs`)
+//! before the first of its segments goes: those segments may hold the only
+//! records of deleted keys.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -16,11 +20,16 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use super::format::SegmentId;
 use super::trace::{self, IoEvent};
+use crate::version::Version;
 
 #[derive(Debug, Default)]
 struct State {
     /// Segments still to remove (oldest first).
     doomed: BTreeSet<SegmentId>,
+    /// The version floor to keep before the next removal.
+    floor: Version,
+    /// The floor kept (durable) so far.
+    floor_kept: Version,
     /// The store is dropped: stop after the current removal.
     stop: bool,
     /// A removal is running.
@@ -69,9 +78,18 @@ impl Reaper {
         })
     }
 
-    /// Schedules `ids` for removal; never blocks on I/O.
-    pub(crate) fn remove(&self, ids: impl IntoIterator<Item = SegmentId>) {
+    /// The floor recovery found kept: no need to write it again.
+    pub(crate) fn floor_kept(&self, floor: Version) {
         let mut state = self.shared.lock();
+        state.floor_kept = state.floor_kept.max(floor);
+        state.floor = state.floor.max(floor);
+    }
+
+    /// Schedules `ids` for removal, after `floor` is kept; never blocks on
+    /// I/O.
+    pub(crate) fn remove(&self, ids: impl IntoIterator<Item = SegmentId>, floor: Version) {
+        let mut state = self.shared.lock();
+        state.floor = state.floor.max(floor);
         state.doomed.extend(ids);
         state.stalled = false;
         drop(state);
@@ -134,7 +152,7 @@ impl Drop for Reaper {
 
 fn run(shared: &Shared, dir: &std::path::Path) {
     loop {
-        let id = {
+        let (id, floor) = {
             let mut state = shared.lock();
             loop {
                 if state.stop {
@@ -146,20 +164,34 @@ fn run(shared: &Shared, dir: &std::path::Path) {
                 let paused = state.stalled;
                 if let Some(id) = (!paused).then(|| state.doomed.pop_first()).flatten() {
                     state.busy = true;
-                    break id;
+                    let floor = (state.floor > state.floor_kept).then_some(state.floor);
+                    break (id, floor);
                 }
                 state = shared.wake.wait(state).unwrap_or_else(|p| p.into_inner());
             }
         };
-        let result = remove_durably(dir, id);
+        let result = match floor {
+            Some(floor) => super::floor::write(dir, floor)
+                .map_err(|e| format!("keeping the version floor: {e}")),
+            None => Ok(()),
+        }
+        .and_then(|()| {
+            remove_durably(dir, id).map_err(|e| format!("removing {}: {e}", id.file_name()))
+        });
         let mut state = shared.lock();
         state.busy = false;
-        if let Err(e) = result {
-            let e = format!("removing {}: {e}", id.file_name());
-            tracing::warn!("{e}; removing no newer segment until the next compaction");
-            state.doomed.insert(id);
-            state.stalled = true;
-            state.error.get_or_insert(e);
+        match result {
+            Ok(()) => {
+                if let Some(floor) = floor {
+                    state.floor_kept = state.floor_kept.max(floor);
+                }
+            }
+            Err(e) => {
+                tracing::warn!("{e}; removing no newer segment until the next compaction");
+                state.doomed.insert(id);
+                state.stalled = true;
+                state.error.get_or_insert(e);
+            }
         }
         drop(state);
         // Both the drainer and this thread wait on `wake`.
@@ -201,7 +233,7 @@ mod tests {
         std::fs::remove_file(&one).unwrap();
         std::fs::create_dir(&one).unwrap();
         let reaper = Reaper::start(dir.path().to_path_buf()).unwrap();
-        reaper.remove([SegmentId(1), SegmentId(2), SegmentId(3)]);
+        reaper.remove([SegmentId(1), SegmentId(2), SegmentId(3)], Version(7));
         reaper.drain(std::time::Duration::from_secs(10));
         assert!(reaper.take_error().is_some_and(|e| e.contains("000001.wb")));
         assert!(
@@ -211,11 +243,12 @@ mod tests {
         assert!(SegmentId(3).path(dir.path()).exists());
         std::fs::remove_dir(&one).unwrap();
         std::fs::write(&one, b"old").unwrap();
-        reaper.remove([]);
+        reaper.remove([], Version(7));
         reaper.drain(std::time::Duration::from_secs(10));
         for id in 1..=3 {
             assert!(!SegmentId(id).path(dir.path()).exists(), "{id}");
         }
         assert!(reaper.take_error().is_none());
+        assert_eq!(super::super::floor::read(dir.path()).unwrap(), Version(7));
     }
 }

@@ -39,9 +39,12 @@ impl FileStore {
             .filter(|s| s.header.is_some())
             .map(|s| (s.id, s.record_bytes))
             .collect();
+        let version_floor = super::floor::read(&self.dir)?;
+        self.reaper.floor_kept(version_floor);
         Ok(RecoveryReport {
             records: report.records(),
             torn_tails: report.torn_tails(),
+            version_floor,
         })
     }
 

@@ -155,7 +155,7 @@ fn finishing_a_compaction_does_not_wait_for_the_removals() {
     let cutoff = Compaction::begin(&mut s).unwrap();
     s.submit(batch(201, b"compacted", false));
     assert_eq!(poll(&mut s), vec![201]);
-    Compaction::finish(&mut s, cutoff).unwrap();
+    Compaction::finish(&mut s, cutoff, crate::version::Version(300)).unwrap();
     // Returned with every old segment still there; writing goes on.
     let during = scan::list_segments(dir.path()).unwrap();
     assert!(before.iter().all(|id| during.contains(id)), "{during:?}");

@@ -54,6 +54,7 @@ impl PgStore {
         Ok(RecoveryReport {
             records,
             torn_tails: 0,
+            ..RecoveryReport::default()
         })
     }
 }

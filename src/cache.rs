@@ -98,9 +98,10 @@ impl WriteBehind {
     }
 
     /// Opens a cache over the PostgreSQL table `pg` names (cargo feature
-    /// `postgres`): connects, creates or checks the table, loads its rows
-    /// (live keys and tombstones, with their versions; at most
-    /// `pg.recover_rows_max`), then starts the flusher. The same as
+    /// `postgres`): connects, creates or checks the table, reads its rows
+    /// (at most `pg.recover_rows_max`, tombstones included): live keys
+    /// become resident with their versions, and every version raises the
+    /// version floor; then starts the flusher. The same as
     /// [`PgStore::open`](crate::PgStore::open) and [`WriteBehind::with_store`].
     ///
     /// ```no_run
@@ -180,7 +181,9 @@ impl WriteBehind {
     }
 
     /// Compacts the store now: rewrites from memory the current value of
-    /// every key the old storage still holds (tombstones included; the file
+    /// every resident key the old storage still holds (tombstones not yet
+    /// durable included; the records of deleted keys already freed are
+    /// dropped, and the store keeps the version floor; the file
     /// store either rewrites the whole live set, or, when its disk could not
     /// hold a second copy, goes segment by segment, rewriting only each
     /// segment's live keys), makes it durable, then lets the store drop what

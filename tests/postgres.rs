@@ -251,17 +251,19 @@ fn deletes_keep_their_order_and_versions_continue_after_reopen() {
     w.delete(b"a").unwrap();
     wb.sync().unwrap();
     assert_eq!(rows(&table)[&b"a".to_vec()], (2, None));
-    // Put, delete, put with no barrier between: the last one wins.
+    // Put, delete, put with no barrier between: the last one wins. (New
+    // keys start at the version floor, which a's freed tombstone raised.)
     w.put(b"b", b"1").unwrap();
     w.delete(b"b").unwrap();
-    w.put(b"b", b"3").unwrap();
+    let b = w.put(b"b", b"3").unwrap();
     // Put then delete: the delete wins.
     w.put(b"c", b"1").unwrap();
     w.delete(b"c").unwrap();
+    let c = w.last_version();
     wb.sync().unwrap();
     let r = rows(&table);
-    assert_eq!(r[&b"b".to_vec()], (3, Some(b"3".to_vec())));
-    assert_eq!(r[&b"c".to_vec()], (2, None));
+    assert_eq!(r[&b"b".to_vec()], (b.0 as i64, Some(b"3".to_vec())));
+    assert_eq!(r[&b"c".to_vec()], (c.0 as i64, None));
     drop(w);
     wb.close().unwrap();
 
@@ -280,6 +282,34 @@ fn deletes_keep_their_order_and_versions_continue_after_reopen() {
     let r = rows(&table);
     assert_eq!(r[&b"a".to_vec()], (a.0 as i64, Some(b"back".to_vec())));
     assert_eq!(r[&b"c".to_vec()], (c.0 as i64, Some(b"back".to_vec())));
+    drop(w);
+    wb.close().unwrap();
+}
+
+/// G12 at the database: a deleted key whose tombstone row is committed has
+/// its entry freed; a later put starts above the floor, so the version
+/// guard lets it through and the row takes the new value.
+#[test]
+fn a_put_after_a_freed_delete_passes_the_version_guard() {
+    let table = fresh("freed");
+    let wb = WriteBehind::open_postgres(pg_config(&table), config()).unwrap();
+    let mut w = wb.writer().unwrap();
+    for v in [&b"1"[..], b"2", b"3"] {
+        w.put(b"k", v).unwrap();
+    }
+    w.delete(b"k").unwrap();
+    let tombstone = w.last_version();
+    wb.sync().unwrap();
+    assert_eq!(rows(&table)[&b"k".to_vec()], (tombstone.0 as i64, None));
+    assert_eq!(wb.stats().keys_reclaimed, 1);
+    assert_eq!(wb.version(b"k"), None);
+    let again = w.put(b"k", b"back").unwrap();
+    assert!(again > tombstone, "{again:?} <= {tombstone:?}");
+    wb.sync().unwrap();
+    assert_eq!(
+        rows(&table)[&b"k".to_vec()],
+        (again.0 as i64, Some(b"back".to_vec()))
+    );
     drop(w);
     wb.close().unwrap();
 }

@@ -5,8 +5,11 @@
 //! Its writers each own a set of keys (so a writer knows every version it
 //! produces): puts carry values that encode key, version and a checksum;
 //! counters only ever receive adds whose delta is a function of key and
-//! version, so a counter's value at version v is known; deletes leave
-//! tombstones. A sync thread snapshots every key's acknowledged version,
+//! version, so a counter's value at version v is known (counters are never
+//! deleted, and are created before the first cycle, so their versions run
+//! from 1); deletes leave tombstones, whose keys' memory is freed once they
+//! are durable, so a put after a delete may jump to a higher version (the
+//! version floor). A sync thread snapshots every key's acknowledged version,
 //! calls `sync()`, and then records the snapshot durably in a side file. The
 //! parent kills the child with SIGKILL after a random delay (during writes,
 //! flushes, rotations, compactions), reopens the store and checks:
@@ -87,9 +90,26 @@ fn crc32c(bytes: &[u8]) -> u32 {
 }
 
 /// True if `value` is what a put of `key` at `version` wrote.
+/// The value records the version its writer expected (the key's previous
+/// version plus one); a put after a freed delete gets a higher one (the
+/// floor), so the recorded version may be below the actual one, never above.
 fn value_is_valid(key: &[u8], version: u64, value: &[u8]) -> bool {
-    value == make_value(key, version).as_slice()
+    let Some(nonce) = value
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+    else {
+        return false;
+    };
+    nonce <= version && value == make_value(key, nonce).as_slice()
 }
+
+/// Each key's newest record in the store: version and kind.
+type Newest = std::collections::HashMap<Vec<u8>, (u64, writebehind::Kind)>;
+
+/// `acked` entries: a version, with this bit when the key's last update was
+/// a delete.
+const DELETED: u64 = 1 << 63;
 
 /// The delta of the add that gives `key` its version `version`.
 fn delta(key: &[u8], version: u64) -> i64 {
@@ -104,6 +124,28 @@ fn delta(key: &[u8], version: u64) -> i64 {
 /// A counter's value at `version`: the sum of its deltas.
 fn counter_at(key: &[u8], version: u64) -> i64 {
     (1..=version).map(|v| delta(key, v)).sum()
+}
+
+/// Gives every counter of the universe its first add (version 1) if it has
+/// none: a counter's value is checked as the sum of its deltas from version
+/// 1, and a key first written after deletes were freed would start at the
+/// version floor instead.
+fn seed_counters(wb: &WriteBehind) -> Result<(), String> {
+    let mut w = wb.writer().map_err(|e| e.to_string())?;
+    for (key, counter) in universe() {
+        if counter && wb.version(&key).is_none() {
+            w.add(&key, delta(&key, 1)).map_err(|e| e.to_string())?;
+            if w.last_version().0 != 1 {
+                return Err(format!(
+                    "counter {} created at version {}",
+                    String::from_utf8_lossy(&key),
+                    w.last_version().0
+                ));
+            }
+        }
+    }
+    drop(w);
+    wb.sync().map_err(|e| e.to_string())
 }
 
 /// The child: writes until killed. Never returns normally.
@@ -132,9 +174,10 @@ fn start_writers(
     stop: Option<Arc<AtomicBool>>,
 ) -> (Arc<Vec<AtomicU64>>, WriterThreads) {
     let keys = universe();
+    // A key with no entry is absent or deleted: its next version may jump.
     let acked: Arc<Vec<AtomicU64>> = Arc::new(
         keys.iter()
-            .map(|(k, _)| AtomicU64::new(wb.version(k).map_or(0, |v| v.0)))
+            .map(|(k, _)| AtomicU64::new(wb.version(k).map_or(DELETED, |v| v.0)))
             .collect(),
     );
     let keys = Arc::new(keys);
@@ -154,7 +197,9 @@ fn start_writers(
                 while !stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
                     let i = t * per_writer + (rng.next_u64() % per_writer as u64) as usize;
                     let (key, counter) = &keys[i];
-                    let before = acked[i].load(Ordering::Relaxed);
+                    let state = acked[i].load(Ordering::Relaxed);
+                    let (before, was_deleted) = (state & !DELETED, state & DELETED != 0);
+                    let mut deleted = false;
                     let after = if *counter {
                         let v = w
                             .add(key, delta(key, before + 1))
@@ -167,16 +212,26 @@ fn start_writers(
                         }
                         w.last_version().0
                     } else if rng.next_u64().is_multiple_of(8) {
-                        before + u64::from(w.delete(key).map_err(|e| e.to_string())?)
+                        deleted = w.delete(key).map_err(|e| e.to_string())?;
+                        if deleted {
+                            w.last_version().0
+                        } else {
+                            before
+                        }
                     } else {
                         w.put(key, &make_value(key, before + 1))
                             .map_err(|e| e.to_string())?
                             .0
                     };
-                    if after != before && after != before + 1 {
-                        return Err("versions must step by one".into());
+                    let jumped = was_deleted && after > before;
+                    if after != before && after != before + 1 && !jumped {
+                        return Err("versions must step by one while a key has a value".into());
                     }
-                    acked[i].store(after, Ordering::Release);
+                    let still_deleted = deleted || (was_deleted && after == before);
+                    acked[i].store(
+                        after | if still_deleted { DELETED } else { 0 },
+                        Ordering::Release,
+                    );
                     ops += 1;
                 }
                 Ok(ops)
@@ -205,6 +260,7 @@ pub struct SoakReport {
 pub fn soak(seconds: f64, dir: Option<PathBuf>, seed: u64) -> Result<SoakReport, String> {
     let (dir, _temp) = dir_or_temp(dir)?;
     let wb = Arc::new(open(&dir, config()).map_err(|e| e.to_string())?);
+    seed_counters(&wb)?;
     let stop = Arc::new(AtomicBool::new(false));
     let (acked, writers) = start_writers(&wb, seed, Some(Arc::clone(&stop)));
     let keys = universe();
@@ -284,14 +340,20 @@ fn check_reopened(
 ) -> Result<Vec<String>, String> {
     let wb = open(dir, config()).map_err(|e| format!("reopen: {e}"))?;
     let mut max = 0;
-    let mut violations = check(&wb, keys, Some(final_versions), &mut max);
+    let mut violations = check(&wb, keys, Some(final_versions), None, &mut max);
     for (i, (key, _)) in keys.iter().enumerate() {
         let v = wb.version(key).map_or(0, |v| v.0);
-        if v != final_versions[i] {
+        // A deleted key takes no entry after the reopen (G12).
+        let (last, deleted) = (
+            final_versions[i] & !DELETED,
+            final_versions[i] & DELETED != 0,
+        );
+        let expected = if deleted { 0 } else { last };
+        if v != expected {
             violations.push(format!(
-                "{}: version {v} after reopen, {} acknowledged",
+                "{}: version {v} after reopen, {last} acknowledged{}",
                 String::from_utf8_lossy(key),
-                final_versions[i]
+                if deleted { " (a delete)" } else { "" }
             ));
         }
     }
@@ -365,6 +427,11 @@ pub fn run(
         max_version_seen: 0,
         seconds: 0.0,
     };
+    {
+        let wb = open(&dir, config()).map_err(|e| format!("seeding the counters: {e}"))?;
+        seed_counters(&wb)?;
+        wb.close().map_err(|e| e.to_string())?;
+    }
     let mut last_synced: Option<Vec<u64>> = None;
     for cycle in 0..cycles {
         let child_seed = seed ^ cycle.wrapping_mul(0x9E37_79B9);
@@ -420,9 +487,24 @@ fn check_recovered(
     cycle: u64,
     report: &mut CrashReport,
 ) -> Result<(), String> {
+    // The store's own newest record of each key, read as recovery will
+    // (a scan that fails shows as a failed reopen just below).
+    let mut stored = Newest::new();
+    let _ = writebehind::inspect::scan_dir(dir, &mut |_, r| {
+        let e = stored.entry(r.key.to_vec()).or_insert((0, r.kind));
+        if r.version.0 > e.0 {
+            *e = (r.version.0, r.kind);
+        }
+    });
     let wb = open(dir, config()).map_err(|e| format!("cycle {cycle}: reopen failed: {e}"))?;
     report.torn_tails += wb.stats().torn_tails;
-    for msg in check(&wb, keys, synced, &mut report.max_version_seen) {
+    for msg in check(
+        &wb,
+        keys,
+        synced,
+        Some(&stored),
+        &mut report.max_version_seen,
+    ) {
         report.violations += 1;
         if report.first_violations.len() < 10 {
             report
@@ -441,6 +523,7 @@ fn check(
     wb: &WriteBehind,
     keys: &[(Vec<u8>, bool)],
     synced: Option<&[u64]>,
+    stored: Option<&Newest>,
     max_version: &mut u64,
 ) -> Vec<String> {
     let mut out = Vec::new();
@@ -448,8 +531,20 @@ fn check(
         let version = wb.version(key).map_or(0, |v| v.0);
         let value = wb.get(key);
         let name = String::from_utf8_lossy(key).into_owned();
-        if let Some(s) = synced.and_then(|s| s.get(i)) {
-            if version < *s {
+        if let Some(&s) = synced.and_then(|s| s.get(i)) {
+            let (s, s_deleted) = (s & !DELETED, s & DELETED != 0);
+            // No entry: the key was deleted, then or since (a durable
+            // tombstone frees the entry). The store's newest record says
+            // which: a delete at or above the synced version, or nothing at
+            // all (compaction drops every record of a freed key). Counters
+            // are never deleted.
+            let deleted_since = match stored.map(|m| m.get(key)) {
+                Some(Some(&(v, kind))) => kind == writebehind::Kind::Delete && v >= s,
+                Some(None) => !*counter,
+                None => false,
+            };
+            let absent_ok = version == 0 && (s_deleted || deleted_since);
+            if version < s && !absent_ok {
                 out.push(format!("{name}: recovered version {version} < synced {s}"));
             }
         }
@@ -493,17 +588,17 @@ mod tests {
         w.put(&keys[0].0, &make_value(&keys[0].0, 1)).expect("put");
         let mut max = 0;
         assert!(
-            check(&wb, &keys, Some(&[1, 0, 0]), &mut max).is_empty(),
+            check(&wb, &keys, Some(&[1, 0, 0]), None, &mut max).is_empty(),
             "a clean state passes"
         );
         assert_eq!(
-            check(&wb, &keys, Some(&[2, 0, 0]), &mut max).len(),
+            check(&wb, &keys, Some(&[2, 0, 0]), None, &mut max).len(),
             1,
             "behind the last sync"
         );
         w.put(&keys[1].0, &make_value(&keys[1].0, 5)).expect("put"); // wrong version inside
         w.add(&keys[2].0, delta(&keys[2].0, 1) + 1).expect("add"); // wrong delta
-        let found = check(&wb, &keys, None, &mut max);
+        let found = check(&wb, &keys, None, None, &mut max);
         assert_eq!(found.len(), 2, "{found:?}");
         drop(w);
         wb.close().expect("close");
@@ -513,7 +608,15 @@ mod tests {
     fn values_and_counters_validate() {
         let k = b"w0-k00001";
         assert!(value_is_valid(k, 7, &make_value(k, 7)));
-        assert!(!value_is_valid(k, 8, &make_value(k, 7)));
+        assert!(
+            !value_is_valid(k, 6, &make_value(k, 7)),
+            "a value from the future"
+        );
+        // A put after a freed delete lands above the version it expected.
+        assert!(value_is_valid(k, 8, &make_value(k, 7)));
+        let mut torn = make_value(k, 7);
+        torn[9] ^= 1;
+        assert!(!value_is_valid(k, 7, &torn));
         assert!(!value_is_valid(b"w0-k00002", 7, &make_value(k, 7)));
         assert_eq!(counter_at(k, 3), delta(k, 1) + delta(k, 2) + delta(k, 3));
     }

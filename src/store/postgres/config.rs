@@ -33,7 +33,7 @@ pub struct PgConfig {
     /// The table: `name` or `schema.name`, each part a lowercase SQL
     /// identifier (`[a-z_][a-z0-9_]*`, at most 63 bytes).
     pub table: String,
-    /// Most rows (live and tombstones) recovery loads into the index; a table
+    /// Most rows (live and tombstones) recovery reads; a table
     /// with more is refused with [`Error::TooManyRows`] before anything is
     /// loaded.
     pub recover_rows_max: u64,

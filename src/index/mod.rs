@@ -293,7 +293,14 @@ impl Index {
         }
         let removed = shard.remove(slot, h.tag());
         drop(shard);
-        assert!(removed, "a live entry is in its shard's table");
+        if !removed {
+            // A live entry is always in its shard's table; if that ever
+            // failed, keep the slot out of use (a leak of one entry) rather
+            // than hand out an entry a stale table word still names.
+            debug_assert!(removed, "a live entry is in its shard's table");
+            tracing::error!("index: freed slot {} had no table word; not reused", slot.0);
+            return true;
+        }
         self.arena.release(slot);
         self.live.fetch_sub(1, Ordering::Relaxed);
         true

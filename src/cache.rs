@@ -31,14 +31,30 @@ pub struct WriteBehind {
 }
 
 impl WriteBehind {
-    /// Opens a cache over `store`: validates `config`, loads the store's
-    /// records into the index (each key's versions continue from the highest
-    /// recovered one) and starts the flusher.
+    /// Opens a cache over `store`: validates `config`, recovers, and
+    /// starts the flusher. A store that reads single keys
+    /// ([`Store::reader`]) has nothing loaded: keys are read through on
+    /// their first `get`, and recovery only raises the version floor over
+    /// every stored version. A store that cannot has every live record
+    /// loaded into the index. Either way each key's versions continue
+    /// above the highest stored one.
     pub fn with_store<S: Store>(mut store: S, config: Config) -> Result<Self, Error> {
         config.validate()?;
+        let reader = store.reader();
         let index = Index::new(config.keys_max)?;
-        let report = recover_into(&mut store, &index, &config)?;
-        let shared = Arc::new(Shared::new(config, index, store.info(), report.torn_tails));
+        // Over a store that reads keys back, entries may be evicted.
+        let index = match &reader {
+            Some(_) => index.evictable(config.memory_bytes),
+            None => index,
+        };
+        let report = recover_into(&mut store, &index, &config, reader.is_none())?;
+        let shared = Arc::new(Shared::new(
+            config,
+            index,
+            store.info(),
+            reader,
+            report.torn_tails,
+        ));
         let flusher = Flusher::new(Arc::clone(&shared), store);
         let guard = StopGuard(Arc::clone(&shared));
         let handle = thread::spawn_named("wb-flusher", move || flusher.run_guarded(guard))?;
@@ -61,7 +77,7 @@ impl WriteBehind {
     /// drop(w);
     /// wb.close()?;
     /// let wb = writebehind::WriteBehind::open(&dir, writebehind::Config::default())?;
-    /// assert_eq!(wb.get(b"k").as_deref(), Some(&b"v"[..]));
+    /// assert_eq!(wb.get(b"k")?.as_deref(), Some(&b"v"[..]));
     /// # drop(wb); std::fs::remove_dir_all(&dir).ok();
     /// # Ok::<(), writebehind::Error>(())
     /// ```
@@ -139,24 +155,48 @@ impl WriteBehind {
         })
     }
 
-    /// The value of `key`, or `None` if it has none (never written or
-    /// deleted). Never blocks on I/O.
-    pub fn get(&self, key: &[u8]) -> Option<Value> {
-        let mut value = Value::empty();
-        let snap = self.shared.index.read(key, &mut value)?;
-        value.set_version(snap.version);
-        (snap.kind == Kind::Put).then_some(value)
+    /// The value of `key`, or `None` if it has none (never written, or
+    /// deleted). Reads through (G11): a key not in memory is loaded from
+    /// the store, which waits for its I/O, and made resident; concurrent
+    /// misses of one key share one load. Sees every update that returned
+    /// before it started (G3). For a read that never waits, see
+    /// [`get_resident`](Self::get_resident).
+    ///
+    /// # Errors
+    /// [`Error::Store`] if the store could not be read (the key stays not
+    /// resident; try again).
+    pub fn get(&self, key: &[u8]) -> Result<Option<Value>, Error> {
+        match &self.shared.reader {
+            Some(reader) => crate::read_through::get(&self.shared, &**reader, key),
+            None => Ok(self.get_resident(key)),
+        }
     }
 
-    /// The version of `key`'s latest update (a delete included, until the
-    /// flusher frees the deleted key's memory), or `None` if the key has no
-    /// entry in memory.
-    pub fn version(&self, key: &[u8]) -> Option<Version> {
-        self.shared
+    /// The value of `key` if it is in memory: never waits for I/O.
+    /// `None` if the key has no live value in memory (it may have one in
+    /// the store: see [`get`](Self::get)).
+    pub fn get_resident(&self, key: &[u8]) -> Option<Value> {
+        crate::read_through::read_resident(&self.shared, key).flatten()
+    }
+
+    /// The version of `key`'s live value, read through like
+    /// [`get`](Self::get); `None` if it has none. While a deleted key's
+    /// tombstone is in memory (until the flusher frees it), the
+    /// tombstone's version.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub fn version(&self, key: &[u8]) -> Result<Option<Version>, Error> {
+        let resident = self
+            .shared
             .index
             .read(key, &mut Discard)
             .map(|snap| snap.version)
-            .filter(|v| v.0 > 0)
+            .filter(|v| v.0 > 0);
+        if resident.is_some() {
+            return Ok(resident);
+        }
+        Ok(self.get(key)?.map(|v| v.version()))
     }
 
     /// Blocks until every update acknowledged before this call (on any
@@ -314,6 +354,10 @@ impl WriteBehind {
             torn_tails: shared.torn_tails,
             compactions: c.compactions,
             keys_reclaimed: c.keys_reclaimed,
+            evictions: c.evictions,
+            resident_bytes: c.resident_bytes,
+            read_misses: shared.loads.misses.load(Ordering::Relaxed),
+            loads: shared.loads.loads.load(Ordering::Relaxed),
             live_bytes: c.live_bytes,
             stored_bytes: c.stored_bytes,
             segments: c.segments,
@@ -437,6 +481,7 @@ fn recover_into<S: Store>(
     store: &mut S,
     index: &Index,
     config: &Config,
+    load_all: bool,
 ) -> Result<crate::store::RecoveryReport, Error> {
     let mut failure = None;
     let mut floor = Version(0);
@@ -454,6 +499,9 @@ fn recover_into<S: Store>(
             return;
         }
         floor = floor.max(r.version);
+        if !load_all {
+            return;
+        }
         if let Err(e) = recover_record(index, &mut deleted, r) {
             failure = Some(e);
         }

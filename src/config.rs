@@ -78,6 +78,19 @@ pub struct Config {
     /// resident, not this bound: about 170 to 200 bytes per key of up to 20
     /// bytes with a value of up to 64 (longer ones add their heap copy).
     pub keys_max: usize,
+    /// The memory budget, in bytes, of the keys in memory: entries (an
+    /// estimated `RESIDENT_KEY_BYTES`, 160, per key: the entry, its table
+    /// word, the flusher's state of it) plus keys and values too long to
+    /// sit inline. Over a store that reads single keys (the file store,
+    /// PostgreSQL, `MemStore`), the flusher evicts clean entries (durable,
+    /// not changed since) to keep under it, least recently used first
+    /// (CLOCK), and a key not in memory is read through; when what is in
+    /// memory is dirty, a new key is refused with [`Error::MemoryFull`]
+    /// (under `Backpressure::Block` after waiting once for a sync). Over
+    /// a store that cannot read single keys nothing is evicted and the
+    /// budget is not enforced. Default 1 GiB; at least 1 MiB, and enough
+    /// for `dirty_keys_max` entries.
+    pub memory_bytes: u64,
     /// Keys that may be dirty (changed, not yet in a submitted batch) at once.
     /// When reached, the flusher stops draining rings until a batch frees
     /// room, and writers see backpressure.
@@ -136,6 +149,7 @@ impl Default for Config {
             key_bytes_max: 1024,
             value_bytes_max: 64 * 1024,
             keys_max: 1 << 20,
+            memory_bytes: 1 << 30,
             dirty_keys_max: 1 << 18,
             batch_bytes_max: 4 << 20,
             batch_ops_max: 1 << 16,
@@ -192,6 +206,7 @@ setters! {
         key_bytes_max: usize,
         value_bytes_max: usize,
         keys_max: usize,
+        memory_bytes: u64,
         dirty_keys_max: usize,
         batch_bytes_max: usize,
         batch_ops_max: usize,
@@ -273,6 +288,15 @@ impl Config {
             return bad(format!(
                 "dirty_keys_max = {} must be in 1..=keys_max ({})",
                 self.dirty_keys_max, self.keys_max
+            ));
+        }
+        let dirty_bytes = self.dirty_keys_max as u64 * crate::index::RESIDENT_KEY_BYTES;
+        if self.memory_bytes < (1 << 20) || self.memory_bytes < dirty_bytes {
+            return bad(format!(
+                "memory_bytes = {} must be at least 1 MiB and hold dirty_keys_max ({}) entries of {} bytes ({dirty_bytes}): raise memory_bytes or lower dirty_keys_max",
+                self.memory_bytes,
+                self.dirty_keys_max,
+                crate::index::RESIDENT_KEY_BYTES
             ));
         }
         Ok(())

@@ -69,6 +69,10 @@ counts! {
     compactions,
     /// Entries of deleted keys freed once their tombstones were durable.
     keys_reclaimed,
+    /// Clean entries evicted to keep within the memory budget.
+    evictions,
+    /// Gauge: the memory budget's estimate of the resident keys' bytes.
+    resident_bytes,
     /// Gauge: bytes the newest record of every key takes.
     live_bytes,
     /// Gauge: bytes of records in the store (stores that compact).

@@ -33,6 +33,10 @@ pub enum StoreErrorKind {
     Connection,
     /// The database cancelled the statement (a statement timeout): retried.
     Timeout,
+    /// Reading a key for a cache miss failed (I/O, or a record that is
+    /// not what the store's index says). Returned to the reader; nothing
+    /// is retried or changed.
+    Read,
     /// Anything else: retried.
     Other,
 }
@@ -97,6 +101,21 @@ pub enum Error {
     IndexFull {
         /// The configured bound.
         max: usize,
+    },
+    /// A new key would take memory beyond `Config::memory_bytes`, and
+    /// nothing can be evicted: what is in memory is dirty (not yet
+    /// durable), or the flusher has not caught up. Nothing was applied.
+    /// Under `Backpressure::Block` a writer first waits once for what it
+    /// acknowledged so far to become durable (bounded by `close_timeout`),
+    /// which lets the flusher evict; under `Fail` it is refused at once.
+    /// Raise `memory_bytes`, or lower `dirty_keys_max` so that less of the
+    /// budget can be dirty at once.
+    #[error(
+        "memory is full: {budget_bytes} bytes (memory_bytes) of entries that are not yet durable"
+    )]
+    MemoryFull {
+        /// The configured budget.
+        budget_bytes: u64,
     },
     /// The writer's ring is full and the policy is `Backpressure::Fail`.
     /// Nothing was applied.

@@ -57,6 +57,9 @@ pub enum Bug {
     /// A writer writes into the entry it looked up without checking that
     /// the flusher has not freed it meanwhile.
     WriteIgnoresFree,
+    /// A load installs what it read from the store without checking that
+    /// no entry of its key's bucket was freed while it read.
+    InstallIgnoresFrees,
 }
 
 /// True if a loom model switched `bug` on (always false outside loom).

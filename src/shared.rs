@@ -20,6 +20,9 @@ pub(crate) struct Change {
     pub version: Version,
 }
 
+/// Most notes of loaded entries waiting for the flusher.
+pub(crate) const LOADED_MAX: usize = 1 << 16;
+
 /// Lane states.
 pub(crate) const LANE_FREE: u8 = 0;
 pub(crate) const LANE_ACTIVE: u8 = 1;
@@ -97,13 +100,28 @@ pub(crate) struct Shared {
     pub counters: PublishedCounts,
     pub last_error: Mutex<Option<StoreError>>,
     pub backend: &'static str,
+    /// The store's reader of single keys (read-through), if it has one.
+    /// Without one every key is resident and nothing is evicted.
+    pub reader: Option<Arc<dyn crate::store::StoreReader>>,
+    /// Loads in progress, and their counts.
+    pub loads: crate::read_through::Loads,
+    /// Entries loads made resident, for the flusher's per-key state (a
+    /// loaded entry is clean: evictable). Bounded by `LOADED_MAX`.
+    pub loaded: Mutex<Vec<(Slot, Version, usize)>>,
+    pub loaded_room: Condvar,
     /// The most batches the flusher keeps in flight on this store.
     pub in_flight_max: usize,
     pub torn_tails: u64,
 }
 
 impl Shared {
-    pub(crate) fn new(config: Config, index: Index, store: StoreInfo, torn_tails: u64) -> Self {
+    pub(crate) fn new(
+        config: Config,
+        index: Index,
+        store: StoreInfo,
+        reader: Option<Arc<dyn crate::store::StoreReader>>,
+        torn_tails: u64,
+    ) -> Self {
         let in_flight_max = in_flight_bound(store, config.batches_in_flight_max);
         let lanes = (0..config.writers_max)
             .map(|_| Lane {
@@ -132,9 +150,34 @@ impl Shared {
             counters: PublishedCounts::new(),
             last_error: Mutex::new(None),
             backend: store.backend,
+            reader,
+            loads: Default::default(),
+            loaded: Mutex::new(Vec::new()),
+            loaded_room: Condvar::new(),
             in_flight_max,
             torn_tails,
         }
+    }
+
+    /// Tells the flusher that a load made `slot` resident at `version`
+    /// (clean), from a record of `len` bytes. Waits while `LOADED_MAX` such notes are unread (a reader
+    /// that loaded from the store waits a little more, rather than the
+    /// queue growing without bound).
+    pub(crate) fn note_loaded(&self, slot: Slot, version: Version, len: usize) {
+        let mut loaded = primitives::lock(&self.loaded);
+        while loaded.len() >= LOADED_MAX {
+            // Acquire: pairs with the flusher's Release store on exit.
+            if self.flusher_stopped.load(Ordering::Acquire) {
+                return; // nothing will evict it any more
+            }
+            self.wake_flusher();
+            loaded = primitives::wait_timeout(
+                &self.loaded_room,
+                loaded,
+                std::time::Duration::from_millis(10),
+            );
+        }
+        loaded.push((slot, version, len));
     }
 
     /// Wakes the flusher (or makes its next wait return at once).

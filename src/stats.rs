@@ -68,6 +68,17 @@ pub struct Stats {
     /// Deleted keys whose memory was freed once their tombstones were
     /// durable.
     pub keys_reclaimed: u64,
+    /// Clean entries evicted to keep within `Config::memory_bytes` (G10).
+    pub evictions: u64,
+    /// The resident keys' bytes as the memory budget counts them (see
+    /// `Config::memory_bytes`).
+    pub resident_bytes: u64,
+    /// Reads ([`get`](crate::WriteBehind::get)) of keys not in memory.
+    pub read_misses: u64,
+    /// Keys read from the store: one per miss, except misses that waited
+    /// for another thread's load of the same key; and counters loaded by
+    /// an `add`.
+    pub loads: u64,
     /// Bytes the newest record of every key takes (what a compacted store
     /// holds).
     pub live_bytes: u64,

@@ -8,11 +8,15 @@ use std::time::Duration;
 
 use crate::config::Backpressure;
 use crate::error::Error;
-use crate::index::{Update, Written};
+use crate::index::{Update, Upserted, Written};
 use crate::primitives::{self, Arc, Backoff, Ordering};
 use crate::ring::{Producer, Ring};
 use crate::shared::{Change, Shared, LANE_RETIRED};
 use crate::version::Version;
+
+/// Loads of a counter not in memory one `add` tries before it gives up (each
+/// retry needs the loaded entry evicted again before the add reached it).
+const LOADS_MAX: usize = 8;
 
 /// A handle for updates, made by [`WriteBehind::writer`](crate::WriteBehind::writer).
 ///
@@ -26,7 +30,7 @@ use crate::version::Version;
 /// let mut w = wb.writer()?;
 /// w.put(b"player:7", b"score=10")?;
 /// assert_eq!(w.add(b"hits", 2)?, 2);
-/// assert_eq!(wb.get(b"player:7").as_deref(), Some(&b"score=10"[..]));
+/// assert_eq!(wb.get(b"player:7")?.as_deref(), Some(&b"score=10"[..]));
 /// wb.close()?;
 /// # Ok::<(), writebehind::Error>(())
 /// ```
@@ -75,7 +79,12 @@ impl Writer {
         self.update(key, Update::Put(value)).map(|w| w.version)
     }
 
-    /// Deletes `key`. Returns false (and changes nothing) if it had no value.
+    /// Deletes `key`. Returns false (and changes nothing) if it has no
+    /// value. A key not in memory is deleted without reading the store: if
+    /// the store can tell it holds no value without I/O (the file store,
+    /// `MemStore`), nothing changes; else (PostgreSQL) a tombstone is
+    /// written and this returns true, whether or not the store held a
+    /// value.
     pub fn delete(&mut self, key: &[u8]) -> Result<bool, Error> {
         self.check_key(key)?;
         self.update(key, Update::Delete).map(|w| w.changed)
@@ -83,7 +92,10 @@ impl Writer {
 
     /// Adds `delta` to the counter at `key` (8 bytes, little-endian `i64`; a
     /// missing key counts as 0) and returns the new value. A key holding
-    /// anything else is refused with [`Error::NotACounter`].
+    /// anything else is refused with [`Error::NotACounter`]. A counter not in
+    /// memory is read from the store first (like
+    /// [`WriteBehind::get`](crate::WriteBehind::get)), so this `add` waits for
+    /// that I/O; `put` and `delete` never do.
     pub fn add(&mut self, key: &[u8], delta: i64) -> Result<i64, Error> {
         self.check_key(key)?;
         self.update(key, Update::Add(delta)).map(|w| w.counter)
@@ -169,30 +181,56 @@ impl Writer {
         // saw it), so this repeats only if the key's entry is freed again
         // in between, which takes a durable tombstone each time.
         let mut waited = false;
+        let mut loads = 0;
         let (slot, written) = loop {
-            let found = match update {
-                Update::Delete => match self.shared.index.find(key) {
-                    Some(found) => found,
-                    None => {
-                        return Ok(Written {
-                            version: Version(0),
-                            counter: 0,
-                            changed: false,
-                        });
-                    }
+            let shared = Arc::clone(&self.shared);
+            let index = &shared.index;
+            let update = match (index.find(key), update) {
+                (Some(found), update) => match found.entry.write(found.ident, update)? {
+                    Some(written) => break (found.slot, written),
+                    None => continue, // freed meanwhile: look again
                 },
-                _ => match self.shared.index.get_or_insert(key) {
-                    Ok(found) => found,
-                    Err(Error::IndexFull { .. }) if !waited && self.may_wait() => {
-                        self.wait_for_reclaim()?;
-                        waited = true;
+                // No entry, and the store cannot hold the key (there is no
+                // reader behind, or the reader knows it holds none).
+                (None, Update::Delete)
+                    if shared
+                        .reader
+                        .as_ref()
+                        .is_none_or(|r| r.holds(key) == Some(false)) =>
+                {
+                    return Ok(Written {
+                        version: Version(0),
+                        counter: 0,
+                        changed: false,
+                    });
+                }
+                // A counter not in memory is loaded first (the delta
+                // applies to the stored value), then looked up again.
+                (None, Update::Add(_)) if shared.reader.is_some() => {
+                    if loads == LOADS_MAX {
+                        return Err(Error::Store(crate::error::StoreError::new(
+                            crate::error::StoreErrorKind::Read,
+                            "the counter was evicted again after each of its loads; try again",
+                        )));
+                    }
+                    loads += 1;
+                    if crate::read_through::make_resident(&shared, key)? {
                         continue;
                     }
-                    Err(e) => return Err(e),
-                },
+                    update
+                }
+                // A delete of a key not in memory writes a tombstone
+                // whatever memory holds: the store may have a value.
+                (None, Update::Delete) => Update::DeleteStored,
+                (None, update) => update,
             };
-            if let Some(written) = found.entry.write(found.ident, update)? {
-                break (found.slot, written);
+            match self.upsert(index, key, update, &mut waited)? {
+                Upserted::Made(found, written) => break (found.slot, written),
+                Upserted::Found(found) => {
+                    if let Some(written) = found.entry.write(found.ident, update)? {
+                        break (found.slot, written);
+                    }
+                }
             }
         };
         if !written.changed {
@@ -212,6 +250,30 @@ impl Writer {
             self.shared.wake_flusher_if_sleeping();
         }
         Ok(written)
+    }
+
+    /// [`Index::upsert`](crate::index::Index::upsert); if memory is full,
+    /// under `Block` one wait for room (`waited` says it happened) and a
+    /// retry.
+    fn upsert<'a>(
+        &mut self,
+        index: &'a crate::index::Index,
+        key: &[u8],
+        update: Update<'_>,
+        waited: &mut bool,
+    ) -> Result<Upserted<'a>, Error> {
+        loop {
+            match index.upsert(key, update) {
+                Ok(upserted) => return Ok(upserted),
+                Err(Error::IndexFull { .. } | Error::MemoryFull { .. })
+                    if !*waited && self.may_wait() =>
+                {
+                    self.wait_for_reclaim()?;
+                    *waited = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn may_wait(&self) -> bool {

@@ -86,11 +86,11 @@ fn g2_store_ends_equal_to_cache_and_never_goes_backwards() {
     let state = store_state(&data);
     for i in 0..17 {
         let k = key(i);
-        let cached = wb.get(&k).unwrap();
+        let cached = wb.get(&k).expect("read").unwrap();
         let (version, value) = &state[&k];
         assert_eq!(*version, cached.version(), "store version of {i}");
         assert_eq!(value.as_deref(), Some(&cached[..]), "store value of {i}");
-        assert_eq!(wb.version(&k), Some(*version));
+        assert_eq!(wb.version(&k).expect("read"), Some(*version));
     }
     assert_no_regressions(&data);
     let wb = Arc::into_inner(wb).unwrap();
@@ -107,7 +107,10 @@ fn g3_read_your_writes_across_threads() {
         let wb = Arc::clone(&wb);
         thread::spawn(move || {
             for (k, v) in rx {
-                let got = wb.get(&key(k)).expect("a put that returned is visible");
+                let got = wb
+                    .get(&key(k))
+                    .expect("read")
+                    .expect("a put that returned is visible");
                 let got = u64::from_le_bytes(got[..8].try_into().unwrap());
                 assert!(got >= v, "key {k}: read {got} after put of {v} returned");
             }
@@ -190,10 +193,10 @@ fn g6_fail_policy_refuses_with_nothing_applied() {
         "accepted {accepted} updates past the bounds"
     );
     assert!(
-        wb.get(&key(refused)).is_none(),
+        wb.get(&key(refused)).expect("read").is_none(),
         "a refused put must not be applied"
     );
-    assert_eq!(wb.version(&key(refused)), None);
+    assert_eq!(wb.version(&key(refused)).expect("read"), None);
     let stats = wb.stats();
     assert!(stats.ring_full_events >= 1);
     assert!(stats.dirty_keys <= 32);
@@ -362,7 +365,7 @@ fn g8_failed_batches_are_retried_and_nothing_is_lost() {
         );
     }
     for i in 0..800u64 {
-        let cached = wb.get(&key(i)).unwrap();
+        let cached = wb.get(&key(i)).expect("read").unwrap();
         assert_eq!(state[&key(i)].1.as_deref(), Some(&cached[..]));
     }
     assert_no_regressions(&data);
@@ -422,14 +425,14 @@ fn g9_bad_input_is_refused_up_front() {
         Err(Error::NotACounter { len: 5 })
     ));
     assert_eq!(
-        wb.get(b"text").unwrap().version(),
+        wb.get(b"text").expect("read").unwrap().version(),
         Version(1),
         "refused add changed nothing"
     );
     let _w2 = wb.writer().unwrap();
     assert!(matches!(wb.writer(), Err(Error::TooManyWriters { max: 2 })));
     assert_eq!(wb.stats().acked_ops, 1);
-    assert!(wb.get(&[1; 17]).is_none());
+    assert!(wb.get(&[1; 17]).expect("read").is_none());
     assert_eq!(wb.stats().keys, 1);
     // Invalid configs are refused before anything starts.
     let bad = Config::default().ring_capacity(1000);
@@ -458,9 +461,9 @@ fn g9_index_full_is_a_typed_error() {
         w.put(&key(10), b"v"),
         Err(Error::IndexFull { max: 10 })
     ));
-    assert!(wb.get(&key(10)).is_none());
+    assert!(wb.get(&key(10)).expect("read").is_none());
     w.put(&key(3), b"again").unwrap();
-    assert_eq!(&wb.get(&key(3)).unwrap()[..], b"again");
+    assert_eq!(&wb.get(&key(3)).expect("read").unwrap()[..], b"again");
 }
 
 /// Deletes: a deleted key reads as absent, its tombstone reaches the store,
@@ -477,8 +480,8 @@ fn deletes_are_versioned_tombstones() {
     );
     w.put(b"k", b"v1").unwrap();
     assert!(w.delete(b"k").unwrap());
-    assert!(wb.get(b"k").is_none());
-    assert_eq!(wb.version(b"k"), Some(Version(2)));
+    assert!(wb.get(b"k").expect("read").is_none());
+    assert_eq!(wb.version(b"k").expect("read"), Some(Version(2)));
     wb.sync().unwrap();
     assert_eq!(store_state(&data)[&b"k"[..]], (Version(2), None));
     assert_eq!(w.put(b"k", b"v3").unwrap(), Version(3));
@@ -504,9 +507,15 @@ fn reopen_recovers_and_versions_continue() {
 
     let wb =
         WriteBehind::with_store(MemStore::with_data(Arc::clone(&data)), small_config()).unwrap();
-    assert_eq!(wb.get(&key(1)).unwrap().as_counter(), Some(3));
-    assert_eq!(wb.get(&key(1)).unwrap().version(), Version(3));
-    assert!(wb.get(&key(7)).is_none());
+    assert_eq!(
+        wb.get(&key(1)).expect("read").unwrap().as_counter(),
+        Some(3)
+    );
+    assert_eq!(
+        wb.get(&key(1)).expect("read").unwrap().version(),
+        Version(3)
+    );
+    assert!(wb.get(&key(7)).expect("read").is_none());
     let mut w = wb.writer().unwrap();
     assert_eq!(w.add(&key(1), 1).unwrap(), 4);
     assert_eq!(w.last_version(), Version(4));
@@ -552,7 +561,7 @@ fn values_of_all_sizes_round_trip() {
     for (i, &n) in sizes.iter().enumerate() {
         let v: Vec<u8> = (0..n).map(|j| (j * 31 + i) as u8).collect();
         w.put(&key(i as u64), &v).unwrap();
-        assert_eq!(&wb.get(&key(i as u64)).unwrap()[..], &v[..]);
+        assert_eq!(&wb.get(&key(i as u64)).expect("read").unwrap()[..], &v[..]);
     }
     wb.sync().unwrap();
     let state = store_state(&data);
@@ -602,6 +611,9 @@ fn g6_the_store_can_lower_the_in_flight_bound() {
         }
         fn compaction(&mut self) -> Option<&mut dyn Compaction> {
             self.inner.compaction()
+        }
+        fn reader(&mut self) -> Option<std::sync::Arc<dyn writebehind::StoreReader>> {
+            self.inner.reader()
         }
         fn close(&mut self) -> Result<(), writebehind::StoreError> {
             self.inner.close()
@@ -693,6 +705,9 @@ fn g4_the_batch_that_fills_the_window_asks_for_an_fdatasync() {
             self.held.len() + self.done.len()
         }
         fn compaction(&mut self) -> Option<&mut dyn Compaction> {
+            None
+        }
+        fn reader(&mut self) -> Option<std::sync::Arc<dyn writebehind::StoreReader>> {
             None
         }
         fn close(&mut self) -> Result<(), writebehind::StoreError> {

@@ -98,6 +98,7 @@ fn a_full_filesystem_is_reported_bounded_and_recovered_from() {
     for (key, version) in &acked {
         let v = wb
             .get(key.as_bytes())
+            .expect("read")
             .unwrap_or_else(|| panic!("{key} lost"));
         assert_eq!(v.version(), *version);
     }

@@ -87,6 +87,9 @@ impl Store for TestStore {
     fn compaction(&mut self) -> Option<&mut dyn Compaction> {
         Some(self)
     }
+    fn reader(&mut self) -> Option<std::sync::Arc<dyn writebehind::StoreReader>> {
+        None
+    }
 
     fn close(&mut self) -> Result<(), StoreError> {
         Ok(())
@@ -100,7 +103,7 @@ impl Compaction for TestStore {
         StoredSize::default()
     }
 
-    fn begin(&mut self) -> Result<UnitId, StoreError> {
+    fn begin(&mut self, _resident_is_complete: bool) -> Result<UnitId, StoreError> {
         if self.control.stall_on_compaction.load(Ordering::Relaxed) {
             self.control.stalled.store(true, Ordering::Relaxed);
         }

@@ -116,11 +116,14 @@ fn g12_compaction_finishes_with_less_free_space_than_the_live_set() {
     for k in 0..keys {
         let round = if k < overwritten { 2 } else { 0 };
         assert_eq!(
-            wb.get(&k.to_le_bytes()).as_deref(),
+            wb.get(&k.to_le_bytes()).expect("read").as_deref(),
             Some(&value(k, round)[..]),
             "key {k}"
         );
     }
-    assert_eq!(wb.get(b"after").as_deref(), Some(&b"compaction"[..]));
+    assert_eq!(
+        wb.get(b"after").expect("read").as_deref(),
+        Some(&b"compaction"[..])
+    );
     assert!(free_bytes(&fs.dir) > free, "compaction freed space");
 }

@@ -261,7 +261,7 @@ fn run_workload(dir: &Path, config: &Setup, seed: u64, ops: usize) -> Result<Log
             let k = PLAIN_KEYS + rng.below(COUNTER_KEYS);
             let delta = rng.between(0, 2000) as i64 - 1000;
             let n = w.add(&log.keys[k], delta)?;
-            let v = cache.version(&log.keys[k]).unwrap().0;
+            let v = cache.version(&log.keys[k]).expect("read").unwrap().0;
             assert!(v > current[k], "versions only grow");
             log.written[k].insert(v, Some(n.to_le_bytes().to_vec()));
             current[k] = v;
@@ -280,7 +280,10 @@ fn run_workload(dir: &Path, config: &Setup, seed: u64, ops: usize) -> Result<Log
             let value = make_value(&mut rng, dir);
             let v = w.put(&log.keys[k], &value)?.0;
             assert!(v > current[k], "versions only grow");
-            assert_eq!(cache.version(&log.keys[k]).map(|v| v.0), Some(v));
+            assert_eq!(
+                cache.version(&log.keys[k]).expect("read").map(|v| v.0),
+                Some(v)
+            );
             log.written[k].insert(v, Some(value));
             current[k] = v;
         }
@@ -614,8 +617,8 @@ fn check_state(dir: &Path, config: &Setup, log: &Log, bound: &[u64]) -> Vec<Viol
     let mut bad = Vec::new();
     for (k, key) in log.keys.iter().enumerate() {
         let name = String::from_utf8_lossy(key);
-        let version = cache.version(key).map(|v| v.0);
-        let value = cache.get(key);
+        let version = cache.version(key).expect("read").map(|v| v.0);
+        let value = cache.get(key).expect("read");
         // (a) What came back was written, at that version.
         let unwritten = match (version, &value) {
             (None, Some(_)) => Some("a value without a version".to_string()),

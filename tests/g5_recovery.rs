@@ -135,7 +135,7 @@ fn a_missing_middle_segment_is_an_error_naming_it() {
     std::fs::remove_file(ids[0].path(dir.path())).unwrap();
     std::fs::remove_file(ids[1].path(dir.path())).unwrap();
     let wb = open(dir.path(), config()).unwrap();
-    assert_eq!(wb.get(b"k3").as_deref(), Some(&b"3"[..]));
+    assert_eq!(wb.get(b"k3").expect("read").as_deref(), Some(&b"3"[..]));
 }
 
 /// Opening reads the data, not the preallocated space: a crash leaves the
@@ -161,7 +161,7 @@ fn recovery_reads_the_data_not_the_preallocated_space() {
     let window = config().batch_bytes_max as u64 + 4096;
     assert!(s.bytes_read <= data + window, "read {} bytes", s.bytes_read);
     let wb = open(dir.path(), config()).unwrap();
-    assert_eq!(wb.get(b"k9").as_deref(), Some(&b"0"[..]));
+    assert_eq!(wb.get(b"k9").expect("read").as_deref(), Some(&b"0"[..]));
     drop(wb);
     assert_eq!(
         std::fs::metadata(&seg).unwrap().len(),
@@ -212,7 +212,7 @@ fn short_segments_left_by_restarts_are_compacted() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     assert!(segments <= 3, "{segments} segments after 10 restarts");
-    assert_eq!(wb.get(b"r5").as_deref(), Some(&b"v"[..]));
+    assert_eq!(wb.get(b"r5").expect("read").as_deref(), Some(&b"v"[..]));
     wb.close().unwrap();
     assert!(inspect::list_segments(dir.path()).unwrap().len() <= 3);
 }
@@ -245,12 +245,12 @@ fn a_torn_frame_gives_none_of_its_records_to_the_cache() {
     {
         let wb = open(dir.path(), config()).unwrap();
         assert_eq!(wb.stats().torn_tails, 1);
-        assert_eq!(wb.get(b"k").as_deref(), Some(&b"v1"[..]));
+        assert_eq!(wb.get(b"k").expect("read").as_deref(), Some(&b"v1"[..]));
         wb.compact().unwrap();
         wb.close().unwrap();
     }
     let wb = open(dir.path(), config()).unwrap();
-    assert_eq!(wb.get(b"k").as_deref(), Some(&b"v1"[..]));
+    assert_eq!(wb.get(b"k").expect("read").as_deref(), Some(&b"v1"[..]));
 }
 
 /// A batch retried from memory can be re-encoded larger than
@@ -298,10 +298,15 @@ fn a_retry_that_grew_past_batch_bytes_max_is_recovered() {
     }
     let wb = open(dir.path(), config).unwrap();
     assert_eq!(wb.stats().torn_tails, 0);
-    assert_eq!(wb.get(b"after").as_deref(), Some(&b"durable"[..]));
+    assert_eq!(
+        wb.get(b"after").expect("read").as_deref(),
+        Some(&b"durable"[..])
+    );
     for i in 0..100u32 {
         assert_eq!(
-            wb.get(format!("k{i:03}").as_bytes()).as_deref(),
+            wb.get(format!("k{i:03}").as_bytes())
+                .expect("read")
+                .as_deref(),
             Some(&[b'y'; 1000][..])
         );
     }

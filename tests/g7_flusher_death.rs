@@ -79,6 +79,9 @@ impl Store for PanickingStore {
     fn compaction(&mut self) -> Option<&mut dyn Compaction> {
         None
     }
+    fn reader(&mut self) -> Option<std::sync::Arc<dyn writebehind::StoreReader>> {
+        None
+    }
 
     fn close(&mut self) -> Result<(), StoreError> {
         Ok(())
@@ -118,7 +121,10 @@ fn g7_updates_after_the_flusher_died_are_refused() {
         is_flusher_died(&registered),
         "writer() after the death: {registered:?}"
     );
-    assert!(wb.get(b"k1").is_none(), "a refused put was applied");
+    assert!(
+        wb.get(b"k1").expect("read").is_none(),
+        "a refused put was applied"
+    );
     match put {
         Err(e) => {
             let msg = e.to_string();

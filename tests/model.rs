@@ -131,10 +131,10 @@ proptest! {
                     // key that was written, never newer than the model's.
                     let recovered = WriteBehind::with_store(MemStore::with_data(copy(&data)), config()).unwrap();
                     for (k, (version, value)) in &model {
-                        if let Some(v) = recovered.version(k) {
+                        if let Some(v) = recovered.version(k).expect("read") {
                             prop_assert!(v <= *version, "{:?}: recovered {} newer than written {}", k, v, version);
                             if v == *version {
-                                prop_assert_eq!(recovered.get(k).map(|x| x.to_vec()), value.clone());
+                                prop_assert_eq!(recovered.get(k).expect("read").map(|x| x.to_vec()), value.clone());
                             }
                         }
                     }
@@ -145,12 +145,12 @@ proptest! {
         // The cache shows the model; after close the store holds it exactly,
         // and a reopened cache continues from it.
         for (k, (version, value)) in &model {
-            match (wb.version(k), value) {
+            match (wb.version(k).expect("read"), value) {
                 // A deleted key's entry may be freed already (G12).
                 (None, None) => {}
                 (v, _) => prop_assert_eq!(v.unwrap_or_default(), *version),
             }
-            prop_assert_eq!(wb.get(k).map(|v| v.to_vec()), value.clone());
+            prop_assert_eq!(wb.get(k).expect("read").map(|v| v.to_vec()), value.clone());
         }
         drop(writers);
         wb.close().unwrap();

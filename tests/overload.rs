@@ -91,7 +91,10 @@ fn a_throttled_store_under_overload_holds_its_bounds_and_loses_nothing() {
         for t in 0..2u64 {
             for i in 0..200_000u64 {
                 let key = format!("w{t}-{i:06}");
-                let cached = wb.get(key.as_bytes()).map(|v| (v.version(), v.to_vec()));
+                let cached = wb
+                    .get(key.as_bytes())
+                    .expect("read")
+                    .map(|v| (v.version(), v.to_vec()));
                 let stored = state
                     .get(key.as_bytes())
                     .map(|(ver, v)| (*ver, v.clone().unwrap_or_default()));

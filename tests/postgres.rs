@@ -82,13 +82,13 @@ fn rows(table: &str) -> Rows {
 fn assert_table_matches_cache(table: &str, wb: &WriteBehind, keys: &[Vec<u8>]) {
     let rows = rows(table);
     for k in keys {
-        let value = wb.get(k).map(|v| v.to_vec());
+        let value = wb.get(k).expect("read").map(|v| v.to_vec());
         let row = rows
             .get(k)
             .unwrap_or_else(|| panic!("{} missing from {table}", String::from_utf8_lossy(k)));
         // A deleted key whose tombstone was durable is no longer in memory
         // (G12): its row must be that tombstone.
-        let Some(version) = wb.version(k) else {
+        let Some(version) = wb.version(k).expect("read") else {
             assert_eq!(
                 row.1,
                 None,
@@ -271,9 +271,13 @@ fn deletes_keep_their_order_and_versions_continue_after_reopen() {
     // above every version in the table, so a new put of a deleted key gets
     // a higher version and the guard lets it through (G2).
     let wb = WriteBehind::open_postgres(pg_config(&table), config()).unwrap();
-    assert!(wb.get(b"a").is_none());
-    assert_eq!(wb.version(b"a"), None, "a tombstone takes no memory");
-    assert_eq!(wb.get(b"b").as_deref(), Some(&b"3"[..]));
+    assert!(wb.get(b"a").expect("read").is_none());
+    assert_eq!(
+        wb.version(b"a").expect("read"),
+        None,
+        "a tombstone takes no memory"
+    );
+    assert_eq!(wb.get(b"b").expect("read").as_deref(), Some(&b"3"[..]));
     let mut w = wb.writer().unwrap();
     let a = w.put(b"a", b"back").unwrap();
     let c = w.put(b"c", b"back").unwrap();
@@ -302,7 +306,7 @@ fn a_put_after_a_freed_delete_passes_the_version_guard() {
     wb.sync().unwrap();
     assert_eq!(rows(&table)[&b"k".to_vec()], (tombstone.0 as i64, None));
     assert_eq!(wb.stats().keys_reclaimed, 1);
-    assert_eq!(wb.version(b"k"), None);
+    assert_eq!(wb.version(b"k").expect("read"), None);
     let again = w.put(b"k", b"back").unwrap();
     assert!(again > tombstone, "{again:?} <= {tombstone:?}");
     wb.sync().unwrap();
@@ -338,7 +342,7 @@ fn reopen_loads_every_row_up_to_the_bound() {
     );
     let expected: Vec<_> = keys
         .iter()
-        .map(|k| wb.get(k).map(|v| (v.version(), v.to_vec())))
+        .map(|k| wb.get(k).expect("read").map(|v| (v.version(), v.to_vec())))
         .collect();
     wb.close().unwrap();
 
@@ -346,10 +350,13 @@ fn reopen_loads_every_row_up_to_the_bound() {
     let wb = WriteBehind::open_postgres(pg_config(&table), config()).unwrap();
     for (k, live) in keys.iter().zip(&expected) {
         assert_eq!(
-            wb.get(k).map(|v| (v.version(), v.to_vec())).as_ref(),
+            wb.get(k)
+                .expect("read")
+                .map(|v| (v.version(), v.to_vec()))
+                .as_ref(),
             live.as_ref()
         );
-        assert_eq!(wb.version(k), live.as_ref().map(|l| l.0));
+        assert_eq!(wb.version(k).expect("read"), live.as_ref().map(|l| l.0));
     }
     assert_eq!(wb.stats().keys, keys.len() - keys.len() / 100);
     wb.close().unwrap();
@@ -551,7 +558,7 @@ fn a_server_restart_and_a_crash_mid_run_lose_no_acknowledged_write() {
 
     let wb = WriteBehind::open_postgres(pg_config(&table), config()).unwrap();
     for (k, (ver, v)) in &expected {
-        let got = wb.get(k).unwrap();
+        let got = wb.get(k).expect("read").unwrap();
         assert_eq!((got.version(), &got[..]), (*ver, &v[..]));
     }
     wb.close().unwrap();

@@ -139,11 +139,15 @@ fn two_writers_a_million_mixed_ops_replay_exactly() {
 
     // Cache == replay, then store == replay once synced.
     for (k, (version, value)) in &replay {
-        if value.is_some() || wb.version(k).is_some() {
-            assert_eq!(wb.version(k), Some(*version), "cache version of {k:?}");
+        if value.is_some() || wb.version(k).expect("read").is_some() {
+            assert_eq!(
+                wb.version(k).expect("read"),
+                Some(*version),
+                "cache version of {k:?}"
+            );
         }
         assert_eq!(
-            wb.get(k).map(|v| v.to_vec()),
+            wb.get(k).expect("read").map(|v| v.to_vec()),
             *value,
             "cache value of {k:?}"
         );

@@ -150,7 +150,7 @@ fn bench_get(c: &mut Criterion) {
     g.bench_function("writebehind_zipf", |b| {
         b.iter_custom(|iters| {
             time_ops(iters, &mut pos, |pos| {
-                std::hint::black_box(wb.get(workload.key(pos)));
+                std::hint::black_box(wb.get_resident(workload.key(pos)));
             })
         })
     });

@@ -467,7 +467,7 @@ fn open_only(dir: &Path, segment_bytes: u64) {
     let wb = open(dir, Config::default(), segment_bytes);
     let open = start.elapsed();
     let hwm_after = vm_hwm_kib();
-    let found = wb.get(b"k").is_some();
+    let found = wb.get(b"k").expect("read").is_some();
     wb.close().expect("close");
     println!(
         "open_ns={} hwm_before_kib={hwm_before} hwm_after_kib={hwm_after} found={found}",

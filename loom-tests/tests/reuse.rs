@@ -96,13 +96,14 @@ fn g12_weakened_write_into_a_freed_entry_is_caught() {
 fn heap_value_model() {
     model("g3 out-of-line values", || {
         let config = tiny_config(1).value_bytes_max(72).batch_bytes_max(256);
-        let wb = Arc::new(WriteBehind::with_store(MemStore::new(), config).unwrap());
+        let wb =
+            Arc::new(WriteBehind::with_store(MemStore::new().without_reads(), config).unwrap());
         let mut w = wb.writer().unwrap();
         w.put(b"k", &[1u8; 72]).unwrap();
         let writer = thread::spawn(move || {
             w.put(b"k", &[2u8; 8]).unwrap();
         });
-        let v = wb.get(b"k").unwrap();
+        let v = wb.get(b"k").unwrap().unwrap();
         match v.version() {
             Version(1) => assert_eq!(&v[..], &[1u8; 72][..], "a torn out-of-line value"),
             Version(2) => assert_eq!(&v[..], &[2u8; 8][..], "a torn out-of-line value"),

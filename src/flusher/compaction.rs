@@ -17,6 +17,7 @@
 use super::window::Batched;
 use super::Flusher;
 use crate::config::Durability;
+use crate::error::{StoreError, StoreErrorKind};
 use crate::index::Slot;
 use crate::primitives::{self, Arc, Ordering};
 use crate::record;
@@ -68,9 +69,9 @@ impl<S: Store> Flusher<S> {
             return false;
         };
         let (segments, unit_bytes_max) = (stored.units, stored.unit_bytes_max);
+        let live = stored.live_bytes.unwrap_or(self.keys.live_bytes);
         let stored = stored.bytes;
         let config = &self.shared.config;
-        let live = self.keys.live_bytes;
         let dead = stored > 0
             && live < stored
             && (stored - live) as f64 / stored as f64 >= config.compact_dead_ratio;
@@ -114,7 +115,11 @@ impl<S: Store> Flusher<S> {
             self.publish_compacted(requested, None);
             return false;
         };
-        match store.begin() {
+        // Without a reader every live key is in memory, and the whole live
+        // set may be rewritten from it; with one, only unit by unit (keys
+        // not in memory are copied from the store).
+        let resident_is_complete = self.shared.reader.is_none();
+        match store.begin(resident_is_complete) {
             Ok(cutoff) => {
                 self.compaction = Some(CompactionRun {
                     gen: requested,
@@ -186,10 +191,21 @@ impl<S: Store> Flusher<S> {
         while *next < keys.len() && !batch_full(&shared.config, &batch) {
             let StoredKey { key, version } = &keys[*next];
             *next += 1;
-            // Not resident: deleted, its tombstone durable and freed (G12),
-            // so every record of the key is dead.
-            let Some(slot) = shared.index.find(key).map(|f| f.slot) else {
-                continue;
+            // Not resident: deleted (its tombstone durable and freed, G12;
+            // every record of the key is dead), or not loaded (evicted, or
+            // never read since the store opened): made resident from the
+            // store if this record is the key's newest put.
+            let slot = match shared.index.find(key).map(|f| f.slot) {
+                Some(slot) => slot,
+                None => match carry(&shared, &mut self.keys, key, *version) {
+                    Ok(Some(slot)) => slot,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        self.free_batches.push(batch);
+                        self.free_lists.push(entries);
+                        return self.abandon_compaction(e);
+                    }
+                },
             };
             // A newer record was submitted: the step waits for it to be
             // durable before the unit goes, so this one is dead.
@@ -329,7 +345,7 @@ impl<S: Store> Flusher<S> {
 
     /// Stops a compaction the store cannot go on with; what it rewrote
     /// stays (it is current data), the next compaction starts over.
-    fn abandon_compaction(&mut self, e: crate::error::StoreError) -> bool {
+    fn abandon_compaction(&mut self, e: StoreError) -> bool {
         let Some(c) = self.compaction.take() else {
             return false;
         };
@@ -357,4 +373,44 @@ fn batch_full(config: &crate::config::Config, batch: &crate::store::Batch) -> bo
                 + config.key_bytes_max
                 + config.value_bytes_max
                 > config.batch_bytes_max)
+}
+
+/// Makes `key` resident from the store if its newest record there is the
+/// put at `version` that a compaction is about to drop: it is then
+/// rewritten from memory like any resident key, and evictable again once
+/// that is durable. `Ok(None)`: the record is dead (the store holds
+/// something newer, a tombstone, or nothing), or a writer made the key
+/// resident meanwhile (its entry is newer than the store). `Err`: the
+/// record could not be read or made resident, and the compaction must
+/// stop rather than drop it.
+fn carry(
+    shared: &crate::shared::Shared,
+    keys: &mut super::keys::KeyLedger,
+    key: &[u8],
+    version: crate::version::Version,
+) -> Result<Option<Slot>, StoreError> {
+    let Some(reader) = shared.reader.as_ref() else {
+        return Ok(None); // every live key is resident
+    };
+    let ticket = shared.index.load_ticket(key);
+    let mut value = Vec::new();
+    let loaded = match reader.load(key, &mut value)? {
+        Some(l) if l.kind == crate::version::Kind::Put && l.version == version => l,
+        _ => return Ok(None),
+    };
+    match shared.index.install(key, ticket, loaded.version, &value) {
+        Ok(crate::index::Install::Made(found)) => {
+            keys.note_loaded(
+                found.slot,
+                loaded.version,
+                record::encoded_len(key.len(), value.len()),
+            );
+            Ok(Some(found.slot))
+        }
+        Ok(_) => Ok(shared.index.find(key).map(|f| f.slot)),
+        Err(e) => Err(StoreError::new(
+            StoreErrorKind::Other,
+            format!("a live record could not be made resident to copy it: {e}"),
+        )),
+    }
 }

@@ -18,10 +18,10 @@ impl<S: Store> Flusher<S> {
             let before = enqueued;
             let n = consumer.drain(per_pass.min(room), |rec| {
                 let state = super::keys::state_mut(flush_state, rec.slot);
-                if *state & DIRTY_BIT != 0 || rec.version.0 <= *state {
+                if *state & DIRTY_BIT != 0 || rec.version.0 <= *state & VERSION_MASK {
                     return; // coalesced: already queued, or already batched
                 }
-                *state |= DIRTY_BIT;
+                *state = (*state & !CLEAN_BIT) | DIRTY_BIT;
                 dirty.push_back(Dirty {
                     slot: rec.slot,
                     since_ns: now,

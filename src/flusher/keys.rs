@@ -1,6 +1,6 @@
 //! The flusher's private per-key state.
 
-use super::DIRTY_BIT;
+use super::{CLEAN_BIT, DIRTY_BIT, VERSION_MASK};
 use crate::index::{Entry, Index, Slot};
 use crate::record;
 use crate::value::TailSink;
@@ -12,12 +12,25 @@ use crate::version::{Kind, Version};
 #[derive(Debug)]
 pub(super) struct KeyLedger {
     /// Highest version put into a submitted batch, with `DIRTY_BIT` while
-    /// the key is on the dirty list.
+    /// the key is on the dirty list and `CLEAN_BIT` while that version is
+    /// durable and nothing newer has been drained.
     pub(super) flush_state: Vec<u64>,
     /// Encoded length of the key's newest record written (0: none).
     live_len: Vec<u32>,
     /// Sum of `live_len`: the bytes a compacted store would hold.
     pub(super) live_bytes: u64,
+    /// Estimated heap bytes of the resident keys (keys and values too long
+    /// to sit inline), from `live_len`: see [`heap_estimate`].
+    pub(super) heap_bytes: u64,
+}
+
+/// Heap bytes an entry whose newest record is `len` bytes long holds, as
+/// the memory budget counts them: whatever the record holds beyond the
+/// header, an inline key and an inline value (exact when the key fits
+/// inline, or the value does; at most 84 bytes short otherwise).
+fn heap_estimate(len: u32) -> u64 {
+    let inline = record::HEADER_BYTES + crate::index::KEY_INLINE_BYTES + crate::index::INLINE_BYTES;
+    u64::from(len).saturating_sub(inline as u64)
 }
 
 impl KeyLedger {
@@ -30,6 +43,7 @@ impl KeyLedger {
             flush_state: vec![0u64; slots],
             live_len: vec![0u32; slots],
             live_bytes: 0,
+            heap_bytes: 0,
         };
         let mut value = Vec::new();
         for slot in (0..slots).map(|s| Slot(s as u32)) {
@@ -37,7 +51,7 @@ impl KeyLedger {
                 continue;
             };
             value.clear();
-            keys.flush_state[slot.0 as usize] = encoded.version.0;
+            keys.flush_state[slot.0 as usize] = encoded.version.0 | CLEAN_BIT;
             keys.set_live_len(slot, encoded.len);
         }
         keys
@@ -69,7 +83,38 @@ impl KeyLedger {
 
     /// The highest version of `slot` put into a submitted batch.
     pub(super) fn batched_version(&self, slot: Slot) -> u64 {
-        self.state(slot) & !DIRTY_BIT
+        self.state(slot) & VERSION_MASK
+    }
+
+    /// True if `slot`'s entry may be evicted: its batched version is
+    /// durable and nothing newer was drained (`Index::free` still checks
+    /// the entry is at that version).
+    pub(super) fn is_clean(&self, slot: Slot) -> bool {
+        self.state(slot) & (CLEAN_BIT | DIRTY_BIT) == CLEAN_BIT
+    }
+
+    /// A batch holding `version` of `slot` is durable: clean, unless the
+    /// key changed since.
+    /// True if it is clean now.
+    pub(super) fn mark_durable(&mut self, slot: Slot, version: Version) -> bool {
+        let state = self.state_mut(slot);
+        let clean = *state & (DIRTY_BIT | VERSION_MASK) == version.0;
+        if clean {
+            *state |= CLEAN_BIT;
+        }
+        clean
+    }
+
+    /// A load made `slot` resident at `version`, read from the store as a
+    /// record of `len` bytes: batched (the store has it) and clean. A slot
+    /// whose state says otherwise (a writer reused it since, and its record
+    /// was drained) is left alone.
+    pub(super) fn note_loaded(&mut self, slot: Slot, version: Version, len: usize) {
+        let state = self.state_mut(slot);
+        if *state & DIRTY_BIT == 0 && *state & VERSION_MASK <= version.0 {
+            *state = version.0 | CLEAN_BIT;
+            self.set_live_len(slot, len);
+        }
     }
 
     pub(super) fn set_live_len(&mut self, slot: Slot, len: usize) {
@@ -79,6 +124,7 @@ impl KeyLedger {
         }
         let old = std::mem::replace(&mut self.live_len[i], len as u32);
         self.live_bytes = self.live_bytes - u64::from(old) + len as u64;
+        self.heap_bytes = self.heap_bytes - heap_estimate(old) + heap_estimate(len as u32);
     }
 
     /// Records that a first submission batched `version` of `slot` (taken

@@ -33,6 +33,7 @@ mod barriers;
 mod compaction;
 mod cut;
 mod drain;
+mod evict;
 mod guard;
 mod keys;
 mod shutdown;
@@ -66,6 +67,11 @@ const STORE_WAIT_MAX: Duration = Duration::from_micros(200);
 
 /// Set in a `flush_state` word while the key is on the dirty list.
 const DIRTY_BIT: u64 = 1 << 63;
+/// Set in a `flush_state` word while the key's batched version is durable
+/// and nothing newer was drained: the entry may be evicted (G10).
+const CLEAN_BIT: u64 = 1 << 62;
+/// The version part of a `flush_state` word.
+const VERSION_MASK: u64 = !(DIRTY_BIT | CLEAN_BIT);
 
 /// A key waiting to be batched.
 #[derive(Debug, Clone, Copy)]
@@ -122,6 +128,8 @@ pub(crate) struct Flusher<S> {
     compact_seen: u64,
     /// When the automatic trigger was last evaluated.
     compact_checked_ns: u64,
+    /// Eviction's CLOCK hand: the next slot it looks at.
+    hand: usize,
     sealed: bool,
     close_deadline_ns: u64,
     /// What the flusher counts, published for `stats()`.
@@ -155,6 +163,7 @@ impl<S: Store> Flusher<S> {
             compaction: None,
             compact_seen: 0,
             compact_checked_ns: 0,
+            hand: 0,
             target_ops,
             cut_blocked: false,
             sync_seen: 0,
@@ -195,6 +204,8 @@ impl<S: Store> Flusher<S> {
             let now = self.now_ns();
             let mut progress = self.collect_completions(Duration::ZERO, now);
             progress |= self.drain_rings(now) > 0;
+            progress |= self.take_loaded();
+            progress |= self.evict();
             self.start_sync();
             self.advance_sync();
             progress |= self.retry_failed(now);
@@ -234,7 +245,7 @@ impl<S: Store> Flusher<S> {
         while let Some(f) = self.window.take_durable() {
             self.counts.persisted_records += f.entries.len() as u64;
             self.counts.persisted_bytes += f.bytes as u64;
-            self.reclaim_tombstones(&f.entries);
+            self.settle_durable(&f.entries);
             let mut list = f.entries;
             list.clear();
             self.free_lists.push(list);
@@ -278,13 +289,17 @@ impl<S: Store> Flusher<S> {
         }
     }
 
-    /// Frees the entries of the deleted keys whose tombstones a batch the
-    /// watermark just passed holds, unless the key changed since (G12):
-    /// not dirty again, and still at that version (which `Index::free`
-    /// checks once more under the entry's lock).
-    fn reclaim_tombstones(&mut self, entries: &[Batched]) {
+    /// A batch the watermark just passed holds `entries`: puts still at
+    /// their batched version are clean now (evictable, G10); the entries
+    /// of deleted keys are freed, unless the key changed since (G12): not
+    /// dirty again, and still at that version (which `Index::free` checks
+    /// once more under the entry's lock).
+    fn settle_durable(&mut self, entries: &[Batched]) {
         for b in entries {
             let Some(version) = b.tombstone() else {
+                if self.keys.mark_durable(b.slot, b.version()) {
+                    self.shared.index.mark_used(b.slot);
+                }
                 continue;
             };
             if !self.keys.is_dirty(b.slot)
@@ -342,6 +357,7 @@ impl<S: Store> Flusher<S> {
         };
         let age = |since: Option<u64>| since.map_or(0, |t| now.saturating_sub(t));
         let stored = self.store.compaction().map(|c| c.stored());
+        let resident_bytes = self.resident_bytes();
         let c = &mut self.counts;
         c.batches = self.window.durable_seq();
         c.batches_in_flight = self.window.len() as u64;
@@ -349,7 +365,10 @@ impl<S: Store> Flusher<S> {
         c.oldest_dirty_ns = age(oldest_dirty);
         c.durable_lag_ns = age(oldest);
         c.target_ops = self.target_ops as u64;
-        c.live_bytes = self.keys.live_bytes;
+        c.live_bytes = stored
+            .and_then(|s| s.live_bytes)
+            .unwrap_or(self.keys.live_bytes);
+        c.resident_bytes = resident_bytes;
         c.failures_in_a_row = u64::from(self.window.failures_in_a_row());
         if let Some(stored) = stored {
             c.segments = stored.units as u64;

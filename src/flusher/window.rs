@@ -39,6 +39,11 @@ impl Batched {
         }
     }
 
+    /// The version batched (a put's or a tombstone's).
+    pub(super) fn version(&self) -> Version {
+        Version(self.version & !TOMBSTONE_BIT)
+    }
+
     /// The tombstone's version, if the batch holds one for this key.
     pub(super) fn tombstone(&self) -> Option<Version> {
         (self.version & TOMBSTONE_BIT != 0).then_some(Version(self.version & !TOMBSTONE_BIT))

@@ -9,12 +9,18 @@
 //! lives: a reader holding a slot number can always look at its entry, and
 //! validates whose it is (`entry.rs`). Freed entries are reused before the
 //! arena grows, so it holds as many entries as were ever resident at once.
+//!
+//! Beside each chunk of entries is a chunk of *use marks*, one byte per
+//! slot: a read sets its entry's mark, and the flusher's eviction clears it
+//! as its CLOCK hand passes (a second chance). Kept out of the entries so
+//! that a read writes nothing to the entry's lines, and only when the mark
+//! is clear (a hot key's reads only load it).
 
 use super::chunk::Zeroed;
 use super::entry::Entry;
 use super::Slot;
 use crate::error::Error;
-use crate::primitives::{self, AtomicPtr, AtomicUsize, Mutex, Ordering};
+use crate::primitives::{self, AtomicPtr, AtomicU8, AtomicUsize, Mutex, Ordering};
 
 /// Entries in chunk 0.
 #[cfg(not(loom))]
@@ -30,16 +36,28 @@ const CHUNKS: usize = 23;
 struct Owned {
     /// The chunks allocated so far, in order.
     chunks: Vec<Zeroed<Entry>>,
+    /// Their use marks.
+    mark_chunks: Vec<Zeroed<AtomicU8>>,
     /// Freed slots, reused last-in first-out.
     free: Vec<u32>,
     /// Slots handed out so far (the next fresh one).
     next: usize,
 }
 
+// SAFETY: a zero byte is a valid `AtomicU8`, and dropping one does nothing.
+unsafe impl super::chunk::ZeroValid for AtomicU8 {
+    #[cfg(loom)]
+    fn zero() -> Self {
+        AtomicU8::new(0)
+    }
+}
+
 #[derive(Debug)]
 pub(super) struct Arena {
     /// Chunk `c`'s first entry, once allocated (published with Release).
     bases: [AtomicPtr<Entry>; CHUNKS],
+    /// Chunk `c`'s first use mark (published before `bases[c]`).
+    marks: [AtomicPtr<AtomicU8>; CHUNKS],
     owned: Mutex<Owned>,
     /// `Owned::next`, readable without the lock.
     high_water: AtomicUsize,
@@ -57,6 +75,7 @@ impl Arena {
     pub(super) fn new() -> Self {
         Self {
             bases: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
+            marks: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
             owned: Mutex::new(Owned::default()),
             high_water: AtomicUsize::new(0),
         }
@@ -76,6 +95,19 @@ impl Arena {
         unsafe { &*base.add(offset) }
     }
 
+    /// The use mark of the entry at `slot`, which this arena handed out.
+    #[inline]
+    pub(super) fn mark(&self, slot: Slot) -> &AtomicU8 {
+        let (c, offset) = locate(slot);
+        // Acquire: as in `entry`; the marks were published before the
+        // entries, so a slot that reached us has them too.
+        let base = self.marks[c].load(Ordering::Acquire);
+        assert!(!base.is_null(), "slot {} outside the arena", slot.0);
+        // SAFETY: as in `entry`: the marks chunk has as many bytes as the
+        // entries chunk has entries.
+        unsafe { &*base.add(offset) }
+    }
+
     /// Slots handed out so far: every slot in use is below this.
     pub(super) fn high_water(&self) -> usize {
         self.high_water.load(Ordering::Acquire)
@@ -91,6 +123,10 @@ impl Arena {
         let slot = Slot(owned.next as u32);
         let (c, offset) = locate(slot);
         if offset == 0 {
+            let marks = Zeroed::<AtomicU8>::new(BASE << c)?;
+            // Release: before the entries, see `mark`.
+            self.marks[c].store(marks.as_ptr(), Ordering::Release);
+            owned.mark_chunks.push(marks);
             let chunk = Zeroed::new(BASE << c)?;
             // Release: the chunk's (zeroed or constructed) entries are
             // visible to whoever sees the pointer.

@@ -154,6 +154,9 @@ pub(crate) struct Snapshot {
 pub(crate) enum Update<'a> {
     Put(&'a [u8]),
     Delete,
+    /// A delete of a key the store may hold a value of: a tombstone even
+    /// if the entry holds no value.
+    DeleteStored,
     Add(i64),
 }
 
@@ -259,11 +262,11 @@ impl Entry {
         self.seq.store(next, Ordering::Release);
     }
 
-    /// Makes this free entry the cell of `key`, holding nothing at
-    /// `version`; returns its new ident. The caller (the index, under the
-    /// lock of the table that will point here) has made sure no other key
-    /// is claiming it.
-    pub(crate) fn claim(&self, key: &[u8], version: Version) -> Ident {
+    /// Makes this free entry the cell of `key`, holding `value` (`None`:
+    /// nothing) at `version`, all in one change; returns its new ident. The
+    /// caller (the index, under the lock of the table that will point here)
+    /// has made sure no other key is claiming it.
+    pub(crate) fn claim(&self, key: &[u8], version: Version, value: Option<&[u8]>) -> Ident {
         let seq = self.lock();
         let old = Ident(self.ident.load(Ordering::Relaxed));
         debug_assert!(!old.is_live(), "claiming a live entry");
@@ -279,7 +282,10 @@ impl Entry {
             self.key_heap.store(long, Ordering::Release);
         }
         self.version.store(version.0, Ordering::Relaxed);
-        self.len.store(TOMBSTONE, Ordering::Relaxed);
+        match value {
+            Some(v) => self.store_value(v),
+            None => self.len.store(TOMBSTONE, Ordering::Relaxed),
+        }
         // Release: whoever sees this ident with an Acquire load sees the
         // key written above (`candidate`, `key`).
         self.ident.store(ident.0, Ordering::Release);
@@ -569,6 +575,11 @@ impl Entry {
                 self.replace_storage(ptr::null_mut());
                 Ok(Some(0))
             }
+            Update::DeleteStored => {
+                self.len.store(TOMBSTONE, Ordering::Relaxed);
+                self.replace_storage(ptr::null_mut());
+                Ok(Some(0))
+            }
             Update::Add(delta) => {
                 let len = self.len.load(Ordering::Relaxed);
                 let current = if len == TOMBSTONE {
@@ -729,7 +740,7 @@ mod tests {
 
     fn claimed(key: &[u8]) -> (Entry, Ident) {
         let e = Entry::empty();
-        let ident = e.claim(key, Version(0));
+        let ident = e.claim(key, Version(0), None);
         (e, ident)
     }
 
@@ -839,7 +850,7 @@ mod tests {
         assert!(e
             .read_matching(&KeyProbe::new(b"old"), &mut Vec::new())
             .is_none());
-        let next = e.claim(b"new", Version(40));
+        let next = e.claim(b"new", Version(40), None);
         assert_ne!(next, id);
         assert_eq!(put(&e, next, b"y"), Version(41));
         assert_eq!(read(&e, b"new"), (Version(41), Some(b"y".to_vec())));

@@ -31,12 +31,36 @@ impl Keys {
         loop {
             let found = match update {
                 Update::Delete => self.0.find(key)?,
-                _ => self.0.get_or_insert(key).ok()?,
+                _ => match self.0.upsert(key, update).ok()? {
+                    crate::index::Upserted::Found(found) => found,
+                    crate::index::Upserted::Made(_, written) => return Some(written.version),
+                },
             };
             if let Ok(Some(written)) = found.entry.write(found.ident, update) {
                 return Some(written.version);
             }
         }
+    }
+
+    /// A load's first step: the ticket it takes before it looks the key up
+    /// and reads the store.
+    pub fn ticket(&self, key: &[u8]) -> super::LoadTicket {
+        self.0.load_ticket(key)
+    }
+
+    /// A load's last step: installs `value` at `version`, read from the
+    /// store after `ticket`; true if that made the key resident.
+    pub fn install(
+        &self,
+        key: &[u8],
+        ticket: super::LoadTicket,
+        version: Version,
+        value: &[u8],
+    ) -> bool {
+        matches!(
+            self.0.install(key, ticket, version, value),
+            Ok(super::Install::Made(_))
+        )
     }
 
     /// A reader's get: the version and value, if the key has one.

@@ -36,13 +36,20 @@ mod table;
 pub(crate) use entry::{Ident, KeyProbe, Snapshot, Update, Written, INLINE_BYTES};
 
 use crate::error::Error;
-use crate::primitives::{AtomicU64, AtomicUsize, Ordering};
+use crate::primitives::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::value::Sink;
 use crate::version::Version;
 use arena::Arena;
 pub(crate) use entry::Entry;
 pub(crate) use entry::KEY_INLINE_BYTES;
 use table::Shard;
+
+/// What one resident key costs besides keys and values too long to sit
+/// inline, as the memory budget counts it: the 128-byte entry, its table
+/// word at the table's load (8 bytes at 3/8 to 3/4: 11 to 21), and the
+/// flusher's 12 bytes of state. Measured with `benches/memory.rs`: 170 to
+/// 197 bytes per key in all (the rest: the dirty list, allocator slack).
+pub(crate) const RESIDENT_KEY_BYTES: u64 = 160;
 
 /// Position of an entry in the arena.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,6 +85,40 @@ pub(crate) struct Found<'a> {
     pub ident: Ident,
 }
 
+/// Counters of frees by key hash: a load's guard (see [`Index::install`]).
+#[cfg(not(loom))]
+const FREED_BUCKETS: usize = 4096;
+#[cfg(loom)]
+const FREED_BUCKETS: usize = 2;
+
+/// What a load saw before it read the store: the free counter of its key's
+/// bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadTicket(u64);
+
+/// What [`Index::upsert`] did.
+#[derive(Debug)]
+pub(crate) enum Upserted<'a> {
+    /// The key's entry, resident already: write to it.
+    Found(Found<'a>),
+    /// A new entry, holding the update.
+    Made(Found<'a>, Written),
+}
+
+/// What [`Index::install`] did.
+#[derive(Debug)]
+pub(crate) enum Install<'a> {
+    /// The key is resident now, holding what was loaded.
+    Made(Found<'a>),
+    /// The key became resident while the store was read (a writer made
+    /// it, or another load): its entry is newer than what was read.
+    Present,
+    /// An entry of a key in the bucket was freed while the store was read:
+    /// it may have been this key's, with a newer version than what was
+    /// read, so nothing was installed.
+    Stale,
+}
+
 /// Key -> entry.
 #[derive(Debug)]
 pub(crate) struct Index {
@@ -90,25 +131,22 @@ pub(crate) struct Index {
     floor: AtomicU64,
     /// Per-index random seed of the key hash.
     seed: u64,
+    /// Frees per bucket of key hashes, raised under the shard's lock.
+    freed: Box<[AtomicU64]>,
+    /// Reads set use marks (eviction may run; see `arena.rs`).
+    track_use: bool,
+    /// Set by the flusher while memory is over its budget and nothing can
+    /// be evicted: new keys are refused (`budget_bytes` says the budget).
+    full: AtomicBool,
+    budget_bytes: u64,
 }
 
 impl Index {
     /// An empty index for at most `keys_max` resident keys.
     pub(crate) fn new(keys_max: usize) -> Result<Self, Error> {
-        // A random seed per index (std's RandomState draws it from the OS once
-        // per thread), so a key set that probes badly in one process does not
-        // do so everywhere.
-        // Loom replays schedules and needs every run to take the same path.
-        #[cfg(loom)]
-        let seed = 0x5EED;
-        #[cfg(not(loom))]
-        let seed = {
-            use std::hash::{BuildHasher, Hasher};
-            std::collections::hash_map::RandomState::new()
-                .build_hasher()
-                .finish()
-                | 1
-        };
+        // A random seed per index, so a key set that probes badly in one
+        // process does not do so everywhere.
+        let seed = crate::hash::random_seed();
         // Keys spread evenly over the shards (the hash is seeded at random),
         // so a shard is reserved twice its share, and all of them in a
         // small index; a shard that fills its reservation refuses like a
@@ -128,7 +166,54 @@ impl Index {
             keys_max,
             floor: AtomicU64::new(0),
             seed,
+            freed: (0..FREED_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            track_use: false,
+            full: AtomicBool::new(false),
+            budget_bytes: u64::MAX,
         })
+    }
+
+    /// This index, its reads marking entries used, and new keys refused
+    /// with [`Error::MemoryFull`] (of `budget_bytes`) while the flusher
+    /// says memory is full: for a cache whose entries may be evicted.
+    pub(crate) fn evictable(mut self, budget_bytes: u64) -> Self {
+        self.track_use = true;
+        self.budget_bytes = budget_bytes;
+        self
+    }
+
+    /// Marks `slot`'s entry used (a read found it).
+    #[inline]
+    fn touch(&self, slot: Slot) {
+        if self.track_use {
+            let mark = self.arena.mark(slot);
+            // Relaxed: a hint for eviction's second chance.
+            if mark.load(Ordering::Relaxed) == 0 {
+                mark.store(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Marks `slot`'s entry used (the flusher: a put of it just became
+    /// durable).
+    pub(crate) fn mark_used(&self, slot: Slot) {
+        self.touch(slot);
+    }
+
+    /// Clears `slot`'s use mark; true if it was set (eviction's hand).
+    pub(crate) fn take_mark(&self, slot: Slot) -> bool {
+        let mark = self.arena.mark(slot);
+        // Relaxed: as in `touch`.
+        mark.load(Ordering::Relaxed) != 0 && mark.swap(0, Ordering::Relaxed) != 0
+    }
+
+    /// The flusher says whether new keys fit in memory.
+    pub(crate) fn set_full(&self, full: bool) {
+        // Relaxed: a hint; a key inserted just after the flusher decided
+        // is within the stated overhead.
+        if self.full.load(Ordering::Relaxed) != full {
+            self.full.store(full, Ordering::Relaxed);
+        }
     }
 
     /// Resident keys.
@@ -181,30 +266,10 @@ impl Index {
         let _ = slot;
     }
 
-    /// A 64-bit hash of `key`: 8 bytes at a time, multiply-rotate, then a
-    /// final avalanche (the constants are the 64-bit golden ratio and
-    /// splitmix64's finalizer multipliers).
+    /// `key`'s hash under this index's seed.
     #[inline]
     fn hash(&self, key: &[u8]) -> Hash {
-        const K: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut h = self.seed ^ (key.len() as u64).wrapping_mul(K);
-        let mut chunks = key.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(chunk);
-            h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K).rotate_left(29);
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K).rotate_left(29);
-        }
-        h ^= h >> 30;
-        h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        h ^= h >> 27;
-        h = h.wrapping_mul(0x94D0_49BB_1331_11EB);
-        Hash(h ^ (h >> 31))
+        Hash(crate::hash::hash_key(self.seed, key))
     }
 
     /// Copies `key`'s value into `out` if the key is resident; its
@@ -213,7 +278,13 @@ impl Index {
     pub(crate) fn read(&self, key: &[u8], out: &mut impl Sink) -> Option<Snapshot> {
         let h = self.hash(key);
         let probe = KeyProbe::new(key);
-        self.shards[h.shard()].find(h.tag(), |slot| self.entry(slot).read_matching(&probe, out))
+        self.shards[h.shard()].find(h.tag(), |slot| {
+            let snap = self.entry(slot).read_matching(&probe, out);
+            if snap.is_some() {
+                self.touch(slot);
+            }
+            snap
+        })
     }
 
     /// `key`'s entry, if resident: a candidate that [`Entry::write`]
@@ -250,8 +321,109 @@ impl Index {
         if let Some(found) = shard.find(h.tag(), |slot| self.found(slot, &probe)) {
             return Ok(found);
         }
+        self.insert_locked(&mut shard, h, key, self.floor(), None)
+    }
+
+    /// `key`'s entry if resident (the caller then writes `update` to it);
+    /// else a new entry made holding `update` already applied, at one above
+    /// the version floor, in the same change that makes it visible, so no
+    /// reader ever sees the key with neither its old value (which may be in
+    /// the store) nor its new one. [`Error::IndexFull`] or
+    /// [`Error::MemoryFull`] if there is no room.
+    pub(crate) fn upsert(&self, key: &[u8], update: Update<'_>) -> Result<Upserted<'_>, Error> {
+        if let Some(found) = self.find(key) {
+            return Ok(Upserted::Found(found));
+        }
+        let h = self.hash(key);
+        let probe = KeyProbe::new(key);
+        let mut shard = self.shards[h.shard()].lock();
+        if let Some(found) = shard.find(h.tag(), |slot| self.found(slot, &probe)) {
+            return Ok(Upserted::Found(found));
+        }
+        let version = Version(self.floor().0 + 1);
+        let (value, counter) = match update {
+            Update::Put(v) => (Some(v), 0),
+            Update::Delete | Update::DeleteStored => (None, 0),
+            Update::Add(delta) => (None, delta),
+        };
+        let counter_bytes = counter.to_le_bytes();
+        let value = match update {
+            Update::Add(_) => Some(&counter_bytes[..]),
+            _ => value,
+        };
+        let found = self.insert_locked(&mut shard, h, key, version, value)?;
+        let written = Written {
+            version,
+            counter,
+            changed: true,
+        };
+        Ok(Upserted::Made(found, written))
+    }
+
+    /// The ticket a load takes before it looks the key up and reads the
+    /// store.
+    pub(crate) fn load_ticket(&self, key: &[u8]) -> LoadTicket {
+        let h = self.hash(key);
+        // Acquire: pairs with the Release raise in `free`, so a load that
+        // sees the count of a free also sees the key gone.
+        LoadTicket(self.freed[Self::bucket(h)].load(Ordering::Acquire))
+    }
+
+    fn bucket(h: Hash) -> usize {
+        (h.0 >> 20) as usize % FREED_BUCKETS
+    }
+
+    /// Makes `key` resident holding `value` at `version`, read from the
+    /// store after taking `ticket` and finding the key not resident:
+    /// unless the key is resident by now (its entry is newer than the
+    /// store: a new entry starts above every stored version), or an entry
+    /// in the key's bucket was freed since the ticket (what was read may
+    /// be older than what that entry held, which is in the store now).
+    /// [`Error::IndexFull`] if `keys_max` keys are resident.
+    pub(crate) fn install(
+        &self,
+        key: &[u8],
+        ticket: LoadTicket,
+        version: Version,
+        value: &[u8],
+    ) -> Result<Install<'_>, Error> {
+        let h = self.hash(key);
+        let probe = KeyProbe::new(key);
+        let mut shard = self.shards[h.shard()].lock();
+        if shard
+            .find(h.tag(), |slot| self.found(slot, &probe))
+            .is_some()
+        {
+            return Ok(Install::Present);
+        }
+        // Relaxed: raised under the shard's lock, which we hold.
+        if self.freed[Self::bucket(h)].load(Ordering::Relaxed) != ticket.0
+            && !crate::primitives::bug(crate::primitives::Bug::InstallIgnoresFrees)
+        {
+            return Ok(Install::Stale);
+        }
+        self.insert_locked(&mut shard, h, key, version, Some(value))
+            .map(Install::Made)
+    }
+
+    /// Claims an entry for `key` (not resident; `shard` is its shard,
+    /// locked) holding `value` at `version`, and links it.
+    fn insert_locked(
+        &self,
+        shard: &mut table::Locked<'_>,
+        h: Hash,
+        key: &[u8],
+        version: Version,
+        value: Option<&[u8]>,
+    ) -> Result<Found<'_>, Error> {
         if !shard.has_room() {
             return Err(Error::IndexFull { max: self.keys_max });
+        }
+        // Relaxed: see `set_full`.
+        if self.full.load(Ordering::Relaxed) {
+            return Err(Error::MemoryFull {
+                budget_bytes: self.budget_bytes,
+            });
         }
         // Relaxed: a counter; the table publishes.
         if self.live.fetch_add(1, Ordering::Relaxed) >= self.keys_max {
@@ -266,7 +438,7 @@ impl Index {
             }
         };
         let entry = self.entry(slot);
-        let ident = entry.claim(key, self.floor());
+        let ident = entry.claim(key, version, value);
         shard.insert(slot, h.tag());
         Ok(Found { slot, entry, ident })
     }
@@ -292,6 +464,9 @@ impl Index {
             return false;
         }
         let removed = shard.remove(slot, h.tag());
+        // Release: see `load_ticket`. Under the lock, so `install` reads it
+        // in order with the table.
+        self.freed[Self::bucket(h)].fetch_add(1, Ordering::Release);
         drop(shard);
         if !removed {
             // A live entry is always in its shard's table; if that ever

@@ -46,6 +46,14 @@ pub trait BlockingStore: Send + 'static {
     /// connection in the middle of a protocol exchange.
     fn after_panic(&mut self) {}
 
+    /// The store's reader of single keys (see [`Store::reader`]), running
+    /// on the caller's thread beside `write` (a database client needs its
+    /// own connection for it). Called once, before `recover`. `None` (the
+    /// default): everything is recovered into memory and nothing evicted.
+    fn reader(&mut self) -> Option<std::sync::Arc<dyn crate::store::StoreReader>> {
+        None
+    }
+
     /// Releases resources when the cache closes.
     fn close(&mut self) -> Result<(), StoreError> {
         Ok(())
@@ -212,6 +220,10 @@ impl<B: BlockingStore + std::fmt::Debug> Store for Blocking<B> {
 
     fn compaction(&mut self) -> Option<&mut dyn Compaction> {
         None
+    }
+
+    fn reader(&mut self) -> Option<std::sync::Arc<dyn crate::store::StoreReader>> {
+        self.idle.as_mut().and_then(|store| store.reader())
     }
 
     fn close(&mut self) -> Result<(), StoreError> {

@@ -18,6 +18,10 @@ pub struct StoredSize {
     pub bytes: u64,
     /// Bytes a unit holds when full (a file store's segment size).
     pub unit_bytes_max: u64,
+    /// Bytes of live records (each key's newest put), if the store knows
+    /// (one that can read single keys does); else the cache estimates it
+    /// from the keys in memory.
+    pub live_bytes: Option<u64>,
 }
 
 /// A key and the version a unit holds of it, as [`Compaction::read`]
@@ -61,8 +65,10 @@ pub trait Compaction {
 
     /// Starts a compaction: every record stored so far will be superseded by
     /// records written after this call. Returns the cutoff: the newest unit
-    /// the compaction replaces.
-    fn begin(&mut self) -> Result<UnitId, StoreError>;
+    /// the compaction replaces. `resident_is_complete`: every live key is in
+    /// the cache's memory, so [`CompactionRead::Everything`] is an answer
+    /// `read` may give; when false, it must go unit by unit.
+    fn begin(&mut self, resident_is_complete: bool) -> Result<UnitId, StoreError>;
 
     /// Appends the keys and versions of the oldest unit at or below `cutoff`
     /// still stored, about `budget_bytes` of them per call.

@@ -180,6 +180,10 @@ impl<S: Store> Store for Faulty<S> {
         self.inner.compaction()
     }
 
+    fn reader(&mut self) -> Option<std::sync::Arc<dyn crate::store::StoreReader>> {
+        self.inner.reader()
+    }
+
     fn close(&mut self) -> Result<(), StoreError> {
         self.inner.close()
     }

@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::{Batch, Compaction, Completion, RecoveryReport, Store, StoreInfo};
+use super::{Batch, Compaction, Completion, Loaded, RecoveryReport, Store, StoreInfo, StoreReader};
 use crate::error::{Error, StoreError, StoreErrorKind};
 use crate::record::{self, RecordRef};
 use crate::version::{Kind, Version};
@@ -52,6 +52,9 @@ impl MemStoreData {
 pub struct MemStore {
     data: Arc<Mutex<MemStoreData>>,
     submitted: VecDeque<Batch>,
+    /// Offer no reader: the cache loads everything at open and never
+    /// evicts (as over a store that cannot read single keys).
+    no_reads: bool,
 }
 
 impl MemStore {
@@ -71,6 +74,17 @@ impl MemStore {
         Self {
             data,
             submitted: VecDeque::new(),
+            no_reads: false,
+        }
+    }
+
+    /// This store, offering no reader of single keys: a cache over it
+    /// loads every record at open and evicts nothing, as over a store that
+    /// cannot read one key (tests of that path).
+    pub fn without_reads(self) -> Self {
+        Self {
+            no_reads: true,
+            ..self
         }
     }
 
@@ -158,7 +172,43 @@ impl Store for MemStore {
         None
     }
 
+    fn reader(&mut self) -> Option<Arc<dyn StoreReader>> {
+        if self.no_reads {
+            return None;
+        }
+        Some(Arc::new(MemReader(Arc::clone(&self.data))))
+    }
+
     fn close(&mut self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+/// [`MemStore`]'s reader: a lookup under the data's lock.
+#[derive(Debug)]
+struct MemReader(Arc<Mutex<MemStoreData>>);
+
+impl StoreReader for MemReader {
+    fn load(&self, key: &[u8], value: &mut Vec<u8>) -> Result<Option<Loaded>, StoreError> {
+        value.clear();
+        let data = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(data.records.get(key).map(|(version, stored)| {
+            if let Some(v) = stored {
+                value.extend_from_slice(v);
+            }
+            Loaded {
+                version: *version,
+                kind: if stored.is_some() {
+                    Kind::Put
+                } else {
+                    Kind::Delete
+                },
+            }
+        }))
+    }
+
+    fn holds(&self, key: &[u8]) -> Option<bool> {
+        let data = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        Some(data.records.get(key).is_some_and(|(_, v)| v.is_some()))
     }
 }

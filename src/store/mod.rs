@@ -21,6 +21,7 @@ pub(crate) mod file;
 mod mem;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod reader;
 mod throttled;
 
 pub use blocking::{Blocking, BlockingStore};
@@ -30,8 +31,10 @@ pub use file::{FileOptions, FileStore, SyncFaults};
 pub use mem::{MemStore, MemStoreData};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgConfig, PgStats, PgStatsHandle, PgStore};
+pub use reader::{Loaded, StoreReader};
 pub use throttled::Throttled;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, StoreError};
@@ -163,6 +166,17 @@ pub trait Store: Send + 'static {
     /// is then a no-op.
     fn compaction(&mut self) -> Option<&mut dyn Compaction>;
 
+    /// The store's reader of single keys, if it can read one without
+    /// reading everything (G11). Called once, before
+    /// [`recover`](Store::recover) (which decides what recovery loads); the
+    /// reader is used only once `recover` has returned. A store with a
+    /// reader is a cache's backing store: opening loads no value (the
+    /// cache learns only the version floor from `recover`'s visits), a key
+    /// not in memory is read through it, and clean keys may be evicted. A
+    /// store without one (`None`) must have every key recovered into
+    /// memory, and nothing is ever evicted from it.
+    fn reader(&mut self) -> Option<Arc<dyn StoreReader>>;
+
     /// Called once by the flusher after the last batch completed, when the
     /// cache closes. Release resources; report what could not be finished.
     fn close(&mut self) -> Result<(), StoreError>;
@@ -194,6 +208,9 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn compaction(&mut self) -> Option<&mut dyn Compaction> {
         (**self).compaction()
+    }
+    fn reader(&mut self) -> Option<Arc<dyn StoreReader>> {
+        (**self).reader()
     }
     fn close(&mut self) -> Result<(), StoreError> {
         (**self).close()

@@ -87,6 +87,10 @@ impl<S: Store> Store for Throttled<S> {
         self.inner.compaction()
     }
 
+    fn reader(&mut self) -> Option<std::sync::Arc<dyn crate::store::StoreReader>> {
+        self.inner.reader()
+    }
+
     fn close(&mut self) -> Result<(), StoreError> {
         self.inner.close()
     }

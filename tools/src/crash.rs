@@ -133,7 +133,7 @@ fn counter_at(key: &[u8], version: u64) -> i64 {
 fn seed_counters(wb: &WriteBehind) -> Result<(), String> {
     let mut w = wb.writer().map_err(|e| e.to_string())?;
     for (key, counter) in universe() {
-        if counter && wb.version(&key).is_none() {
+        if counter && wb.version(&key).map_err(|e| e.to_string())?.is_none() {
             w.add(&key, delta(&key, 1)).map_err(|e| e.to_string())?;
             if w.last_version().0 != 1 {
                 return Err(format!(
@@ -177,7 +177,7 @@ fn start_writers(
     // A key with no entry is absent or deleted: its next version may jump.
     let acked: Arc<Vec<AtomicU64>> = Arc::new(
         keys.iter()
-            .map(|(k, _)| AtomicU64::new(wb.version(k).map_or(DELETED, |v| v.0)))
+            .map(|(k, _)| AtomicU64::new(wb.version(k).ok().flatten().map_or(DELETED, |v| v.0)))
             .collect(),
     );
     let keys = Arc::new(keys);
@@ -312,7 +312,16 @@ fn spawn_reader(
         let mut rng = Rng::new(seed ^ 0x5EAD);
         while !stop.load(Ordering::Relaxed) {
             let (key, counter) = &keys[(rng.next_u64() % keys.len() as u64) as usize];
-            if let Some(v) = wb.get(key) {
+            let v = match wb.get(key) {
+                Ok(v) => v,
+                Err(e) => {
+                    if bad.len() < 10 {
+                        bad.push(format!("read {}: {e}", String::from_utf8_lossy(key)));
+                    }
+                    None
+                }
+            };
+            if let Some(v) = v {
                 let ok = if *counter {
                     v.as_counter() == Some(counter_at(key, v.version().0))
                 } else {
@@ -342,7 +351,7 @@ fn check_reopened(
     let mut max = 0;
     let mut violations = check(&wb, keys, Some(final_versions), None, &mut max);
     for (i, (key, _)) in keys.iter().enumerate() {
-        let v = wb.version(key).map_or(0, |v| v.0);
+        let v = wb.version(key).ok().flatten().map_or(0, |v| v.0);
         // A deleted key takes no entry after the reopen (G12).
         let (last, deleted) = (
             final_versions[i] & !DELETED,
@@ -528,9 +537,14 @@ fn check(
 ) -> Vec<String> {
     let mut out = Vec::new();
     for (i, (key, counter)) in keys.iter().enumerate() {
-        let version = wb.version(key).map_or(0, |v| v.0);
-        let value = wb.get(key);
         let name = String::from_utf8_lossy(key).into_owned();
+        let (version, value) = match (wb.version(key), wb.get(key)) {
+            (Ok(v), Ok(value)) => (v.map_or(0, |v| v.0), value),
+            (Err(e), _) | (_, Err(e)) => {
+                out.push(format!("{name}: read failed: {e}"));
+                continue;
+            }
+        };
         if let Some(&s) = synced.and_then(|s| s.get(i)) {
             let (s, s_deleted) = (s & !DELETED, s & DELETED != 0);
             // No entry: the key was deleted, then or since (a durable

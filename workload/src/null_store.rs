@@ -38,6 +38,9 @@ impl Store for NullStore {
     fn compaction(&mut self) -> Option<&mut dyn Compaction> {
         None
     }
+    fn reader(&mut self) -> Option<std::sync::Arc<dyn writebehind::StoreReader>> {
+        None
+    }
     fn close(&mut self) -> Result<(), StoreError> {
         Ok(())
     }

@@ -19,16 +19,17 @@ impl Compaction for FileStore {
             units: self.segment_bytes.len(),
             bytes: self.segment_bytes.values().sum(),
             unit_bytes_max: self.segment_bytes_max,
+            live_bytes: Some(self.keydir.live_bytes()),
         }
     }
 
-    fn begin(&mut self) -> Result<UnitId, StoreError> {
+    fn begin(&mut self, resident_is_complete: bool) -> Result<UnitId, StoreError> {
         // Everything up to the active segment is replaced; new frames go to a
         // new segment (rotated when no chain is in flight, so no frame of
         // the old one is left unconfirmed).
         self.rotate_requested = true;
         self.compaction_read = None;
-        self.compaction_in_steps = None;
+        self.compaction_in_steps = (!resident_is_complete).then_some(true);
         self.pump();
         Ok(UnitId(self.next_id - 1))
     }
@@ -90,6 +91,9 @@ impl Compaction for FileStore {
             .collect();
         for id in &doomed {
             self.segment_bytes.remove(id);
+        }
+        if let Some(reader) = &self.reader {
+            reader.forget(&doomed);
         }
         // The removals (oldest first, each durable before the next, the
         // floor durable before the first) run on the reaper's thread; a

@@ -2,6 +2,7 @@
 //! batches (written, waiting for an fdatasync), the commit marker a good
 //! fdatasync makes due, and sealing the segment after a failure.
 
+use super::format::FRAME_HEADER_BYTES;
 use super::io::{Chain, FrameOp};
 use super::FileStore;
 use crate::config::Durability;
@@ -16,6 +17,7 @@ impl FileStore {
         let mut failure: Option<StoreError> = None;
         for op in chain {
             let end = op.offset + op.write_len();
+            let op_body = op.offset + FRAME_HEADER_BYTES as u64;
             let FrameOp {
                 result,
                 batch,
@@ -30,6 +32,9 @@ impl FileStore {
                     format!("not attempted after an earlier failure: {}", first.message),
                 )),
                 (None, Ok(())) => {
+                    if write {
+                        self.index_frame(op_body, &batch);
+                    }
                     let written = write.then_some((end, batch.bytes.len() as u64));
                     self.confirm(written, sync);
                     Ok(())
@@ -48,6 +53,20 @@ impl FileStore {
             self.fail_unsynced(&e);
             self.seal_after_failure();
             self.commit_due = false;
+        }
+    }
+
+    /// A frame of the active segment, its body at `body`, was written: its
+    /// records' places go into the keydir (only now, so that a reader never
+    /// finds a place whose bytes are not there).
+    fn index_frame(&self, body: u64, batch: &Batch) {
+        let Some(segment) = self.active.as_ref().map(|a| a.id) else {
+            return;
+        };
+        let mut at = body;
+        for r in batch.records().flatten() {
+            self.keydir.apply(segment, at, &r);
+            at += crate::record::encoded_len(r.key.len(), r.value.len()) as u64;
         }
     }
 

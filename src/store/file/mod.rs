@@ -59,9 +59,11 @@ mod finish;
 mod floor;
 pub(crate) mod format;
 mod io;
+mod keydir;
 mod lock;
 mod options;
 mod pump;
+mod reader;
 mod reaper;
 mod recovery;
 pub(crate) mod scan;
@@ -144,6 +146,10 @@ pub struct FileStore {
     commit_due: bool,
     /// How long `close` waits for the reaper's removals.
     close_wait: Duration,
+    /// Where each key's newest put is (for reads of single keys).
+    keydir: std::sync::Arc<keydir::KeyDir>,
+    /// The reader handed to the cache, if asked for.
+    reader: Option<std::sync::Arc<reader::FileReader>>,
     /// Declared last, so dropped last: the directory stays locked until the
     /// engine's writes and the reaper's removals have stopped.
     lock: DirLock,
@@ -198,6 +204,8 @@ impl FileStore {
             unsynced: Vec::new(),
             commit_due: false,
             close_wait: options.close_wait,
+            keydir: std::sync::Arc::new(keydir::KeyDir::new()),
+            reader: None,
         })
     }
 
@@ -249,6 +257,14 @@ impl Store for FileStore {
 
     fn compaction(&mut self) -> Option<&mut dyn Compaction> {
         Some(self)
+    }
+
+    fn reader(&mut self) -> Option<std::sync::Arc<dyn crate::store::StoreReader>> {
+        let keydir = std::sync::Arc::clone(&self.keydir);
+        let reader = self.reader.get_or_insert_with(|| {
+            std::sync::Arc::new(reader::FileReader::new(self.dir.clone(), keydir))
+        });
+        Some(std::sync::Arc::clone(reader) as _)
     }
 
     fn close(&mut self) -> Result<(), StoreError> {

@@ -6,6 +6,7 @@ use std::fs::OpenOptions;
 use std::os::unix::io::AsRawFd;
 
 use super::disk::{io_error_at, sync_file, trim};
+use super::keydir::Rebuild;
 use super::scan::{self, ScanReport, SegmentReport};
 use super::trace;
 use super::FileStore;
@@ -20,7 +21,13 @@ impl FileStore {
         &mut self,
         visit: &mut dyn FnMut(RecordRef<'_>),
     ) -> Result<RecoveryReport, Error> {
-        let report = scan::scan_dir(&self.dir, &mut |_, r| visit(r))?;
+        let mut rebuild = Rebuild::default();
+        let keydir = std::sync::Arc::clone(&self.keydir);
+        let report = scan::scan_dir_placed(&self.dir, &mut |segment, at, r| {
+            rebuild.take(&keydir, segment, at, &r);
+            visit(r);
+        })?;
+        drop(rebuild);
         self.lock.keep();
         warn_of_torn_tails(&report);
         self.next_id = report.segments.last().map_or(1, |s| s.id.0 + 1);

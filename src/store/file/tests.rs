@@ -152,7 +152,7 @@ fn finishing_a_compaction_does_not_wait_for_the_removals() {
     let before = scan::list_segments(dir.path()).unwrap();
     assert!(before.len() >= 5, "{before:?}");
     s.reaper.pause(true);
-    let cutoff = Compaction::begin(&mut s).unwrap();
+    let cutoff = Compaction::begin(&mut s, true).unwrap();
     s.submit(batch(201, b"compacted", false));
     assert_eq!(poll(&mut s), vec![201]);
     Compaction::finish(&mut s, cutoff, crate::version::Version(300)).unwrap();

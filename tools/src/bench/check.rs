@@ -23,8 +23,8 @@ impl Expected {
         let mut expected = Vec::new();
         for key in &workload.keys {
             for k in [key.clone(), counter_key(key)] {
-                let v = wb.get(&k).map(|v| (v.version(), v.to_vec()));
-                if v.is_some() || wb.version(&k).is_some() {
+                let v = wb.get(&k).ok().flatten().map(|v| (v.version(), v.to_vec()));
+                if v.is_some() || wb.version(&k).ok().flatten().is_some() {
                     expected.push((k, v));
                 }
             }
@@ -42,7 +42,7 @@ impl Expected {
         let bad = self
             .0
             .iter()
-            .filter(|(k, v)| wb.get(k).map(|g| (g.version(), g.to_vec())) != *v)
+            .filter(|(k, v)| wb.get(k).ok().flatten().map(|g| (g.version(), g.to_vec())) != *v)
             .count();
         wb.close().map_err(|e| e.to_string())?;
         Ok(bad)

@@ -20,7 +20,8 @@ pub(super) enum Stop {
 
 /// Checks and hands over the records of one frame's body; `Err` names the
 /// offset in the body and what is wrong.
-pub(super) type CheckRecords<'a> = dyn FnMut(&[u8]) -> Result<(), (usize, String)> + 'a;
+/// Its arguments: the body's offset in the file, and the body.
+pub(super) type CheckRecords<'a> = dyn FnMut(u64, &[u8]) -> Result<(), (usize, String)> + 'a;
 
 /// Walks whole frames of `f` from `pos` up to `limit`, calling `frame` for
 /// each (its start and header) and, if `records` is given, checking every
@@ -69,7 +70,7 @@ pub(super) fn walk(
         }
         if let Some(check) = records.as_mut() {
             f.read(body, h.len as usize, &mut buf)?;
-            if let Err((off, why)) = check(&buf) {
+            if let Err((off, why)) = check(body, &buf) {
                 return Ok((Stop::Bad(pos, body + off as u64, why), pos));
             }
         }

@@ -143,6 +143,14 @@ pub fn scan_dir(
     dir: &Path,
     visit: &mut dyn FnMut(SegmentId, RecordRef<'_>),
 ) -> Result<ScanReport, Error> {
+    scan_dir_placed(dir, &mut |id, _, r| visit(id, r))
+}
+
+/// [`scan_dir`], handing over each record's offset in its segment too.
+pub(crate) fn scan_dir_placed(
+    dir: &Path,
+    visit: &mut dyn FnMut(SegmentId, u64, RecordRef<'_>),
+) -> Result<ScanReport, Error> {
     let ids = list_segments(dir)?;
     let files = ids
         .iter()
@@ -177,7 +185,7 @@ pub fn scan_dir(
         } else {
             let sealed = seals.get(&f.id).copied();
             let newest = Some(i) == newest_valid;
-            scan_segment(f, sealed, newest, &mut seg, &mut |r| visit(f.id, r))?;
+            scan_segment(f, sealed, newest, &mut seg, &mut |at, r| visit(f.id, at, r))?;
         }
         seg.bytes_read = f.bytes_read.get();
         report.segments.push(seg);
@@ -204,7 +212,7 @@ fn scan_segment(
     sealed_end: Option<u64>,
     newest: bool,
     seg: &mut SegmentReport,
-    visit: &mut dyn FnMut(RecordRef<'_>),
+    visit: &mut dyn FnMut(u64, RecordRef<'_>),
 ) -> Result<(), Error> {
     if let Some(end) = sealed_end.filter(|&end| end > f.len) {
         return Err(Error::Corrupt {
@@ -250,10 +258,10 @@ fn read_frames(
     f: &SegmentFile,
     limit: u64,
     seg: &mut SegmentReport,
-    visit: &mut dyn FnMut(RecordRef<'_>),
+    visit: &mut dyn FnMut(u64, RecordRef<'_>),
 ) -> Result<(Stop, u64), Error> {
     let (mut frames, mut bytes) = (0u64, 0u64);
-    let mut check = |body: &[u8]| take_records(body, seg, visit);
+    let mut check = |at: u64, body: &[u8]| take_records(at, body, seg, visit);
     let (stop, end) = walk(
         f,
         SEGMENT_HEADER_BYTES as u64,
@@ -270,13 +278,14 @@ fn read_frames(
     Ok((stop, end))
 }
 
-/// Checks every record of a frame's `body`, then counts each in `seg` and
-/// hands it to `visit`; `Err` names the offset in the body and what is
-/// wrong.
+/// Checks every record of a frame's `body` (at offset `at` of the file),
+/// then counts each in `seg` and hands it to `visit` with its offset;
+/// `Err` names the offset in the body and what is wrong.
 fn take_records(
+    at: u64,
     body: &[u8],
     seg: &mut SegmentReport,
-    visit: &mut dyn FnMut(RecordRef<'_>),
+    visit: &mut dyn FnMut(u64, RecordRef<'_>),
 ) -> Result<(), (usize, String)> {
     // The whole frame first: the records of a frame that turns out torn
     // must never reach the caller (it would hold versions no segment
@@ -284,12 +293,15 @@ fn take_records(
     if let Some(Err((off, e))) = record::iter(body).find(|r| r.is_err()) {
         return Err((off, e.to_string()));
     }
+    let mut offset = at;
     for r in record::iter(body).flatten() {
+        let here = offset;
+        offset += record::encoded_len(r.key.len(), r.value.len()) as u64;
         seg.records += 1;
         seg.versions = Some(seg.versions.map_or((r.version.0, r.version.0), |(a, b)| {
             (a.min(r.version.0), b.max(r.version.0))
         }));
-        visit(r);
+        visit(here, r);
     }
     Ok(())
 }
@@ -334,7 +346,7 @@ pub(crate) fn segment_keys(
     let f = open_segment(dir, id, false)?;
     let from = from.max(SEGMENT_HEADER_BYTES as u64);
     let pause_at = from.saturating_add(budget_bytes as u64);
-    let mut keys = |body: &[u8]| -> Result<(), (usize, String)> {
+    let mut keys = |_: u64, body: &[u8]| -> Result<(), (usize, String)> {
         for item in record::iter(body) {
             let r = item.map_err(|(off, e)| (off, e.to_string()))?;
             out.push(StoredKey {

@@ -114,11 +114,11 @@ impl WriteBehind {
     }
 
     /// Opens a cache over the PostgreSQL table `pg` names (cargo feature
-    /// `postgres`): connects, creates or checks the table, reads its rows
-    /// (at most `pg.recover_rows_max`, tombstones included): live keys
-    /// become resident with their versions, and every version raises the
-    /// version floor; then starts the flusher. The same as
-    /// [`PgStore::open`](crate::PgStore::open) and [`WriteBehind::with_store`].
+    /// `postgres`): connects, creates or checks the table, and reads the
+    /// highest version it holds (the version floor); no row is loaded:
+    /// keys are read through on their first `get`. Then starts the
+    /// flusher. The same as [`PgStore::open`](crate::PgStore::open) and
+    /// [`WriteBehind::with_store`].
     ///
     /// ```no_run
     /// use writebehind::{Config, PgConfig, WriteBehind};

@@ -196,15 +196,6 @@ pub enum Error {
     /// Nothing was loaded.
     #[error("database: {0}")]
     Database(String),
-    /// Recovery found more rows than the configured bound
-    /// (`PgConfig::recover_rows_max`). Nothing was loaded.
-    #[error("the store holds {rows} rows, more than recover_rows_max = {max}; nothing was loaded")]
-    TooManyRows {
-        /// Rows in the store.
-        rows: u64,
-        /// The configured bound.
-        max: u64,
-    },
     /// The flusher thread died (it panicked: a bug), so nothing more can be
     /// persisted. Every update from then on is refused with this error (a
     /// writer blocked on a full ring wakes with it), and so are `sync()`,

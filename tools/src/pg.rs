@@ -86,12 +86,9 @@ mod imp {
         table.split('.').map(part).collect::<Vec<_>>().join(".")
     }
 
-    /// The store's settings for the bench's table; recovery is bounded
-    /// like the cache's index.
-    fn pg_config(url: &str, table: &str, config: &Config) -> PgConfig {
-        PgConfig::new(url)
-            .table(table)
-            .recover_rows_max(config.keys_max as u64)
+    /// The store's settings for the bench's table.
+    fn pg_config(url: &str, table: &str, _config: &Config) -> PgConfig {
+        PgConfig::new(url).table(table)
     }
 
     /// The handle `open` returns.

@@ -33,10 +33,10 @@ pub struct PgConfig {
     /// The table: `name` or `schema.name`, each part a lowercase SQL
     /// identifier (`[a-z_][a-z0-9_]*`, at most 63 bytes).
     pub table: String,
-    /// Most rows (live and tombstones) recovery reads; a table
-    /// with more is refused with [`Error::TooManyRows`] before anything is
-    /// loaded.
-    pub recover_rows_max: u64,
+    /// Connections the reads of keys not in memory use at most (each miss
+    /// takes one for its `SELECT`; more misses at once wait for one). Apart
+    /// from the session batches are written on.
+    pub read_connections: usize,
     /// How long connecting (and reconnecting after a failure) may take; in
     /// `(0, Config::INTERVAL_MAX]` (1 hour, [`Config::INTERVAL_MAX`](crate::Config::INTERVAL_MAX)).
     pub connect_timeout: Duration,
@@ -47,13 +47,13 @@ pub struct PgConfig {
 }
 
 impl Default for PgConfig {
-    /// No connection string (it must be set), table `writebehind`, up to
-    /// 2^20 rows recovered, 5 s to connect, 30 s per statement.
+    /// No connection string (it must be set), table `writebehind`, 4
+    /// reading connections, 5 s to connect, 30 s per statement.
     fn default() -> Self {
         Self {
             url: String::new(),
             table: "writebehind".into(),
-            recover_rows_max: 1 << 20,
+            read_connections: 4,
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(30),
         }
@@ -62,7 +62,7 @@ impl Default for PgConfig {
 
 crate::config::setters! {
     PgConfig {
-        recover_rows_max: u64,
+        read_connections: usize,
         connect_timeout: Duration,
         statement_timeout: Duration,
     }
@@ -94,8 +94,11 @@ impl PgConfig {
             return bad("postgres.url is empty".into());
         }
         check_table_name(&self.table)?;
-        if self.recover_rows_max == 0 {
-            return bad("postgres.recover_rows_max must be at least 1".into());
+        if self.read_connections == 0 || self.read_connections > 64 {
+            return bad(format!(
+                "postgres.read_connections = {} must be in 1..=64",
+                self.read_connections
+            ));
         }
         check_interval("postgres.connect_timeout", self.connect_timeout)?;
         if self.statement_timeout.as_millis() > i32::MAX as u128 {

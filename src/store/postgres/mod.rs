@@ -65,6 +65,7 @@
 mod config;
 mod error;
 mod ownership;
+mod read;
 mod recover;
 mod schema;
 mod session;
@@ -113,6 +114,8 @@ pub struct PgStore {
     ownership: Ownership,
     /// The session; `None` after a failure until the next write reopens it.
     conn: Option<Conn>,
+    /// A reader was handed out: recovery reads only the version floor.
+    reads_keys: bool,
     counters: Arc<Counters>,
 }
 
@@ -156,6 +159,7 @@ impl PgStore {
             upsert_sql,
             ownership: Ownership::default(),
             conn: None,
+            reads_keys: false,
             counters: Arc::default(),
         };
         let conn = store.open_conn().map_err(|e| Error::Database(e.message))?;
@@ -175,7 +179,19 @@ impl BlockingStore for PgStore {
     }
 
     fn recover(&mut self, visit: &mut dyn FnMut(RecordRef<'_>)) -> Result<RecoveryReport, Error> {
+        if self.reads_keys {
+            return self.recover_floor();
+        }
         self.recover_rows(visit)
+    }
+
+    fn reader(&mut self) -> Option<Arc<dyn crate::store::StoreReader>> {
+        self.reads_keys = true;
+        Some(Arc::new(read::PgReader::new(
+            self.pg.clone(),
+            &self.cfg,
+            &self.table.quoted(),
+        )))
     }
 
     fn write(&mut self, batch: &Batch) -> Result<(), StoreError> {

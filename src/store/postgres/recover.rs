@@ -1,6 +1,7 @@
-//! Recovery: every row of the table, in one read-only snapshot, as records
-//! for the index; refused before anything is loaded if there are more than
-//! `PgConfig::recover_rows_max`.
+//! Recovery: the version floor only (`max(version)` over the table, read
+//! once at open), when the cache reads keys through; or every row, in one
+//! read-only snapshot, as records for the index (a cache over a `Blocking`
+//! adapter that asks for no reader).
 
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
@@ -14,26 +15,37 @@ use crate::store::RecoveryReport;
 use crate::version::{Kind, Version};
 
 impl PgStore {
+    /// The version floor: above every version the table holds (rows and
+    /// tombstones), so a new entry of any key starts above its row and the
+    /// version guard takes it. Reads no row into memory.
+    pub(super) fn recover_floor(&mut self) -> Result<RecoveryReport, Error> {
+        let name = self.cfg.table.clone();
+        let table = self.table.quoted();
+        let conn = self.conn().map_err(|e| Error::Database(e.message))?;
+        let mut tx = snapshot(&mut conn.client, &name)?;
+        let max: i64 = tx
+            .query_one(&format!("SELECT coalesce(max(version), 0) FROM {table}"), &[])
+            .map_err(|e| db_error(&name, "reading the highest version", &e))?
+            .get(0);
+        tx.commit()
+            .map_err(|e| db_error(&name, "ending the recovery transaction", &e))?;
+        Ok(RecoveryReport {
+            version_floor: Version(u64::try_from(max).unwrap_or(0)),
+            ..RecoveryReport::default()
+        })
+    }
+
     /// [`BlockingStore::recover`](crate::BlockingStore::recover): calls
-    /// `visit` with every row, at most `recover_rows_max` of them.
+    /// `visit` with every row.
     pub(super) fn recover_rows(
         &mut self,
         visit: &mut dyn FnMut(RecordRef<'_>),
     ) -> Result<RecoveryReport, Error> {
-        let max = self.cfg.recover_rows_max;
         let name = self.cfg.table.clone();
         let table = self.table.quoted();
         let conn = self.conn().map_err(|e| Error::Database(e.message))?;
         let db = |what: &str, e: postgres::Error| db_error(&name, what, &e);
         let mut tx = snapshot(&mut conn.client, &name)?;
-        let rows: i64 = tx
-            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-            .map_err(|e| db("counting rows", e))?
-            .get(0);
-        let rows = u64::try_from(rows).unwrap_or(0);
-        if rows > max {
-            return Err(Error::TooManyRows { rows, max });
-        }
         let select = format!("SELECT key, version, value FROM {table}");
         let mut it = tx
             .query_raw(&select, std::iter::empty::<&dyn ToSql>())
@@ -42,10 +54,6 @@ impl PgStore {
         while let Some(row) = it.next().map_err(|e| db("reading rows", e))? {
             let record = record_of(&row, &name)?;
             records += 1;
-            // The count above saw the same snapshot; this only guards it.
-            if records > max {
-                return Err(Error::TooManyRows { rows: records, max });
-            }
             visit(record);
         }
         drop(it);
@@ -59,8 +67,8 @@ impl PgStore {
     }
 }
 
-/// A read-only transaction, one snapshot for the count and the rows, with
-/// no statement timeout (a large table takes what it takes).
+/// A read-only transaction, one snapshot, with no statement timeout (a
+/// large table takes what it takes).
 fn snapshot<'c>(client: &'c mut postgres::Client, name: &str) -> Result<Transaction<'c>, Error> {
     let mut tx = client
         .build_transaction()

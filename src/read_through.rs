@@ -1,7 +1,7 @@
 //! Read-through (G11): a key not in memory is loaded from the store and
 //! made resident, one load per key however many threads miss it at once.
 //!
-//! # Why a load never installs a stale value
+//! # Why a load never installs or returns a stale value
 //!
 //! A load takes a ticket (the free counter of its key's hash bucket),
 //! checks the key is not resident, reads the store, and installs what it
@@ -10,21 +10,27 @@
 //!
 //! - a writer that made the key resident during the load wrote a version
 //!   above everything stored (a new entry starts at the version floor), so
-//!   its entry wins and the load returns what the entry holds;
+//!   its entry wins and the load returns what the entry holds (or, if that
+//!   entry was evicted before it could be read, loads again);
 //! - an entry of the key that came *and went* during the load (put, made
 //!   durable, then evicted or reclaimed) bumps the bucket's counter, so the
-//!   load installs nothing; what it read is returned to the caller (the
-//!   put was concurrent with this read, so the older value is a correct
-//!   answer), and the next read loads again.
+//!   load installs nothing. What it read is still a correct answer for the
+//!   thread that loaded (the put was concurrent with its read), but not for
+//!   a thread that started waiting for the load after that put returned.
 //!
-//! Concurrent misses of a key wait for the first one's load (a map of the
-//! loads in progress, one entry per key being loaded: bounded by the
-//! threads reading).
+//! So an outcome is handed to the threads that waited for it only if no
+//! entry of the bucket was freed between the leader's ticket and the end of
+//! its load; otherwise each of them loads again, itself. (Without a free in
+//! between, any put since the leader's ticket is still resident, and a
+//! follower that found the key not resident started before it.)
+//!
+//! The loads in progress are a map with one entry per key being loaded:
+//! bounded by the threads reading.
 
 use std::collections::HashMap;
 
 use crate::error::{Error, StoreError};
-use crate::index::Install;
+use crate::index::{Install, LoadTicket};
 use crate::primitives::{self, Arc, AtomicU64, Condvar, Mutex, Ordering};
 use crate::shared::Shared;
 use crate::store::StoreReader;
@@ -32,7 +38,15 @@ use crate::value::Value;
 use crate::version::{Kind, Version};
 
 /// What a load found: the value and its version, or no live value.
-type Outcome = Result<Option<(Version, Vec<u8>)>, StoreError>;
+type Found = Option<(Version, Vec<u8>)>;
+
+/// A leader's outcome, and whether the threads that waited for it may take
+/// it (see the module docs).
+#[derive(Debug, Clone)]
+struct Outcome {
+    result: Result<Found, StoreError>,
+    shareable: bool,
+}
 
 /// One load in progress; its followers wait for its outcome.
 #[derive(Debug, Default)]
@@ -49,12 +63,14 @@ pub(crate) struct Loads {
     pub(crate) misses: AtomicU64,
     /// Loads from the store.
     pub(crate) loads: AtomicU64,
-    /// Loads that made their key resident.
-    pub(crate) installed: AtomicU64,
 }
 
+/// Times one load reads the store again when the entry a writer made
+/// meanwhile was evicted before the load could read it.
+const ATTEMPTS: usize = 4;
+
 /// Publishes the leader's outcome when dropped, so followers never wait
-/// for a leader that panicked (they get an error instead).
+/// for a leader that panicked (they load themselves instead).
 struct Publish<'a> {
     loads: &'a Loads,
     key: &'a [u8],
@@ -64,11 +80,9 @@ struct Publish<'a> {
 
 impl Drop for Publish<'_> {
     fn drop(&mut self) {
-        let outcome = self.outcome.take().unwrap_or_else(|| {
-            Err(StoreError::new(
-                crate::error::StoreErrorKind::Read,
-                "the load of this key panicked",
-            ))
+        let outcome = self.outcome.take().unwrap_or(Outcome {
+            result: Ok(None),
+            shareable: false,
         });
         primitives::lock(&self.loads.pending).remove(self.key);
         *primitives::lock(&self.pending.outcome) = Some(outcome);
@@ -87,29 +101,38 @@ pub(crate) fn get(
         return Ok(resident);
     }
     shared.loads.misses.fetch_add(1, Ordering::Relaxed);
-    let (pending, leader) = {
-        let mut map = primitives::lock(&shared.loads.pending);
-        match map.get(key) {
-            Some(p) => (Arc::clone(p), false),
-            None => {
-                let p = Arc::new(Pending::default());
-                map.insert(key.into(), Arc::clone(&p));
-                (p, true)
+    // Twice at most: an outcome not shareable makes this thread the
+    // leader of its own load next (the map entry is gone by then).
+    loop {
+        let (pending, leader) = {
+            let mut map = primitives::lock(&shared.loads.pending);
+            match map.get(key) {
+                Some(p) => (Arc::clone(p), false),
+                None => {
+                    let p = Arc::new(Pending::default());
+                    map.insert(key.into(), Arc::clone(&p));
+                    (p, true)
+                }
             }
-        }
-    };
-    let outcome = if leader {
-        lead(shared, reader, key, pending)
-    } else {
-        follow(&pending)
-    };
-    Ok(outcome
-        .map_err(Error::Store)?
-        .map(|(version, bytes)| value_of(version, &bytes)))
+        };
+        let outcome = if leader {
+            lead(shared, reader, key, pending)
+        } else {
+            match follow(&pending) {
+                Outcome {
+                    shareable: false, ..
+                } => continue,
+                outcome => outcome,
+            }
+        };
+        return Ok(outcome
+            .result
+            .map_err(Error::Store)?
+            .map(|(version, bytes)| value_of(version, &bytes)));
+    }
 }
 
-/// The first miss of a key: loads it (unless a load finished just before
-/// this one began and left it resident) and hands the outcome on.
+/// The first miss of a key: loads it and hands the outcome on.
 fn lead(shared: &Shared, reader: &dyn StoreReader, key: &[u8], pending: Arc<Pending>) -> Outcome {
     let mut publish = Publish {
         loads: &shared.loads,
@@ -117,7 +140,12 @@ fn lead(shared: &Shared, reader: &dyn StoreReader, key: &[u8], pending: Arc<Pend
         pending,
         outcome: None,
     };
-    let outcome = load(shared, reader, key);
+    let ticket = shared.index.load_ticket(key);
+    let result = load(shared, reader, key);
+    let outcome = Outcome {
+        shareable: shared.index.load_ticket(key) == ticket,
+        result,
+    };
     publish.outcome = Some(outcome.clone());
     drop(publish);
     outcome
@@ -139,71 +167,112 @@ fn follow(pending: &Pending) -> Outcome {
     }
 }
 
-/// Ticket, re-check, read, install (see the module docs).
-fn load(shared: &Shared, reader: &dyn StoreReader, key: &[u8]) -> Outcome {
-    let index = &shared.index;
-    let ticket = index.load_ticket(key);
+/// Ticket, re-check, read, install (see the module docs); again if the
+/// entry that beat the install was gone before it could be read.
+fn load(shared: &Shared, reader: &dyn StoreReader, key: &[u8]) -> Result<Found, StoreError> {
     let mut bytes = Vec::new();
-    if let Some(resident) = read_into(shared, key, &mut bytes) {
-        return Ok(resident.map(|v| (v, bytes)));
+    for _ in 0..ATTEMPTS {
+        let ticket = shared.index.load_ticket(key);
+        if let Some(resident) = read_into(shared, key, &mut bytes) {
+            return Ok(resident.map(|v| (v, bytes)));
+        }
+        let Some(version) = read_store(shared, reader, key, &mut bytes)? else {
+            return Ok(None);
+        };
+        match install(shared, key, ticket, version, &bytes) {
+            Install::Made(_) | Install::Stale => return Ok(Some((version, bytes))),
+            Install::Present => {
+                if let Some(resident) = read_into(shared, key, &mut bytes) {
+                    return Ok(resident.map(|v| (v, bytes)));
+                }
+            }
+        }
     }
+    Err(StoreError::new(
+        crate::error::StoreErrorKind::Read,
+        format!("the key was evicted {ATTEMPTS} times while being read; try again"),
+    ))
+}
+
+/// The version of `key`'s live value in the store (copied into `bytes`),
+/// if it has one.
+fn read_store(
+    shared: &Shared,
+    reader: &dyn StoreReader,
+    key: &[u8],
+    bytes: &mut Vec<u8>,
+) -> Result<Option<Version>, StoreError> {
     shared.loads.loads.fetch_add(1, Ordering::Relaxed);
-    let loaded = match reader.load(key, &mut bytes)? {
-        Some(l) if l.kind == Kind::Put => l,
-        _ => return Ok(None),
-    };
-    match index.install(key, ticket, loaded.version, &bytes) {
+    Ok(reader
+        .load(key, bytes)?
+        .filter(|l| l.kind == Kind::Put)
+        .map(|l| l.version))
+}
+
+/// [`Index::install`](crate::index::Index::install), telling the flusher of
+/// an entry made. Memory full (or `keys_max` reached) counts as not
+/// installed: the read still answers; the flusher is the one to make room.
+fn install<'a>(
+    shared: &'a Shared,
+    key: &[u8],
+    ticket: LoadTicket,
+    version: Version,
+    bytes: &[u8],
+) -> Install<'a> {
+    match shared.index.install(key, ticket, version, bytes, true) {
         Ok(Install::Made(found)) => {
-            shared.loads.installed.fetch_add(1, Ordering::Relaxed);
             shared.note_loaded(
                 found.slot,
-                loaded.version,
+                found.ident,
+                version,
                 crate::record::encoded_len(key.len(), bytes.len()),
             );
-            Ok(Some((loaded.version, bytes)))
+            Install::Made(found)
         }
-        Ok(Install::Present) => {
-            Ok(read_into(shared, key, &mut bytes).and_then(|r| r.map(|v| (v, bytes))))
-        }
-        // Not installed; what was read is still this read's answer (see
-        // the module docs). A full index is the flusher's to relieve.
-        Ok(Install::Stale) | Err(_) => Ok(Some((loaded.version, bytes))),
+        Ok(other) => other,
+        Err(_) => Install::Stale,
     }
 }
 
+/// What [`make_resident`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Counter {
+    /// The key is resident now: look it up again.
+    Resident,
+    /// The store holds no live value of the key, and no entry of its bucket
+    /// was freed since `ticket`: a new counter may start from zero if the
+    /// bucket is still so when it is made (`Index::upsert` checks).
+    Absent(LoadTicket),
+    /// An entry of its bucket was freed meanwhile: try again.
+    Again,
+}
+
 /// Makes `key` resident from the store if it holds a live value there
-/// (a counter about to be added to). True if the key is resident now (then
-/// look it up again); false if the store holds no live value of it.
+/// (a counter about to be added to).
 ///
 /// # Errors
-/// The store could not be read; or the load could not be installed
-/// (memory full, or an entry of its bucket freed during it) and nothing is
-/// resident to add to.
-pub(crate) fn make_resident(shared: &Shared, key: &[u8]) -> Result<bool, Error> {
+/// The store could not be read; or memory is full (`MemoryFull`,
+/// `IndexFull`): nothing could be made resident to add to.
+pub(crate) fn make_resident(shared: &Shared, key: &[u8]) -> Result<Counter, Error> {
     let Some(reader) = shared.reader.as_deref() else {
-        return Ok(false);
+        return Ok(Counter::Absent(shared.index.load_ticket(key)));
     };
     let ticket = shared.index.load_ticket(key);
     if shared.index.find(key).is_some() {
-        return Ok(true);
+        return Ok(Counter::Resident);
     }
     let mut bytes = Vec::new();
-    shared.loads.loads.fetch_add(1, Ordering::Relaxed);
-    let loaded = match reader.load(key, &mut bytes).map_err(Error::Store)? {
-        Some(l) if l.kind == Kind::Put => l,
-        _ => return Ok(false),
+    let Some(version) = read_store(shared, reader, key, &mut bytes).map_err(Error::Store)? else {
+        return Ok(Counter::Absent(ticket));
     };
-    match shared.index.install(key, ticket, loaded.version, &bytes)? {
+    match shared.index.install(key, ticket, version, &bytes, true)? {
         Install::Made(found) => {
-            shared.loads.installed.fetch_add(1, Ordering::Relaxed);
-            shared.note_loaded(
-                found.slot,
-                loaded.version,
-                crate::record::encoded_len(key.len(), bytes.len()),
-            );
-            Ok(true)
+            let len = crate::record::encoded_len(key.len(), bytes.len());
+            shared.note_loaded(found.slot, found.ident, version, len);
+            Ok(Counter::Resident)
         }
-        Install::Present | Install::Stale => Ok(true),
+        Install::Present => Ok(Counter::Resident),
+        Install::Stale => Ok(Counter::Again),
     }
 }
 

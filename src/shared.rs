@@ -5,7 +5,7 @@ use crossbeam_utils::CachePadded;
 use crate::config::Config;
 use crate::counters::PublishedCounts;
 use crate::error::{Error, StoreError};
-use crate::index::{Index, Slot};
+use crate::index::{Ident, Index, Slot};
 use crate::primitives::{self, Arc, AtomicBool, AtomicU64, AtomicU8, Condvar, Mutex, Ordering};
 use crate::ring::Ring;
 use crate::store::{in_flight_bound, StoreInfo};
@@ -18,6 +18,18 @@ use crate::version::Version;
 pub(crate) struct Change {
     pub slot: Slot,
     pub version: Version,
+}
+
+/// An entry a load made resident, as the flusher hears of it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LoadedNote {
+    pub slot: Slot,
+    /// Whose cell it was: by the time the flusher reads the note, the entry
+    /// may have been freed and reused for another key.
+    pub ident: Ident,
+    pub version: Version,
+    /// The loaded record's encoded length.
+    pub len: usize,
 }
 
 /// Most notes of loaded entries waiting for the flusher.
@@ -107,7 +119,7 @@ pub(crate) struct Shared {
     pub loads: crate::read_through::Loads,
     /// Entries loads made resident, for the flusher's per-key state (a
     /// loaded entry is clean: evictable). Bounded by `LOADED_MAX`.
-    pub loaded: Mutex<Vec<(Slot, Version, usize)>>,
+    pub loaded: Mutex<Vec<LoadedNote>>,
     pub loaded_room: Condvar,
     /// The most batches the flusher keeps in flight on this store.
     pub in_flight_max: usize,
@@ -159,11 +171,11 @@ impl Shared {
         }
     }
 
-    /// Tells the flusher that a load made `slot` resident at `version`
-    /// (clean), from a record of `len` bytes. Waits while `LOADED_MAX` such notes are unread (a reader
+    /// Tells the flusher that a load made `slot` resident as `ident` at
+    /// `version` (clean), from a record of `len` bytes. Waits while `LOADED_MAX` such notes are unread (a reader
     /// that loaded from the store waits a little more, rather than the
     /// queue growing without bound).
-    pub(crate) fn note_loaded(&self, slot: Slot, version: Version, len: usize) {
+    pub(crate) fn note_loaded(&self, slot: Slot, ident: Ident, version: Version, len: usize) {
         let mut loaded = primitives::lock(&self.loaded);
         while loaded.len() >= LOADED_MAX {
             // Acquire: pairs with the flusher's Release store on exit.
@@ -177,7 +189,12 @@ impl Shared {
                 std::time::Duration::from_millis(10),
             );
         }
-        loaded.push((slot, version, len));
+        loaded.push(LoadedNote {
+            slot,
+            ident,
+            version,
+            len,
+        });
     }
 
     /// Wakes the flusher (or makes its next wait return at once).

@@ -10,6 +10,7 @@ use crate::config::Backpressure;
 use crate::error::Error;
 use crate::index::{Update, Upserted, Written};
 use crate::primitives::{self, Arc, Backoff, Ordering};
+use crate::read_through::Counter;
 use crate::ring::{Producer, Ring};
 use crate::shared::{Change, Shared, LANE_RETIRED};
 use crate::version::Version;
@@ -180,58 +181,12 @@ impl Writer {
         // makes one (a freed entry never comes back to the lookup that
         // saw it), so this repeats only if the key's entry is freed again
         // in between, which takes a durable tombstone each time.
-        let mut waited = false;
-        let mut loads = 0;
-        let (slot, written) = loop {
-            let shared = Arc::clone(&self.shared);
-            let index = &shared.index;
-            let update = match (index.find(key), update) {
-                (Some(found), update) => match found.entry.write(found.ident, update)? {
-                    Some(written) => break (found.slot, written),
-                    None => continue, // freed meanwhile: look again
-                },
-                // No entry, and the store cannot hold the key (there is no
-                // reader behind, or the reader knows it holds none).
-                (None, Update::Delete)
-                    if shared
-                        .reader
-                        .as_ref()
-                        .is_none_or(|r| r.holds(key) == Some(false)) =>
-                {
-                    return Ok(Written {
-                        version: Version(0),
-                        counter: 0,
-                        changed: false,
-                    });
-                }
-                // A counter not in memory is loaded first (the delta
-                // applies to the stored value), then looked up again.
-                (None, Update::Add(_)) if shared.reader.is_some() => {
-                    if loads == LOADS_MAX {
-                        return Err(Error::Store(crate::error::StoreError::new(
-                            crate::error::StoreErrorKind::Read,
-                            "the counter was evicted again after each of its loads; try again",
-                        )));
-                    }
-                    loads += 1;
-                    if crate::read_through::make_resident(&shared, key)? {
-                        continue;
-                    }
-                    update
-                }
-                // A delete of a key not in memory writes a tombstone
-                // whatever memory holds: the store may have a value.
-                (None, Update::Delete) => Update::DeleteStored,
-                (None, update) => update,
-            };
-            match self.upsert(index, key, update, &mut waited)? {
-                Upserted::Made(found, written) => break (found.slot, written),
-                Upserted::Found(found) => {
-                    if let Some(written) = found.entry.write(found.ident, update)? {
-                        break (found.slot, written);
-                    }
-                }
-            }
+        let Some((slot, written)) = write_entry(&self.shared, key, update)? else {
+            return Ok(Written {
+                version: Version(0),
+                counter: 0,
+                changed: false,
+            });
         };
         if !written.changed {
             return Ok(written);
@@ -250,52 +205,6 @@ impl Writer {
             self.shared.wake_flusher_if_sleeping();
         }
         Ok(written)
-    }
-
-    /// [`Index::upsert`](crate::index::Index::upsert); if memory is full,
-    /// under `Block` one wait for room (`waited` says it happened) and a
-    /// retry.
-    fn upsert<'a>(
-        &mut self,
-        index: &'a crate::index::Index,
-        key: &[u8],
-        update: Update<'_>,
-        waited: &mut bool,
-    ) -> Result<Upserted<'a>, Error> {
-        loop {
-            match index.upsert(key, update) {
-                Ok(upserted) => return Ok(upserted),
-                Err(Error::IndexFull { .. } | Error::MemoryFull { .. })
-                    if !*waited && self.may_wait() =>
-                {
-                    self.wait_for_reclaim()?;
-                    *waited = true;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    fn may_wait(&self) -> bool {
-        self.shared.config.backpressure == Backpressure::Block
-    }
-
-    /// The index is full and the policy is `Block`: deleted keys may be
-    /// waiting for their tombstones to become durable before their entries
-    /// are freed (G12). A durability barrier makes every delete
-    /// acknowledged so far durable, and the flusher frees those entries
-    /// before it serves the barrier; then the insert is tried once more.
-    /// Bounded by `close_timeout`.
-    #[cold]
-    fn wait_for_reclaim(&mut self) -> Result<(), Error> {
-        let deadline = std::time::Instant::now().checked_add(self.shared.config.close_timeout);
-        match crate::cache::sync_until(&self.shared, deadline) {
-            // The store is failing: nothing can be freed; the index is full.
-            Err(Error::Timeout { .. }) => Err(Error::IndexFull {
-                max: self.shared.config.keys_max,
-            }),
-            other => other,
-        }
     }
 
     /// The ring is full: apply the backpressure policy.
@@ -345,6 +254,91 @@ impl Writer {
             ));
             lane.waiting.store(false, Ordering::Relaxed);
         }
+    }
+}
+
+/// Finds or makes `key`'s entry and applies `update` to it: value and
+/// version change together. A write to an entry the flusher freed between
+/// the lookup and the write is refused as stale, and the key is looked up
+/// again: the next lookup finds the key's new entry or makes one (a freed
+/// entry never comes back to the lookup that saw it), so this repeats only
+/// if the key's entry is freed again in between, which takes it being made
+/// durable and freed each time. `None`: a delete of a key nobody holds.
+fn write_entry(
+    shared: &Shared,
+    key: &[u8],
+    update: Update<'_>,
+) -> Result<Option<(crate::index::Slot, Written)>, Error> {
+    let index = &shared.index;
+    let (mut waited, mut loads) = (false, 0);
+    loop {
+        let (new, guard) = match (index.find(key), update) {
+            (Some(found), update) => match found.entry.write(found.ident, update)? {
+                Some(written) => return Ok(Some((found.slot, written))),
+                None => continue,
+            },
+            // Not in memory, and the store cannot hold it either (no
+            // reader behind, or the reader knows it holds none).
+            (None, Update::Delete)
+                if shared
+                    .reader
+                    .as_ref()
+                    .is_none_or(|r| r.holds(key) == Some(false)) =>
+            {
+                return Ok(None);
+            }
+            // A counter not in memory is loaded first (the delta applies
+            // to the stored value), then looked up again.
+            (None, Update::Add(_)) if shared.reader.is_some() => {
+                if loads == LOADS_MAX {
+                    return Err(Error::Store(crate::error::StoreError::new(
+                        crate::error::StoreErrorKind::Read,
+                        "entries near the counter were evicted during each of its loads; try again",
+                    )));
+                }
+                loads += 1;
+                match crate::read_through::make_resident(shared, key) {
+                    Ok(Counter::Resident | Counter::Again) => continue,
+                    Ok(Counter::Absent(ticket)) => (update, Some(ticket)),
+                    Err(e) => {
+                        wait_once(shared, e, &mut waited)?;
+                        continue;
+                    }
+                }
+            }
+            // A delete of a key not in memory writes a tombstone: the
+            // store may hold a value.
+            (None, Update::Delete) => (Update::DeleteStored, None),
+            (None, update) => (update, None),
+        };
+        match index.upsert(key, new, guard) {
+            Ok(Upserted::Made(found, written)) => return Ok(Some((found.slot, written))),
+            // Made meanwhile by another thread (the next lookup writes to
+            // it), or the counter must be loaded again.
+            Ok(Upserted::Found(_) | Upserted::Stale) => {}
+            Err(e) => wait_once(shared, e, &mut waited)?,
+        }
+    }
+}
+
+/// Memory is full (`MemoryFull`, `IndexFull`) and the policy is `Block`:
+/// once per operation (`waited`), a durability barrier. It makes every
+/// update acknowledged so far durable, so the flusher can evict clean
+/// entries and free deleted keys' ones (G10, G12) before it serves the
+/// barrier; then the caller tries once more. Bounded by `close_timeout`.
+/// Any other error, a second time, or under `Fail`: `e`.
+#[cold]
+fn wait_once(shared: &Shared, e: Error, waited: &mut bool) -> Result<(), Error> {
+    let full = matches!(e, Error::IndexFull { .. } | Error::MemoryFull { .. });
+    if !full || *waited || shared.config.backpressure != Backpressure::Block {
+        return Err(e);
+    }
+    *waited = true;
+    let deadline = std::time::Instant::now().checked_add(shared.config.close_timeout);
+    match crate::cache::sync_until(shared, deadline) {
+        // The store is failing: nothing can be freed; memory is full.
+        Err(Error::Timeout { .. }) => Err(e),
+        other => other,
     }
 }
 

@@ -899,7 +899,10 @@ fn g11_a_table_larger_than_the_budget_reads_through_and_restarts_without_loading
     assert!(stats.evictions > 0, "{stats:?}");
     assert!(stats.resident_bytes <= 10 << 20, "{stats:?}");
     for (&i, &v) in &versions {
-        let got = wb.get(&key(i)).unwrap().unwrap_or_else(|| panic!("key {i} lost"));
+        let got = wb
+            .get(&key(i))
+            .unwrap()
+            .unwrap_or_else(|| panic!("key {i} lost"));
         assert_eq!((&got[..], got.version()), (&value(i)[..], v), "key {i}");
     }
     drop(w);
@@ -915,7 +918,10 @@ fn g11_a_table_larger_than_the_budget_reads_through_and_restarts_without_loading
     let open_time = opened.elapsed();
     assert_eq!(wb.stats().keys, 0, "opening loads no row");
     for (&i, &v) in &versions {
-        let got = wb.get(&key(i)).unwrap().unwrap_or_else(|| panic!("key {i} lost"));
+        let got = wb
+            .get(&key(i))
+            .unwrap()
+            .unwrap_or_else(|| panic!("key {i} lost"));
         assert_eq!((&got[..], got.version()), (&value(i)[..], v), "key {i}");
     }
     let stats = wb.stats();

@@ -23,10 +23,10 @@ fn g2_model() {
     model("g2 two writers, one key", || {
         let store = MemStore::new().without_reads();
         let data = store.data();
-        data.lock()
-            .unwrap()
-            .records
-            .insert(b"k".to_vec(), (Version(1), Some(0i64.to_le_bytes().to_vec())));
+        data.lock().unwrap().records.insert(
+            b"k".to_vec(),
+            (Version(1), Some(0i64.to_le_bytes().to_vec())),
+        );
         let wb = Arc::new(WriteBehind::with_store(store, tiny_config(2)).unwrap());
         let a = {
             let wb = Arc::clone(&wb);

@@ -378,11 +378,12 @@ fn batch_full(config: &crate::config::Config, batch: &crate::store::Batch) -> bo
 /// Makes `key` resident from the store if its newest record there is the
 /// put at `version` that a compaction is about to drop: it is then
 /// rewritten from memory like any resident key, and evictable again once
-/// that is durable. `Ok(None)`: the record is dead (the store holds
-/// something newer, a tombstone, or nothing), or a writer made the key
-/// resident meanwhile (its entry is newer than the store). `Err`: the
-/// record could not be read or made resident, and the compaction must
-/// stop rather than drop it.
+/// that is durable. If a writer made the key resident meanwhile, its
+/// entry's slot (the entry is newer than the store, and rewritten instead).
+/// `Ok(None)`: the record is dead (the store holds something newer, a
+/// tombstone, or nothing). `Err`: the record could not be read or made
+/// resident (`keys_max` reached), and the compaction must stop rather than
+/// drop it.
 fn carry(
     shared: &crate::shared::Shared,
     keys: &mut super::keys::KeyLedger,
@@ -398,7 +399,11 @@ fn carry(
         Some(l) if l.kind == crate::version::Kind::Put && l.version == version => l,
         _ => return Ok(None),
     };
-    match shared.index.install(key, ticket, loaded.version, &value) {
+    // Not budgeted: evictable again once its rewrite is durable.
+    match shared
+        .index
+        .install(key, ticket, loaded.version, &value, false)
+    {
         Ok(crate::index::Install::Made(found)) => {
             keys.note_loaded(
                 found.slot,

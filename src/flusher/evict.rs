@@ -21,8 +21,14 @@ impl<S: Store> Flusher<S> {
             std::mem::take(&mut *loaded)
         };
         self.shared.loaded_room.notify_all();
-        for (slot, version, len) in notes {
-            self.keys.note_loaded(slot, version, len);
+        let index = &self.shared.index;
+        for note in notes {
+            // Only the flusher frees, so an entry still of this ident is
+            // the one the load made, and stays so while this runs.
+            let entry = index.entry(note.slot);
+            if entry.ident() == note.ident && entry.version() == note.version {
+                self.keys.note_loaded(note.slot, note.version, note.len);
+            }
         }
         true
     }
@@ -60,6 +66,7 @@ impl<S: Store> Flusher<S> {
             }
             let slot = Slot(self.hand as u32);
             self.hand += 1;
+            self.hand_idle += 1;
             if !self.keys.is_clean(slot) || index.take_mark(slot) {
                 continue;
             }
@@ -69,11 +76,14 @@ impl<S: Store> Flusher<S> {
             if index.free(slot, version) {
                 self.keys.forget(slot);
                 evicted += 1;
+                self.hand_idle = 0;
                 used = self.resident_bytes();
             }
         }
         self.counts.evictions += evicted;
-        index.set_full(used >= budget);
+        // Full only once the hand went twice round (a mark buys one turn)
+        // without finding anything to evict.
+        index.set_full(used >= budget && self.hand_idle >= 2 * high_water);
         evicted > 0
     }
 }

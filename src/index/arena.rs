@@ -123,11 +123,13 @@ impl Arena {
         let slot = Slot(owned.next as u32);
         let (c, offset) = locate(slot);
         if offset == 0 {
+            // Both mapped before either is published, so a failure leaves
+            // nothing behind.
             let marks = Zeroed::<AtomicU8>::new(BASE << c)?;
+            let chunk = Zeroed::new(BASE << c)?;
             // Release: before the entries, see `mark`.
             self.marks[c].store(marks.as_ptr(), Ordering::Release);
             owned.mark_chunks.push(marks);
-            let chunk = Zeroed::new(BASE << c)?;
             // Release: the chunk's (zeroed or constructed) entries are
             // visible to whoever sees the pointer.
             self.bases[c].store(chunk.as_ptr(), Ordering::Release);

@@ -498,6 +498,12 @@ impl Entry {
         (!long.is_null()).then(|| (ident, &unsafe { &*long }.0[..]))
     }
 
+    /// Whose cell this is now (Acquire: pairs with the claim's Release).
+    /// For the flusher, which alone frees: a live ident it reads stays.
+    pub(crate) fn ident(&self) -> Ident {
+        Ident(self.ident.load(Ordering::Acquire))
+    }
+
     /// The key's length, read without the sequence lock (0 if free): a
     /// hint for the flusher's size checks.
     pub(crate) fn key_len_hint(&self) -> usize {

@@ -31,9 +31,10 @@ impl Keys {
         loop {
             let found = match update {
                 Update::Delete => self.0.find(key)?,
-                _ => match self.0.upsert(key, update).ok()? {
+                _ => match self.0.upsert(key, update, None).ok()? {
                     crate::index::Upserted::Found(found) => found,
                     crate::index::Upserted::Made(_, written) => return Some(written.version),
+                    crate::index::Upserted::Stale => continue,
                 },
             };
             if let Ok(Some(written)) = found.entry.write(found.ident, update) {
@@ -58,7 +59,7 @@ impl Keys {
         value: &[u8],
     ) -> bool {
         matches!(
-            self.0.install(key, ticket, version, value),
+            self.0.install(key, ticket, version, value, true),
             Ok(super::Install::Made(_))
         )
     }

@@ -96,6 +96,13 @@ const FREED_BUCKETS: usize = 2;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadTicket(u64);
 
+impl LoadTicket {
+    /// The bucket's count when the ticket was taken.
+    fn count(self) -> u64 {
+        self.0
+    }
+}
+
 /// What [`Index::upsert`] did.
 #[derive(Debug)]
 pub(crate) enum Upserted<'a> {
@@ -103,6 +110,8 @@ pub(crate) enum Upserted<'a> {
     Found(Found<'a>),
     /// A new entry, holding the update.
     Made(Found<'a>, Written),
+    /// Not made: the guard's bucket saw a free (see [`Index::upsert`]).
+    Stale,
 }
 
 /// What [`Index::install`] did.
@@ -321,7 +330,7 @@ impl Index {
         if let Some(found) = shard.find(h.tag(), |slot| self.found(slot, &probe)) {
             return Ok(found);
         }
-        self.insert_locked(&mut shard, h, key, self.floor(), None)
+        self.insert_locked(&mut shard, h, key, self.floor(), None, true)
     }
 
     /// `key`'s entry if resident (the caller then writes `update` to it);
@@ -329,8 +338,17 @@ impl Index {
     /// the version floor, in the same change that makes it visible, so no
     /// reader ever sees the key with neither its old value (which may be in
     /// the store) nor its new one. [`Error::IndexFull`] or
-    /// [`Error::MemoryFull`] if there is no room.
-    pub(crate) fn upsert(&self, key: &[u8], update: Update<'_>) -> Result<Upserted<'_>, Error> {
+    /// [`Error::MemoryFull`] if there is no room. With `guard` (a counter
+    /// the store was found not to hold since that ticket), the new entry is
+    /// made only if no entry of the key's bucket was freed since: else
+    /// [`Upserted::Stale`] (a put may have been made durable and evicted
+    /// meanwhile, and the counter must be loaded again).
+    pub(crate) fn upsert(
+        &self,
+        key: &[u8],
+        update: Update<'_>,
+        guard: Option<LoadTicket>,
+    ) -> Result<Upserted<'_>, Error> {
         if let Some(found) = self.find(key) {
             return Ok(Upserted::Found(found));
         }
@@ -339,6 +357,10 @@ impl Index {
         let mut shard = self.shards[h.shard()].lock();
         if let Some(found) = shard.find(h.tag(), |slot| self.found(slot, &probe)) {
             return Ok(Upserted::Found(found));
+        }
+        // Relaxed: raised under the shard's lock, which we hold.
+        if guard.is_some_and(|t| self.freed[Self::bucket(h)].load(Ordering::Relaxed) != t.count()) {
+            return Ok(Upserted::Stale);
         }
         let version = Version(self.floor().0 + 1);
         let (value, counter) = match update {
@@ -351,7 +373,7 @@ impl Index {
             Update::Add(_) => Some(&counter_bytes[..]),
             _ => value,
         };
-        let found = self.insert_locked(&mut shard, h, key, version, value)?;
+        let found = self.insert_locked(&mut shard, h, key, version, value, true)?;
         let written = Written {
             version,
             counter,
@@ -379,13 +401,17 @@ impl Index {
     /// store: a new entry starts above every stored version), or an entry
     /// in the key's bucket was freed since the ticket (what was read may
     /// be older than what that entry held, which is in the store now).
-    /// [`Error::IndexFull`] if `keys_max` keys are resident.
+    /// [`Error::IndexFull`] if `keys_max` keys are resident;
+    /// [`Error::MemoryFull`] if `budgeted` and the flusher says memory is
+    /// full (the flusher's own installs, for compaction, are not budgeted:
+    /// they are evictable as soon as their rewrite is durable).
     pub(crate) fn install(
         &self,
         key: &[u8],
         ticket: LoadTicket,
         version: Version,
         value: &[u8],
+        budgeted: bool,
     ) -> Result<Install<'_>, Error> {
         let h = self.hash(key);
         let probe = KeyProbe::new(key);
@@ -397,12 +423,12 @@ impl Index {
             return Ok(Install::Present);
         }
         // Relaxed: raised under the shard's lock, which we hold.
-        if self.freed[Self::bucket(h)].load(Ordering::Relaxed) != ticket.0
+        if self.freed[Self::bucket(h)].load(Ordering::Relaxed) != ticket.count()
             && !crate::primitives::bug(crate::primitives::Bug::InstallIgnoresFrees)
         {
             return Ok(Install::Stale);
         }
-        self.insert_locked(&mut shard, h, key, version, Some(value))
+        self.insert_locked(&mut shard, h, key, version, Some(value), budgeted)
             .map(Install::Made)
     }
 
@@ -415,12 +441,13 @@ impl Index {
         key: &[u8],
         version: Version,
         value: Option<&[u8]>,
+        budgeted: bool,
     ) -> Result<Found<'_>, Error> {
         if !shard.has_room() {
             return Err(Error::IndexFull { max: self.keys_max });
         }
         // Relaxed: see `set_full`.
-        if self.full.load(Ordering::Relaxed) {
+        if budgeted && self.full.load(Ordering::Relaxed) {
             return Err(Error::MemoryFull {
                 budget_bytes: self.budget_bytes,
             });
@@ -476,6 +503,9 @@ impl Index {
             tracing::error!("index: freed slot {} had no table word; not reused", slot.0);
             return true;
         }
+        // Relaxed: a hint (see `touch`); the next key in the slot starts
+        // unmarked.
+        self.arena.mark(slot).store(0, Ordering::Relaxed);
         self.arena.release(slot);
         self.live.fetch_sub(1, Ordering::Relaxed);
         true
@@ -591,6 +621,62 @@ mod tests {
         for (key, _) in &resident {
             assert_eq!(get(&index, key), Some(key.to_vec()));
         }
+    }
+
+    /// A load or a guarded counter creation that began before an entry of
+    /// its key came and went (put, then freed: durable and evicted) installs
+    /// nothing: what it read from the store may be older than that entry.
+    #[test]
+    fn a_free_since_the_ticket_refuses_installs_and_guarded_creations() {
+        let index = Index::new(8).expect("index");
+        let ticket = index.load_ticket(b"k");
+        let w = put(&index, b"k", b"new");
+        let f = index.find(b"k").expect("resident");
+        assert!(matches!(
+            index.install(b"k", ticket, Version(1), b"old", true),
+            Ok(Install::Present)
+        ));
+        assert!(index.free(f.slot, w.version));
+        assert!(matches!(
+            index.install(b"k", ticket, Version(1), b"old", true),
+            Ok(Install::Stale)
+        ));
+        assert!(matches!(
+            index.upsert(b"k", Update::Add(1), Some(ticket)),
+            Ok(Upserted::Stale)
+        ));
+        assert!(get(&index, b"k").is_none());
+        let fresh = index.load_ticket(b"k");
+        assert!(matches!(
+            index.install(b"k", fresh, w.version, b"new", true),
+            Ok(Install::Made(_))
+        ));
+        assert_eq!(get(&index, b"k"), Some(b"new".to_vec()));
+    }
+
+    /// While the flusher says memory is full, new keys are refused (loads
+    /// too, unless unbudgeted: the flusher's own), resident keys updated.
+    #[test]
+    fn a_full_budget_refuses_new_keys_only() {
+        let index = Index::new(8).expect("index").evictable(1 << 20);
+        put(&index, b"a", b"1");
+        index.set_full(true);
+        assert!(matches!(
+            index.upsert(b"b", Update::Put(b"2"), None),
+            Err(Error::MemoryFull {
+                budget_bytes: 1_048_576
+            })
+        ));
+        let t = index.load_ticket(b"c");
+        assert!(index.install(b"c", t, Version(3), b"3", true).is_err());
+        assert!(matches!(
+            index.install(b"c", t, Version(3), b"3", false),
+            Ok(Install::Made(_))
+        ));
+        put(&index, b"a", b"again");
+        index.set_full(false);
+        put(&index, b"b", b"2");
+        assert_eq!(index.len(), 3);
     }
 
     #[test]

@@ -46,7 +46,6 @@ pub(super) struct KeyDir {
     seed: u64,
     /// Sum of the places' lengths: the bytes a compacted store would hold.
     live_bytes: AtomicU64,
-    keys: AtomicU64,
 }
 
 impl KeyDir {
@@ -58,7 +57,6 @@ impl KeyDir {
                 .collect(),
             seed: random_seed(),
             live_bytes: AtomicU64::new(0),
-            keys: AtomicU64::new(0),
         }
     }
 
@@ -90,6 +88,8 @@ impl KeyDir {
     pub(super) fn apply(&self, segment: SegmentId, offset: u64, r: &RecordRef<'_>) {
         match r.kind {
             Kind::Put => {
+                // Segments are at most 4 GiB (`FileOptions::validate`).
+                debug_assert!(offset < 1 << 32, "offset {offset} past a segment");
                 let place = Place {
                     segment,
                     offset: u32::try_from(offset).unwrap_or(u32::MAX),
@@ -119,7 +119,6 @@ impl KeyDir {
                 drop(map);
                 self.live_bytes
                     .fetch_add(u64::from(place.len), Ordering::Relaxed);
-                self.keys.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -131,7 +130,6 @@ impl KeyDir {
                 drop(map);
                 self.live_bytes
                     .fetch_sub(u64::from(was.len), Ordering::Relaxed);
-                self.keys.fetch_sub(1, Ordering::Relaxed);
             }
         }
     }

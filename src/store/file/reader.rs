@@ -2,11 +2,11 @@
 //! one `pread` of its record, checked against its checksum, key and
 //! version.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 use super::format::SegmentId;
 use super::keydir::{KeyDir, Place};
@@ -21,8 +21,16 @@ pub(super) struct FileReader {
     dir: PathBuf,
     keydir: Arc<KeyDir>,
     /// Segments opened for reading, kept open until a compaction removes
-    /// them (a read that raced the removal still reads the unlinked file).
-    files: Mutex<HashMap<SegmentId, Arc<File>>>,
+    /// them (a read that raced the removal still reads the unlinked file),
+    /// and the segments removed so far (never cached again: a read that
+    /// found one still there opens it for itself only).
+    files: RwLock<Files>,
+}
+
+#[derive(Debug, Default)]
+struct Files {
+    open: HashMap<SegmentId, Arc<File>>,
+    removed: HashSet<SegmentId>,
 }
 
 /// Times a load looks its key up again after finding its segment removed
@@ -34,29 +42,37 @@ impl FileReader {
         Self {
             dir,
             keydir,
-            files: Mutex::new(HashMap::new()),
+            files: RwLock::new(Files::default()),
         }
     }
 
-    /// Closes the segments a compaction removed.
+    /// Closes the segments a compaction removes.
     pub(super) fn forget(&self, removed: &[SegmentId]) {
-        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        let mut files = self.files.write().unwrap_or_else(|e| e.into_inner());
         for id in removed {
-            files.remove(id);
+            files.open.remove(id);
+            files.removed.insert(*id);
         }
     }
 
     /// Segment `id` open for reading; `None` if it no longer exists.
     fn file(&self, id: SegmentId) -> Result<Option<Arc<File>>, StoreError> {
-        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(f) = files.get(&id) {
+        let files = self.files.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = files.open.get(&id) {
             return Ok(Some(Arc::clone(f)));
         }
+        let removed = files.removed.contains(&id);
+        drop(files);
         let path = id.path(&self.dir);
         match File::open(&path) {
             Ok(f) => {
                 let f = Arc::new(f);
-                files.insert(id, Arc::clone(&f));
+                if !removed {
+                    let mut files = self.files.write().unwrap_or_else(|e| e.into_inner());
+                    if !files.removed.contains(&id) {
+                        files.open.entry(id).or_insert_with(|| Arc::clone(&f));
+                    }
+                }
                 Ok(Some(f))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

@@ -50,7 +50,10 @@ impl PgReader {
     pub(super) fn new(mut pg: postgres::Config, cfg: &PgConfig, quoted_table: &str) -> Self {
         // Named apart from the writing session, so an operator (or a test)
         // can tell the two kinds of session in `pg_stat_activity`.
-        let name = format!("{}/read", pg.get_application_name().unwrap_or("writebehind"));
+        let name = format!(
+            "{}/read",
+            pg.get_application_name().unwrap_or("writebehind")
+        );
         pg.application_name(&name);
         Self {
             pg,
@@ -153,7 +156,11 @@ impl StoreReader for PgReader {
         if version < 1 {
             return Err(StoreError::new(
                 StoreErrorKind::Read,
-                format!("{}: key {:?} has version {version}: versions start at 1", self.name, String::from_utf8_lossy(key)),
+                format!(
+                    "{}: key {:?} has version {version}: versions start at 1",
+                    self.name,
+                    String::from_utf8_lossy(key)
+                ),
             ));
         }
         if let Some(v) = stored {

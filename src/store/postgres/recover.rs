@@ -24,7 +24,10 @@ impl PgStore {
         let conn = self.conn().map_err(|e| Error::Database(e.message))?;
         let mut tx = snapshot(&mut conn.client, &name)?;
         let max: i64 = tx
-            .query_one(&format!("SELECT coalesce(max(version), 0) FROM {table}"), &[])
+            .query_one(
+                &format!("SELECT coalesce(max(version), 0) FROM {table}"),
+                &[],
+            )
             .map_err(|e| db_error(&name, "reading the highest version", &e))?
             .get(0);
         tx.commit()

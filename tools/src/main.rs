@@ -189,6 +189,11 @@ struct BenchArgs {
     /// PostgreSQL store keeps one in flight unless this is given).
     #[arg(long)]
     batches_in_flight: Option<usize>,
+    /// Config::memory_bytes: the cache's memory budget, in bytes, with an
+    /// optional K/M/G suffix (powers of 1024), e.g. 64M. Clean keys beyond
+    /// it are evicted and read back through on a miss (a `get` in --mix).
+    #[arg(long, value_parser = parse_bytes)]
+    memory: Option<u64>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -365,6 +370,7 @@ fn bench_params(a: &BenchArgs) -> Result<writebehind_tools::bench::Params, Strin
         label: if game { "game" } else { "standard" },
         pg_table: a.pg_table.clone(),
         batches_in_flight: a.batches_in_flight,
+        memory_bytes: a.memory,
     })
 }
 
@@ -389,4 +395,25 @@ fn write_latency_files(
         bench::write_plot(path, &runs)?;
     }
     Ok(())
+}
+
+/// `64M`, `2G`, `512K` (powers of 1024) or plain bytes.
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let (digits, shift) = match s
+        .trim()
+        .to_ascii_uppercase()
+        .strip_suffix("IB")
+        .unwrap_or(s)
+    {
+        t if t.ends_with(['K', 'k']) => (t[..t.len() - 1].to_string(), 10),
+        t if t.ends_with(['M', 'm']) => (t[..t.len() - 1].to_string(), 20),
+        t if t.ends_with(['G', 'g']) => (t[..t.len() - 1].to_string(), 30),
+        t => (t.to_string(), 0),
+    };
+    let n: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: a number of bytes, optionally with K, M or G"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }

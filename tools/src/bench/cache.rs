@@ -145,6 +145,7 @@ fn spawn_writer(
                 Op::Put => w.put(key, &workload.value).map(|_| ()),
                 Op::Add => w.add(&counter_key(key), 1).map(|_| ()),
                 Op::Delete => w.delete(key).map(|_| ()),
+                Op::Get => wb.get(key).map(|_| ()),
             }
             .map_err(|e| e.to_string())
         })

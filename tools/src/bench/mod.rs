@@ -73,6 +73,7 @@ pub fn run(p: &Params) -> Result<Report, String> {
         batches_in_flight_max: in_flight_max,
         verified,
         verified_keys: expected.len() as u64,
+        memory_bytes: config.memory_bytes,
     };
     let mut report = Report::of_cache(p, window, end, opened.pg.as_ref());
     baselines::add(&mut report, p, opened.dir.as_deref(), &workload, &clock)?;

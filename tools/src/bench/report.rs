@@ -97,10 +97,32 @@ pub struct Report {
     pub ratios: Ratios,
     /// PostgreSQL store: what the database saw.
     pub db: Option<DbReport>,
+    /// Memory: the budget, what was resident at the end, and the window's
+    /// evictions and reads through.
+    pub memory: MemoryReport,
     #[serde(skip)]
     pub histogram: Option<Histogram<u64>>,
     #[serde(skip)]
     pub baseline_histograms: Vec<(String, Histogram<u64>)>,
+}
+
+/// The cache's memory over a run.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct MemoryReport {
+    /// `Config::memory_bytes`.
+    pub budget_bytes: u64,
+    /// Keys in memory at the end of the window, and their bytes as the
+    /// budget counts them.
+    pub resident_keys: usize,
+    pub resident_bytes: u64,
+    /// Over the window: entries evicted, reads of keys not in memory,
+    /// loads from the store.
+    pub evictions: u64,
+    pub read_misses: u64,
+    pub loads: u64,
+    /// Share of the window's gets that found their key in memory
+    /// (estimated: gets counted from the mix's share of operations).
+    pub get_hit_ratio: Option<f64>,
 }
 
 /// How the cache's run ended: its bound on batches in flight, and what
@@ -109,6 +131,7 @@ pub(super) struct CacheEnd {
     pub batches_in_flight_max: usize,
     pub verified: bool,
     pub verified_keys: u64,
+    pub memory_bytes: u64,
 }
 
 impl Report {
@@ -154,9 +177,26 @@ impl Report {
             baselines: Baselines::default(),
             ratios: Ratios::default(),
             db: db_report(p, &w, pg),
+            memory: memory_report(p, &w, end.memory_bytes),
             histogram: Some(w.histogram),
             baseline_histograms: Vec::new(),
         }
+    }
+}
+
+/// The memory figures of a run.
+fn memory_report(p: &Params, w: &Window, budget_bytes: u64) -> MemoryReport {
+    let (b, a) = (&w.before, &w.after);
+    let read_misses = a.read_misses - b.read_misses;
+    let gets = w.ops as f64 * f64::from(p.mix.get) / 100.0;
+    MemoryReport {
+        budget_bytes,
+        resident_keys: a.keys,
+        resident_bytes: a.resident_bytes,
+        evictions: a.evictions - b.evictions,
+        read_misses,
+        loads: a.loads - b.loads,
+        get_hit_ratio: (gets >= 1.0).then(|| (1.0 - read_misses as f64 / gets).max(0.0)),
     }
 }
 

@@ -60,6 +60,8 @@ pub struct Mix {
     pub add: u32,
     /// delete
     pub delete: u32,
+    /// get (reads through when the key is not in memory)
+    pub get: u32,
 }
 
 /// One operation of the mix.
@@ -68,6 +70,7 @@ pub(crate) enum Op {
     Put,
     Add,
     Delete,
+    Get,
 }
 
 impl Mix {
@@ -80,8 +83,10 @@ impl Mix {
             Op::Put
         } else if r < u64::from(self.put + self.add) {
             Op::Add
-        } else {
+        } else if r < u64::from(self.put + self.add + self.delete) {
             Op::Delete
+        } else {
+            Op::Get
         }
     }
 }
@@ -93,6 +98,7 @@ impl std::str::FromStr for Mix {
             put: 0,
             add: 0,
             delete: 0,
+            get: 0,
         };
         for part in s.split(',') {
             let (name, pct) = part
@@ -105,13 +111,15 @@ impl std::str::FromStr for Mix {
                 "put" => mix.put = pct,
                 "add" => mix.add = pct,
                 "delete" => mix.delete = pct,
+                "get" => mix.get = pct,
                 _ => return Err(format!("unknown op {name:?}")),
             }
         }
         let total = mix
             .put
             .checked_add(mix.add)
-            .and_then(|t| t.checked_add(mix.delete));
+            .and_then(|t| t.checked_add(mix.delete))
+            .and_then(|t| t.checked_add(mix.get));
         if total != Some(100) {
             return Err("the mix must add up to 100".into());
         }
@@ -151,6 +159,8 @@ pub struct Params {
     pub pg_table: String,
     /// `Config::batches_in_flight_max`, if not the default.
     pub batches_in_flight: Option<usize>,
+    /// `Config::memory_bytes`, if given (`--memory`).
+    pub memory_bytes: Option<u64>,
 }
 
 impl Params {

@@ -11,14 +11,27 @@ use super::spec::{cores, Params, StoreSpec};
 /// The cache's configuration for a run of `p`.
 pub(super) fn cache_config(p: &Params) -> Config {
     let cores = cores();
+    let dirty = (p.keys as usize * 2).max(1024);
+    let per_key = 160 * 2; // the library's estimate per entry, twice over
+    let (memory, dirty) = match p.memory_bytes {
+        // A budget given: at most half of it dirty.
+        Some(m) => (m, dirty.min((m / per_key) as usize).max(1)),
+        // Room for the whole dirty set at least: nothing is evicted in a
+        // run of the default shape.
+        None => (
+            Config::default().memory_bytes.max(dirty as u64 * per_key),
+            dirty,
+        ),
+    };
     Config::default()
+        .memory_bytes(memory)
         .writers_max(p.writers.max(1))
         // 2^16 slots (1 MiB per writer): at 1M ops/s a writer rides out a
         // 65 ms flusher stall (on 2 cores the kernel's I/O threads preempt it)
         // without blocking.
         .ring_capacity(1 << 16)
         .keys_max((p.keys as usize * 3).max(1024))
-        .dirty_keys_max((p.keys as usize * 2).max(1024))
+        .dirty_keys_max(dirty)
         .value_bytes_max(p.value_bytes.max(64))
         .key_bytes_max(p.key_bytes.max(16))
         .flusher_core((p.pin && cores > 1).then_some(cores - 1))

@@ -15,6 +15,7 @@ impl Display for Table<'_> {
         let r = self.0;
         heading(f, r)?;
         cache_figures(f, r)?;
+        memory_figures(f, r)?;
         store_figures(f, r)?;
         baselines(f, r)
     }
@@ -35,7 +36,7 @@ fn ns(v: u64) -> String {
 fn heading(f: &mut Formatter<'_>, r: &Report) -> fmt::Result {
     write!(
         f,
-        "wb bench ({}, {}): {} writer thread(s) + 1 flusher on {} cores, store {} ({}), {} over {} keys, {}-byte keys, {}-byte values, mix put {}% add {}% delete {}%, {:.1} s",
+        "wb bench ({}, {}): {} writer thread(s) + 1 flusher on {} cores, store {} ({}), {} over {} keys, {}-byte keys, {}-byte values, mix put {}% add {}% delete {}% get {}%, {:.1} s",
         r.scenario,
         r.mode,
         r.writers,
@@ -49,8 +50,28 @@ fn heading(f: &mut Formatter<'_>, r: &Report) -> fmt::Result {
         r.mix.put,
         r.mix.add,
         r.mix.delete,
+        r.mix.get,
         r.seconds
     )
+}
+
+/// Memory: the budget, what is resident, evictions and reads through.
+fn memory_figures(f: &mut Formatter<'_>, r: &Report) -> fmt::Result {
+    let m = &r.memory;
+    write!(
+        f,
+        "\n  memory                 budget {} MiB, resident {} keys ({:.1} MiB), {} evictions, {} misses, {} loads",
+        m.budget_bytes >> 20,
+        m.resident_keys,
+        m.resident_bytes as f64 / f64::from(1u32 << 20),
+        m.evictions,
+        m.read_misses,
+        m.loads
+    )?;
+    if let Some(h) = m.get_hit_ratio {
+        write!(f, "\n  get hit ratio          {:>14.3}", h)?;
+    }
+    Ok(())
 }
 
 /// The cache's side: rates, latency, coalescing, batches, lag.

@@ -322,11 +322,12 @@ fn write_entry(
 }
 
 /// Memory is full (`MemoryFull`, `IndexFull`) and the policy is `Block`:
-/// once per operation (`waited`), a durability barrier. It makes every
-/// update acknowledged so far durable, so the flusher can evict clean
-/// entries and free deleted keys' ones (G10, G12) before it serves the
-/// barrier; then the caller tries once more. Bounded by `close_timeout`.
-/// Any other error, a second time, or under `Fail`: `e`.
+/// durability barriers, until the flusher says memory has room again. Each
+/// makes every update acknowledged so far durable, so the flusher can evict
+/// clean entries and free deleted keys' ones (G10, G12) before it serves
+/// it; then the caller tries again. Bounded by `close_timeout` (and, for a
+/// full index, one barrier: the index frees only deleted keys). Any other
+/// error, a second wait, or under `Fail`: `e`.
 #[cold]
 fn wait_once(shared: &Shared, e: Error, waited: &mut bool) -> Result<(), Error> {
     let full = matches!(e, Error::IndexFull { .. } | Error::MemoryFull { .. });
@@ -334,11 +335,19 @@ fn wait_once(shared: &Shared, e: Error, waited: &mut bool) -> Result<(), Error> 
         return Err(e);
     }
     *waited = true;
-    let deadline = std::time::Instant::now().checked_add(shared.config.close_timeout);
-    match crate::cache::sync_until(shared, deadline) {
-        // The store is failing: nothing can be freed; memory is full.
-        Err(Error::Timeout { .. }) => Err(e),
-        other => other,
+    let start = std::time::Instant::now();
+    let deadline = start.checked_add(shared.config.close_timeout);
+    loop {
+        match crate::cache::sync_until(shared, deadline) {
+            // The store is failing: nothing can be freed; memory is full.
+            Err(Error::Timeout { .. }) => return Err(e),
+            Err(other) => return Err(other),
+            Ok(()) => {}
+        }
+        let past = deadline.is_some_and(|d| std::time::Instant::now() >= d);
+        if !matches!(e, Error::MemoryFull { .. }) || !shared.index.is_full() || past {
+            return Ok(());
+        }
     }
 }
 

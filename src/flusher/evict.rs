@@ -66,7 +66,6 @@ impl<S: Store> Flusher<S> {
             }
             let slot = Slot(self.hand as u32);
             self.hand += 1;
-            self.hand_idle += 1;
             if !self.keys.is_clean(slot) || index.take_mark(slot) {
                 continue;
             }
@@ -76,14 +75,13 @@ impl<S: Store> Flusher<S> {
             if index.free(slot, version) {
                 self.keys.forget(slot);
                 evicted += 1;
-                self.hand_idle = 0;
                 used = self.resident_bytes();
             }
         }
         self.counts.evictions += evicted;
-        // Full only once the hand went twice round (a mark buys one turn)
-        // without finding anything to evict.
-        index.set_full(used >= budget && self.hand_idle >= 2 * high_water);
+        // Still over the budget after this pass: new keys wait (`Block`) or
+        // are refused (`Fail`) until enough is durable to evict.
+        index.set_full(used >= budget);
         evicted > 0
     }
 }

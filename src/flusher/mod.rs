@@ -130,8 +130,6 @@ pub(crate) struct Flusher<S> {
     compact_checked_ns: u64,
     /// Eviction's CLOCK hand: the next slot it looks at.
     hand: usize,
-    /// Slots the hand passed since it last evicted.
-    hand_idle: usize,
     sealed: bool,
     close_deadline_ns: u64,
     /// What the flusher counts, published for `stats()`.
@@ -166,7 +164,6 @@ impl<S: Store> Flusher<S> {
             compact_seen: 0,
             compact_checked_ns: 0,
             hand: 0,
-            hand_idle: 0,
             target_ops,
             cut_blocked: false,
             sync_seen: 0,

@@ -216,6 +216,12 @@ impl Index {
         mark.load(Ordering::Relaxed) != 0 && mark.swap(0, Ordering::Relaxed) != 0
     }
 
+    /// True while the flusher says memory is full.
+    pub(crate) fn is_full(&self) -> bool {
+        // Relaxed: see `set_full`.
+        self.full.load(Ordering::Relaxed)
+    }
+
     /// The flusher says whether new keys fit in memory.
     pub(crate) fn set_full(&self, full: bool) {
         // Relaxed: a hint; a key inserted just after the flusher decided

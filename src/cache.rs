@@ -166,9 +166,14 @@ impl WriteBehind {
     /// [`Error::Store`] if the store could not be read (the key stays not
     /// resident; try again).
     pub fn get(&self, key: &[u8]) -> Result<Option<Value>, Error> {
+        let mut value = Value::empty();
+        if let Some(snap) = self.shared.index.read(key, &mut value) {
+            value.set_version(snap.version);
+            return Ok((snap.kind == Kind::Put).then_some(value));
+        }
         match &self.shared.reader {
-            Some(reader) => crate::read_through::get(&self.shared, &**reader, key),
-            None => Ok(self.get_resident(key)),
+            Some(reader) => crate::read_through::get_missed(&self.shared, &**reader, key),
+            None => Ok(None),
         }
     }
 
@@ -176,7 +181,10 @@ impl WriteBehind {
     /// `None` if the key has no live value in memory (it may have one in
     /// the store: see [`get`](Self::get)).
     pub fn get_resident(&self, key: &[u8]) -> Option<Value> {
-        crate::read_through::read_resident(&self.shared, key).flatten()
+        let mut value = Value::empty();
+        let snap = self.shared.index.read(key, &mut value)?;
+        value.set_version(snap.version);
+        (snap.kind == Kind::Put).then_some(value)
     }
 
     /// The version of `key`'s live value, read through like

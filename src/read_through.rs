@@ -90,16 +90,14 @@ impl Drop for Publish<'_> {
     }
 }
 
-/// `key`'s value: from memory if resident, else loaded through `reader`
-/// (made resident if there is room). `None`: no live value.
-pub(crate) fn get(
+/// `key`'s value, which a read just found not resident: loaded through
+/// `reader` (made resident if there is room), or waited for if another
+/// thread is loading it. `None`: no live value.
+pub(crate) fn get_missed(
     shared: &Shared,
     reader: &dyn StoreReader,
     key: &[u8],
 ) -> Result<Option<Value>, Error> {
-    if let Some(resident) = read_resident(shared, key) {
-        return Ok(resident);
-    }
     shared.loads.misses.fetch_add(1, Ordering::Relaxed);
     // Twice at most: an outcome not shareable makes this thread the
     // leader of its own load next (the map entry is gone by then).
@@ -276,15 +274,8 @@ pub(crate) fn make_resident(shared: &Shared, key: &[u8]) -> Result<Counter, Erro
     }
 }
 
-/// `Some(value or None)` if `key` is resident.
-pub(crate) fn read_resident(shared: &Shared, key: &[u8]) -> Option<Option<Value>> {
-    let mut value = Value::empty();
-    let snap = shared.index.read(key, &mut value)?;
-    value.set_version(snap.version);
-    Some((snap.kind == Kind::Put).then_some(value))
-}
-
-/// As [`read_resident`], the value's bytes into `out`.
+/// `Some(its version, if it has a live value)` if `key` is resident, the
+/// value's bytes into `out`.
 fn read_into(shared: &Shared, key: &[u8], out: &mut Vec<u8>) -> Option<Option<Version>> {
     let snap = shared.index.read(key, out)?;
     Some((snap.kind == Kind::Put).then_some(snap.version))

@@ -295,9 +295,12 @@ impl<S: Store> Flusher<S> {
     /// dirty again, and still at that version (which `Index::free` checks
     /// once more under the entry's lock).
     fn settle_durable(&mut self, entries: &[Batched]) {
+        // Without a reader nothing is evicted: clean bits would be a
+        // random access per record for nothing.
+        let evictable = self.shared.reader.is_some();
         for b in entries {
             let Some(version) = b.tombstone() else {
-                if self.keys.mark_durable(b.slot, b.version()) {
+                if evictable && self.keys.mark_durable(b.slot, b.version()) {
                     self.shared.index.mark_used(b.slot);
                 }
                 continue;

@@ -144,10 +144,14 @@ pub(crate) struct Index {
     freed: Box<[AtomicU64]>,
     /// Reads set use marks (eviction may run; see `arena.rs`).
     track_use: bool,
-    /// Set by the flusher while memory is over its budget and nothing can
-    /// be evicted: new keys are refused (`budget_bytes` says the budget).
+    /// Set by the flusher while memory is over its budget: new keys are
+    /// refused (`budget_bytes` says the budget).
     full: AtomicBool,
     budget_bytes: u64,
+    /// The most entries the budget holds (`budget_bytes /
+    /// RESIDENT_KEY_BYTES`), checked by every insert: the flusher's flag
+    /// adds the heap bytes, but only as often as it runs.
+    keys_cap: usize,
 }
 
 impl Index {
@@ -179,6 +183,7 @@ impl Index {
             track_use: false,
             full: AtomicBool::new(false),
             budget_bytes: u64::MAX,
+            keys_cap: usize::MAX,
         })
     }
 
@@ -188,6 +193,7 @@ impl Index {
     pub(crate) fn evictable(mut self, budget_bytes: u64) -> Self {
         self.track_use = true;
         self.budget_bytes = budget_bytes;
+        self.keys_cap = usize::try_from(budget_bytes / RESIDENT_KEY_BYTES).unwrap_or(usize::MAX);
         self
     }
 
@@ -216,10 +222,11 @@ impl Index {
         mark.load(Ordering::Relaxed) != 0 && mark.swap(0, Ordering::Relaxed) != 0
     }
 
-    /// True while the flusher says memory is full.
+    /// True while a new key would be refused for memory: the flusher says
+    /// the budget is full, or the entries alone fill it.
     pub(crate) fn is_full(&self) -> bool {
-        // Relaxed: see `set_full`.
-        self.full.load(Ordering::Relaxed)
+        // Relaxed: see `set_full`; `live` is a counter.
+        self.full.load(Ordering::Relaxed) || self.live.load(Ordering::Relaxed) >= self.keys_cap
     }
 
     /// The flusher says whether new keys fit in memory.
@@ -452,8 +459,7 @@ impl Index {
         if !shard.has_room() {
             return Err(Error::IndexFull { max: self.keys_max });
         }
-        // Relaxed: see `set_full`.
-        if budgeted && self.full.load(Ordering::Relaxed) {
+        if budgeted && self.is_full() {
             return Err(Error::MemoryFull {
                 budget_bytes: self.budget_bytes,
             });

@@ -78,18 +78,21 @@ pub struct Config {
     /// resident, not this bound: about 170 to 200 bytes per key of up to 20
     /// bytes with a value of up to 64 (longer ones add their heap copy).
     pub keys_max: usize,
-    /// The memory budget, in bytes, of the keys in memory: entries (an
-    /// estimated `RESIDENT_KEY_BYTES`, 160, per key: the entry, its table
-    /// word, the flusher's state of it) plus keys and values too long to
-    /// sit inline. Over a store that reads single keys (the file store,
-    /// PostgreSQL, `MemStore`), the flusher evicts clean entries (durable,
-    /// not changed since) to keep under it, least recently used first
-    /// (CLOCK), and a key not in memory is read through; when what is in
-    /// memory is dirty, a new key is refused with [`Error::MemoryFull`]
-    /// (under `Backpressure::Block` after waiting once for a sync). Over
-    /// a store that cannot read single keys nothing is evicted and the
-    /// budget is not enforced. Default 1 GiB; at least 1 MiB, and enough
-    /// for `dirty_keys_max` entries.
+    /// The memory budget, in bytes, of the keys in memory: 160 bytes per
+    /// key (the entry, its table word, the flusher's state of it) plus keys
+    /// and values too long to sit inline. Over a store that reads single
+    /// keys (the file store, PostgreSQL, `MemStore`), the flusher evicts
+    /// clean entries (durable, not changed since) to keep under it, least
+    /// recently used first (CLOCK), and a key not in memory is read
+    /// through. A new key that would not fit waits for room under
+    /// `Backpressure::Block` (durability barriers let the flusher evict),
+    /// bounded by `close_timeout`, or is refused with
+    /// [`Error::MemoryFull`] under `Fail`; keys in memory are always
+    /// updated. Not counted: the file store's keydir (about 100 bytes per
+    /// key stored), rings, batches in flight. Over a store that cannot
+    /// read single keys nothing is evicted and the budget is not enforced.
+    /// Default 1 GiB; at least 1 MiB, and enough for `dirty_keys_max`
+    /// entries.
     pub memory_bytes: u64,
     /// Keys that may be dirty (changed, not yet in a submitted batch) at once.
     /// When reached, the flusher stops draining rings until a batch frees

@@ -20,7 +20,8 @@
 //!
 //! So an outcome is handed to the threads that waited for it only if no
 //! entry of the bucket was freed between the leader's ticket and the end of
-//! its load; otherwise each of them loads again, itself. (Without a free in
+//! its load; otherwise each of them loads again by itself, once, outside
+//! the map of loads in progress. (Without a free in
 //! between, any put since the leader's ticket is still resident, and a
 //! follower that found the key not resident started before it.)
 //!
@@ -99,35 +100,31 @@ pub(crate) fn get_missed(
     key: &[u8],
 ) -> Result<Option<Value>, Error> {
     shared.loads.misses.fetch_add(1, Ordering::Relaxed);
-    // Twice at most: an outcome not shareable makes this thread the
-    // leader of its own load next (the map entry is gone by then).
-    loop {
-        let (pending, leader) = {
-            let mut map = primitives::lock(&shared.loads.pending);
-            match map.get(key) {
-                Some(p) => (Arc::clone(p), false),
-                None => {
-                    let p = Arc::new(Pending::default());
-                    map.insert(key.into(), Arc::clone(&p));
-                    (p, true)
-                }
+    let (pending, leader) = {
+        let mut map = primitives::lock(&shared.loads.pending);
+        match map.get(key) {
+            Some(p) => (Arc::clone(p), false),
+            None => {
+                let p = Arc::new(Pending::default());
+                map.insert(key.into(), Arc::clone(&p));
+                (p, true)
             }
-        };
-        let outcome = if leader {
-            lead(shared, reader, key, pending)
-        } else {
-            match follow(&pending) {
-                Outcome {
-                    shareable: false, ..
-                } => continue,
-                outcome => outcome,
-            }
-        };
-        return Ok(outcome
-            .result
-            .map_err(Error::Store)?
-            .map(|(version, bytes)| value_of(version, &bytes)));
-    }
+        }
+    };
+    let result = if leader {
+        lead(shared, reader, key, pending).result
+    } else {
+        match follow(&pending) {
+            // Not this thread's to take: it loads for itself.
+            Outcome {
+                shareable: false, ..
+            } => load(shared, reader, key),
+            outcome => outcome.result,
+        }
+    };
+    Ok(result
+        .map_err(Error::Store)?
+        .map(|(version, bytes)| value_of(version, &bytes)))
 }
 
 /// The first miss of a key: loads it and hands the outcome on.

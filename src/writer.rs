@@ -174,13 +174,7 @@ impl Writer {
         if !self.producer.has_room() {
             self.wait_for_room()?;
         }
-        // 2. Find (or create) the entry and update it: value and version
-        // change together. A write to an entry the flusher freed between
-        // the lookup and the write is refused as stale, and the key is
-        // looked up again: the next lookup finds the key's new entry or
-        // makes one (a freed entry never comes back to the lookup that
-        // saw it), so this repeats only if the key's entry is freed again
-        // in between, which takes a durable tombstone each time.
+        // 2. Find (or create) the entry and update it (`write_entry`).
         let Some((slot, written)) = write_entry(&self.shared, key, update)? else {
             return Ok(Written {
                 version: Version(0),

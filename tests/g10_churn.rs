@@ -9,6 +9,8 @@
 //! 20 s; the acceptance run is 100,000,000).
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
+mod common;
+
 use std::collections::VecDeque;
 
 use writebehind::{Config, FileOptions, WriteBehind};
@@ -25,15 +27,6 @@ fn session(i: u64) -> Vec<u8> {
 
 fn value(i: u64, update: u64) -> Vec<u8> {
     format!("state-{i}-{update}-{:032}", i ^ update).into_bytes()
-}
-
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
 }
 
 fn config() -> Config {
@@ -80,12 +73,12 @@ fn g10_churn_through_a_budget_of_one_percent_of_the_keys() {
             peak_resident = peak_resident.max(wb.stats().resident_bytes);
         }
         if done == updates / 10 {
-            rss_early = rss_bytes();
+            rss_early = common::rss_bytes();
         }
     }
     wb.sync().unwrap();
     let stats = wb.stats();
-    let rss_late = rss_bytes();
+    let rss_late = common::rss_bytes();
     eprintln!(
         "churn: {updates} updates, {next} sessions ever, {} open; resident peak {peak_resident} B of a {BUDGET} B budget; RSS {rss_early} -> {rss_late} B; stored {} B for {} live B in {} segments; {} evictions, {} reclaimed, {} loads",
         open.len(),

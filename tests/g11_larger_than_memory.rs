@@ -8,6 +8,8 @@
 //! through 64 MiB). Prints the open's time and memory.
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
+mod common;
+
 use std::time::Instant;
 
 use writebehind::{Config, Version, WriteBehind};
@@ -29,15 +31,6 @@ fn value(i: u64) -> [u8; 64] {
     let mut v = [b'.'; 64];
     v[..16].copy_from_slice(&i.to_le_bytes().repeat(2));
     v
-}
-
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
 }
 
 #[test]
@@ -64,9 +57,9 @@ fn g11_a_store_larger_than_memory_reads_back_whole_after_a_reopen() {
     let write_s = written.elapsed().as_secs_f64();
     assert!(stats.evictions > 0, "{stats:?}");
 
-    let (rss_before, opened) = (rss_bytes(), Instant::now());
+    let (rss_before, opened) = (common::rss_bytes(), Instant::now());
     let wb = WriteBehind::open(dir.path(), config()).unwrap();
-    let (open_s, rss_open) = (opened.elapsed().as_secs_f64(), rss_bytes());
+    let (open_s, rss_open) = (opened.elapsed().as_secs_f64(), common::rss_bytes());
     assert_eq!(wb.stats().keys, 0, "opening loads no value");
     let read = Instant::now();
     // Each read's latency, in ns (closed loop, one reader thread).

@@ -57,3 +57,13 @@ pub fn crc32c_of(bytes: &[u8]) -> u32 {
     }
     !crc
 }
+
+/// This process's resident set size (`VmRSS`), in bytes (0 if unreadable).
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}

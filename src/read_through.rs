@@ -174,9 +174,11 @@ fn load(shared: &Shared, reader: &dyn StoreReader, key: &[u8]) -> Result<Found, 
         let Some(version) = read_store(shared, reader, key, &mut bytes)? else {
             return Ok(None);
         };
+        // Memory full (or `keys_max` reached) counts as not installed: the
+        // read still answers; the flusher is the one to make room.
         match install(shared, key, ticket, version, &bytes) {
-            Install::Made(_) | Install::Stale => return Ok(Some((version, bytes))),
-            Install::Present => {
+            Ok(Install::Made(_) | Install::Stale) | Err(_) => return Ok(Some((version, bytes))),
+            Ok(Install::Present) => {
                 if let Some(resident) = read_into(shared, key, &mut bytes) {
                     return Ok(resident.map(|v| (v, bytes)));
                 }
@@ -204,29 +206,21 @@ fn read_store(
         .map(|l| l.version))
 }
 
-/// [`Index::install`](crate::index::Index::install), telling the flusher of
-/// an entry made. Memory full (or `keys_max` reached) counts as not
-/// installed: the read still answers; the flusher is the one to make room.
+/// [`Index::install`](crate::index::Index::install) (budgeted), telling
+/// the flusher of an entry made.
 fn install<'a>(
     shared: &'a Shared,
     key: &[u8],
     ticket: LoadTicket,
     version: Version,
     bytes: &[u8],
-) -> Install<'a> {
-    match shared.index.install(key, ticket, version, bytes, true) {
-        Ok(Install::Made(found)) => {
-            shared.note_loaded(
-                found.slot,
-                found.ident,
-                version,
-                crate::record::encoded_len(key.len(), bytes.len()),
-            );
-            Install::Made(found)
-        }
-        Ok(other) => other,
-        Err(_) => Install::Stale,
+) -> Result<Install<'a>, Error> {
+    let installed = shared.index.install(key, ticket, version, bytes, true)?;
+    if let Install::Made(found) = &installed {
+        let len = crate::record::encoded_len(key.len(), bytes.len());
+        shared.note_loaded(found.slot, found.ident, version, len);
     }
+    Ok(installed)
 }
 
 /// What [`make_resident`] found.
@@ -260,13 +254,8 @@ pub(crate) fn make_resident(shared: &Shared, key: &[u8]) -> Result<Counter, Erro
     let Some(version) = read_store(shared, reader, key, &mut bytes).map_err(Error::Store)? else {
         return Ok(Counter::Absent(ticket));
     };
-    match shared.index.install(key, ticket, version, &bytes, true)? {
-        Install::Made(found) => {
-            let len = crate::record::encoded_len(key.len(), bytes.len());
-            shared.note_loaded(found.slot, found.ident, version, len);
-            Ok(Counter::Resident)
-        }
-        Install::Present => Ok(Counter::Resident),
+    match install(shared, key, ticket, version, &bytes)? {
+        Install::Made(_) | Install::Present => Ok(Counter::Resident),
         Install::Stale => Ok(Counter::Again),
     }
 }

@@ -17,7 +17,9 @@ use criterion::{
 };
 use writebehind::testing::{FaultPlan, Faulty};
 use writebehind::{Config, WriteBehind};
-use writebehind_workload::{drain_backlog, Distribution, MutexChannelWb, NullStore, Workload};
+use writebehind_workload::{
+    drain_backlog, Distribution, HandBuiltWb, MutexChannelWb, NullStore, Workload,
+};
 
 const OPS: u64 = 1 << 18;
 
@@ -84,6 +86,19 @@ fn bench_put(c: &mut Criterion) {
             })
         })
     });
+    let hand = HandBuiltWb::new(1 << 14);
+    g.bench_function("hand_built_dashmap_rtrb_zipf", |b| {
+        b.iter_custom(|iters| {
+            time_two_writers(iters, || {
+                let mut w = hand.writer();
+                let workload = &workload;
+                move |pos| {
+                    w.put(workload.key(pos), &workload.value);
+                }
+            })
+        })
+    });
+    drop(hand);
     let base = MutexChannelWb::new(1 << 14);
     g.bench_function("mutex_hashmap_channel_zipf", |b| {
         b.iter_custom(|iters| {
@@ -94,7 +109,8 @@ fn bench_put(c: &mut Criterion) {
 }
 
 /// One writer's puts of `workload` (distribution `name`): the cache, the
-/// mutex+channel write-behind, and fjall without a sync per write.
+/// hand-built dashmap + rtrb write-behind, the mutex+channel one, and fjall
+/// without a sync per write.
 fn put_one_writer(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, workload: &Workload) {
     let wb = WriteBehind::with_store(NullStore::default(), config()).expect("open");
     let mut w = wb.writer().expect("writer");
@@ -108,6 +124,19 @@ fn put_one_writer(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, workload: &W
     });
     drop(w);
     wb.close().expect("close");
+
+    let hand = HandBuiltWb::new(1 << 14);
+    let mut w = hand.writer();
+    let mut pos = 0usize;
+    g.bench_function(BenchmarkId::new("hand_built_dashmap_rtrb", name), |b| {
+        b.iter_custom(|iters| {
+            time_ops(iters, &mut pos, |pos| {
+                w.put(workload.key(pos), &workload.value);
+            })
+        })
+    });
+    drop(w);
+    drop(hand);
 
     let base = MutexChannelWb::new(1 << 14);
     let mut pos = 0usize;
@@ -166,6 +195,19 @@ fn bench_get(c: &mut Criterion) {
         b.iter_custom(|iters| {
             time_ops(iters, &mut pos, |pos| {
                 std::hint::black_box(evictable.get(workload.key(pos)).ok());
+            })
+        })
+    });
+    let hand = HandBuiltWb::new(1 << 14);
+    let mut w3 = hand.writer();
+    for k in &workload.keys {
+        w3.put(k, &workload.value);
+    }
+    let mut out = Vec::with_capacity(workload.value.len());
+    g.bench_function("hand_built_dashmap_zipf", |b| {
+        b.iter_custom(|iters| {
+            time_ops(iters, &mut pos, |pos| {
+                std::hint::black_box(hand.get_into(workload.key(pos), &mut out));
             })
         })
     });

@@ -7,6 +7,8 @@
 //!   [`Zipf`]), from a small deterministic [`Rng`];
 //! - [`NullStore`], a store that keeps nothing (the cache and flusher alone);
 //! - [`MutexChannelWb`], the `Mutex<HashMap>` + channel baseline;
+//! - [`HandBuiltWb`], the dashmap + rtrb write-behind a competent user
+//!   would build (the contender that matters);
 //! - [`disk_seq_bytes_per_s`], the disk's sequential write bandwidth, and
 //!   [`scratch_file`] for a baseline's own writes;
 //! - [`drain_backlog`], the flusher and store alone on a stalled store's
@@ -15,6 +17,7 @@
 
 mod backlog;
 mod disk;
+mod hand_built;
 mod histogram;
 mod mutex_channel;
 mod null_store;
@@ -25,6 +28,7 @@ mod zipf;
 
 pub use backlog::{drain_backlog, Drain};
 pub use disk::{disk_seq_bytes_per_s, scratch_file};
+pub use hand_built::{HandBuiltWb, HandBuiltWriter};
 pub use histogram::new_histogram;
 pub use mutex_channel::MutexChannelWb;
 pub use null_store::NullStore;

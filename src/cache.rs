@@ -517,8 +517,34 @@ fn recover_into<S: Store>(
     if let Some(e) = failure {
         return Err(e);
     }
+    check_unvisited(&report.unvisited, config, load_all)?;
     index.raise_floor(floor.max(report.version_floor));
     Ok(report)
+}
+
+/// The records a store did not visit pass the checks a visited record
+/// does, and a store that must have every key loaded left none out.
+fn check_unvisited(
+    unvisited: &crate::store::Unvisited,
+    config: &Config,
+    load_all: bool,
+) -> Result<(), Error> {
+    if load_all && unvisited.records > 0 {
+        return Err(Error::Config(format!(
+            "the store left {} records out of recovery, but has no reader to load them from \
+             (a store bug: without a reader, recover must visit every record)",
+            unvisited.records
+        )));
+    }
+    if unvisited.longest_key > config.key_bytes_max
+        || unvisited.longest_value > config.value_bytes_max
+    {
+        return Err(Error::Config(format!(
+            "the store holds a record (key {} bytes, value {} bytes) over key_bytes_max/value_bytes_max",
+            unvisited.longest_key, unvisited.longest_value
+        )));
+    }
+    Ok(())
 }
 
 /// One recovered record (see [`recover_into`]).

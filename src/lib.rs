@@ -96,7 +96,7 @@ pub use stats::Stats;
 pub use store::{
     Batch, BatchSeq, Blocking, BlockingStore, Compaction, CompactionRead, Completion, FileOptions,
     FileStore, Loaded, MemStore, MemStoreData, RecoveryReport, Store, StoreInfo, StoreReader,
-    StoredKey, StoredSize, UnitId,
+    StoredKey, StoredSize, UnitId, Unvisited,
 };
 #[cfg(feature = "postgres")]
 pub use store::{PgConfig, PgStats, PgStatsHandle, PgStore};

@@ -97,8 +97,24 @@ pub struct RecoveryReport {
     /// A version floor the store kept: every version it ever held for a
     /// key whose records it no longer has (see [`Compaction::finish`]).
     /// New versions of every key start above it. 0 for a store that keeps
-    /// every key's newest record.
+    /// every key's newest record. Covers the records not visited too.
     pub version_floor: crate::version::Version,
+    /// Records the store located without reading them, and so did not
+    /// visit (the file store's hint files; see [`Store::recover`]).
+    pub unvisited: Unvisited,
+}
+
+/// Records a store's recovery located but did not visit: how many, and
+/// their longest key and value, which the cache checks against its
+/// `Config` as it checks every visited record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unvisited {
+    /// Records not visited.
+    pub records: u64,
+    /// Longest key among them, bytes.
+    pub longest_key: usize,
+    /// Longest value among them, bytes.
+    pub longest_value: usize,
 }
 
 /// What a store says about itself; read once, when the cache starts.
@@ -147,6 +163,12 @@ pub trait Store: Send + 'static {
     /// Calls `visit` for every stored record (any order; the same key may come
     /// several times with different versions: the caller keeps the highest).
     /// Called once, before the first submit.
+    ///
+    /// A store whose [`reader`](Store::reader) was taken (its keys are read
+    /// on demand, so the cache loads no value at open) may leave out the
+    /// records it can locate without reading them; it then counts them in
+    /// [`RecoveryReport::unvisited`] and raises
+    /// [`RecoveryReport::version_floor`] over their versions.
     fn recover(&mut self, visit: &mut dyn FnMut(RecordRef<'_>)) -> Result<RecoveryReport, Error>;
 
     /// Starts persisting `batch`. Must not block for long; failures are

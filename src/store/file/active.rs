@@ -8,6 +8,7 @@ use super::format::{
     FrameHeader, FramePlace, SegmentId, FRAME_FLAG_COMMIT, FRAME_FLAG_SYNC, FRAME_HEADER_BYTES,
     SEGMENT_HEADER_BYTES,
 };
+use super::hint::HintWriter;
 use super::io::{self, FrameOp};
 use crate::config::Durability;
 use crate::store::Batch;
@@ -29,12 +30,21 @@ pub(super) struct Active {
     pub(super) salt: u64,
     /// No frame of this segment may be longer (its header says so).
     pub(super) frame_bytes_max: u32,
+    /// Its hint file, written as frames are confirmed (`None` if it could
+    /// not be made or failed: the segment is then read at open).
+    pub(super) hint: Option<HintWriter>,
 }
 
 impl Active {
     /// A segment just created, its header written: empty, every offset at
     /// the end of the header.
-    pub(super) fn new(id: SegmentId, file: File, salt: u64, frame_bytes_max: u32) -> Self {
+    pub(super) fn new(
+        id: SegmentId,
+        file: File,
+        salt: u64,
+        frame_bytes_max: u32,
+        hint: Option<HintWriter>,
+    ) -> Self {
         let data_start = SEGMENT_HEADER_BYTES as u64;
         Self {
             id,
@@ -44,6 +54,18 @@ impl Active {
             synced_end: data_start,
             salt,
             frame_bytes_max,
+            hint,
+        }
+    }
+
+    /// Completes the hint: the segment is left behind with its trusted
+    /// data ending at `sealed_end`. A hint is kept only if that is the end
+    /// of everything it lists (not after a failure sealed it short).
+    pub(super) fn finish_hint(&mut self, sealed_end: u64) {
+        match self.hint.take() {
+            Some(h) if sealed_end == self.confirmed_end => h.finish(sealed_end),
+            Some(h) => h.abandon(),
+            None => {}
         }
     }
 

@@ -59,10 +59,11 @@ impl FileStore {
     /// A frame of the active segment, its body at `body`, was written: its
     /// records' places go into the keydir (only now, so that a reader never
     /// finds a place whose bytes are not there).
-    fn index_frame(&self, body: u64, batch: &Batch) {
-        let Some(segment) = self.active.as_ref().map(|a| a.id) else {
+    fn index_frame(&mut self, body: u64, batch: &Batch) {
+        let Some(active) = self.active.as_mut() else {
             return;
         };
+        let segment = active.id;
         let mut at = body;
         for r in batch.records() {
             let Ok(r) = r else {
@@ -75,7 +76,23 @@ impl FileStore {
                 return;
             };
             self.keydir.apply(segment, at, &r);
-            at += crate::record::encoded_len(r.key.len(), r.value.len()) as u64;
+            let len = crate::record::encoded_len(r.key.len(), r.value.len());
+            if let Some(hint) = active.hint.as_mut() {
+                // Segments are at most 4 GiB (`FileOptions::validate`).
+                let e = super::hint::HintEntry {
+                    kind: r.kind,
+                    version: r.version,
+                    key: r.key,
+                    offset: u32::try_from(at).unwrap_or(u32::MAX),
+                    len: len as u32,
+                };
+                if !hint.note(&e) {
+                    if let Some(h) = active.hint.take() {
+                        h.abandon();
+                    }
+                }
+            }
+            at += len as u64;
         }
     }
 

@@ -3,17 +3,17 @@
 //! Bitcask's keydir; Sheehy and Smith, "Bitcask: A Log-Structured Hash
 //! Table for Fast Key/Value Data", Basho, 2010).
 //!
-//! Built by the scan at open, then kept by the store's thread as frames are
+//! Built at open (from the scan, or a sealed segment's hint file), then
+//! kept by the store's thread as frames are
 //! confirmed written (never before: a reader must not find a place whose
 //! bytes are not there yet). Tombstones take no place: a deleted key has
 //! none, and the cache's version floor keeps its versions rising. Readers
 //! on any thread look places up under a shard's read lock.
 //!
-//! Cost: one map entry per stored key, about 90 bytes with a 16-byte key
+//! Cost: one map entry per stored key, about 100 bytes with a 16-byte key
 //! (the key's heap copy, the 24-byte place, the map's slot). That is
 //! store-side memory outside the cache's budget, and what a data set larger
-//! than memory pays per key; a keydir of hashes only, or per-segment hint
-//! files, would cut it.
+//! than memory pays per key; a keydir of hashes only would cut it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -86,19 +86,23 @@ impl KeyDir {
     /// the same version, written by a compaction, moves it); a tombstone at
     /// least as new as the place removes it.
     pub(super) fn apply(&self, segment: SegmentId, offset: u64, r: &RecordRef<'_>) {
-        match r.kind {
-            Kind::Put => {
-                // Segments are at most 4 GiB (`FileOptions::validate`).
-                debug_assert!(offset < 1 << 32, "offset {offset} past a segment");
-                let place = Place {
-                    segment,
-                    offset: u32::try_from(offset).unwrap_or(u32::MAX),
-                    len: record::encoded_len(r.key.len(), r.value.len()) as u32,
-                    version: r.version,
-                };
-                self.put(r.key, place);
-            }
-            Kind::Delete => self.delete(r.key, r.version),
+        // Segments are at most 4 GiB (`FileOptions::validate`).
+        debug_assert!(offset < 1 << 32, "offset {offset} past a segment");
+        let place = Place {
+            segment,
+            offset: u32::try_from(offset).unwrap_or(u32::MAX),
+            len: record::encoded_len(r.key.len(), r.value.len()) as u32,
+            version: r.version,
+        };
+        self.apply_place(r.kind, r.key, place);
+    }
+
+    /// [`apply`](Self::apply) for a record known by its place only (a
+    /// hint file's entry).
+    pub(super) fn apply_place(&self, kind: Kind, key: &[u8], place: Place) {
+        match kind {
+            Kind::Put => self.put(key, place),
+            Kind::Delete => self.delete(key, place.version),
         }
     }
 
@@ -158,13 +162,29 @@ impl Rebuild {
         offset: u64,
         r: &RecordRef<'_>,
     ) {
-        match r.kind {
-            Kind::Put if self.tombstones.get(r.key).is_some_and(|&t| t >= r.version) => {}
-            Kind::Put => dir.apply(segment, offset, r),
+        let place = Place {
+            segment,
+            offset: u32::try_from(offset).unwrap_or(u32::MAX),
+            len: record::encoded_len(r.key.len(), r.value.len()) as u32,
+            version: r.version,
+        };
+        self.take_place(dir, r.kind, r.key, place);
+    }
+
+    /// Takes one record, known by its place (from a hint file or the
+    /// scan), into `dir`.
+    pub(super) fn take_place(&mut self, dir: &KeyDir, kind: Kind, key: &[u8], place: Place) {
+        match kind {
+            Kind::Put
+                if self
+                    .tombstones
+                    .get(key)
+                    .is_some_and(|&t| t >= place.version) => {}
+            Kind::Put => dir.apply_place(kind, key, place),
             Kind::Delete => {
-                let seen = self.tombstones.entry(r.key.into()).or_insert(r.version);
-                *seen = (*seen).max(r.version);
-                dir.apply(segment, offset, r);
+                let seen = self.tombstones.entry(key.into()).or_insert(place.version);
+                *seen = (*seen).max(place.version);
+                dir.apply_place(kind, key, place);
             }
         }
     }

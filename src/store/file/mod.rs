@@ -21,7 +21,9 @@
 //!
 //! # Recovery (G5)
 //!
-//! [`scan`] reads every segment, frame by frame: see its rules. The newest
+//! [`scan`] reads every segment, frame by frame: see its rules; a cache
+//! that reads keys on demand takes a sealed segment's keys from its `hint`
+//! file instead, when the hint passes its checks. The newest
 //! segment is made durable (and trimmed past its data) before the first
 //! write after opening starts a new segment whose header seals it at the end
 //! of its intact data, so a torn tail, once cut, stays cut.
@@ -47,7 +49,8 @@
 //! - `finish`: a finished chain's completions, `Durability::None`'s held
 //!   batches and commit markers, and what a failure does.
 //! - `segments`: creating, retiring and sealing segments; `recovery`: what
-//!   opening does after the scan; `compaction` and `reaper`: replacing old
+//!   opening does around the scan; `hint`: the hint files; `keydir` and
+//!   `reader`: reading one key; `compaction` and `reaper`: replacing old
 //!   segments and removing them.
 //! - `disk`: fsync, trim, preallocation and free space; `lock`: the
 //!   directory's lock; `trace`: the I/O trace of the power-cut simulation.
@@ -58,6 +61,7 @@ mod disk;
 mod finish;
 mod floor;
 pub(crate) mod format;
+mod hint;
 mod io;
 mod keydir;
 mod lock;
@@ -146,6 +150,8 @@ pub struct FileStore {
     commit_due: bool,
     /// How long `close` waits for the reaper's removals.
     close_wait: Duration,
+    /// Recovery may take sealed segments' keys from their hint files.
+    read_hints: bool,
     /// Where each key's newest put is (for reads of single keys).
     keydir: std::sync::Arc<keydir::KeyDir>,
     /// The reader handed to the cache, if asked for.
@@ -204,6 +210,7 @@ impl FileStore {
             unsynced: Vec::new(),
             commit_due: false,
             close_wait: options.close_wait,
+            read_hints: options.read_hints,
             keydir: std::sync::Arc::new(keydir::KeyDir::new()),
             reader: None,
         })
@@ -273,7 +280,7 @@ impl Store for FileStore {
             tracing::warn!("compaction left segments behind: {e}");
         }
         // The flusher closes only once every batch has completed.
-        if let Some(a) = &self.active {
+        if let Some(a) = self.active.as_mut() {
             if self.durability == Durability::None {
                 sync_file(&a.file, false).map_err(|e| {
                     StoreError::new(StoreErrorKind::Sync, format!("fdatasync at close: {e}"))
@@ -286,6 +293,9 @@ impl Store for FileStore {
                     format!("trimming {} at close: {e}", a.id.file_name()),
                 )
             })?;
+            // The next open seals this segment at its data's end, which is
+            // what it confirmed: the hint will match it.
+            a.finish_hint(a.confirmed_end);
         }
         Ok(())
     }

@@ -45,6 +45,14 @@ pub struct FileOptions {
     /// left behind (a slow disk); what is not removed by then is removed by
     /// the next compaction.
     pub close_wait: Duration,
+    /// Opening a cache over this store (which loads no value) takes the
+    /// keys of each sealed segment from its hint file, written beside it,
+    /// instead of reading every record (true by default). A hint that does
+    /// not pass its checks is ignored and its segment read. With `false`,
+    /// opening reads and checks every record of every segment, as
+    /// `wb verify` does; a bit flipped in a hinted segment is otherwise
+    /// found only when its record is read (or compacted, or verified).
+    pub read_hints: bool,
 }
 
 crate::config::setters! {
@@ -54,6 +62,7 @@ crate::config::setters! {
         durability: Durability,
         frame_bytes_max: usize,
         close_wait: Duration,
+        read_hints: bool,
     }
 }
 
@@ -76,6 +85,7 @@ impl FileOptions {
             durability: config.durability,
             frame_bytes_max: config.batch_bytes_max,
             close_wait: config.close_timeout,
+            read_hints: true,
         }
     }
 

@@ -201,6 +201,8 @@ fn run(shared: &Shared, dir: &std::path::Path) {
 
 /// Unlinks segment `id` and makes that durable.
 fn remove_durably(dir: &std::path::Path, id: SegmentId) -> std::io::Result<()> {
+    // The hint first: a hint without its segment is never read.
+    super::hint::remove(&super::hint::path(dir, id));
     let path = id.path(dir);
     match std::fs::remove_file(&path) {
         Ok(()) => trace::record(|| IoEvent::Unlink { path }),

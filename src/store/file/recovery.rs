@@ -6,28 +6,65 @@ use std::fs::OpenOptions;
 use std::os::unix::io::AsRawFd;
 
 use super::disk::{io_error_at, sync_file, trim};
-use super::keydir::Rebuild;
+use super::format::SegmentId;
+use super::hint::{HintEntry, HintWriter};
+use super::keydir::{Place, Rebuild};
 use super::scan::{self, ScanReport, SegmentReport};
 use super::trace;
 use super::FileStore;
 use crate::error::Error;
-use crate::record::RecordRef;
-use crate::store::RecoveryReport;
+use crate::record::{encoded_len, RecordRef};
+use crate::store::{RecoveryReport, Unvisited};
+use crate::version::Version;
 
 impl FileStore {
     /// Reads every record (handing each to `visit`), then readies the
     /// directory for writing.
+    ///
+    /// Once the cache has taken the reader (it then needs no value at
+    /// open), a sealed segment with a usable hint file is not read: its
+    /// entries go to the keydir and count as unvisited. Every segment that
+    /// is read gets a new hint, completed at the end of the data the scan
+    /// trusted (the seal its segment has or the next write gives it).
     pub(super) fn recover_segments(
         &mut self,
         visit: &mut dyn FnMut(RecordRef<'_>),
     ) -> Result<RecoveryReport, Error> {
-        let mut rebuild = Rebuild::default();
+        let rebuild = std::cell::RefCell::new(Rebuild::default());
         let keydir = std::sync::Arc::clone(&self.keydir);
-        let report = scan::scan_dir_placed(&self.dir, &mut |segment, at, r| {
-            rebuild.take(&keydir, segment, at, &r);
-            visit(r);
-        })?;
+        let mut unvisited = Unvisited::default();
+        let mut unvisited_floor = Version(0);
+        let mut hints = Rehint::new(&self.dir);
+        let mut from_hint = |segment, e: &HintEntry<'_>| {
+            let place = Place {
+                segment,
+                offset: e.offset,
+                len: e.len,
+                version: e.version,
+            };
+            rebuild
+                .borrow_mut()
+                .take_place(&keydir, e.kind, e.key, place);
+            unvisited.records += 1;
+            unvisited.longest_key = unvisited.longest_key.max(e.key.len());
+            let value_len = (e.len as usize).saturating_sub(encoded_len(e.key.len(), 0));
+            unvisited.longest_value = unvisited.longest_value.max(value_len);
+            unvisited_floor = unvisited_floor.max(e.version);
+        };
+        let use_hints = self.reader.is_some() && self.read_hints;
+        let report = scan::scan_dir_placed(
+            &self.dir,
+            &mut |at, r| {
+                rebuild
+                    .borrow_mut()
+                    .take(&keydir, at.segment, at.offset, &r);
+                hints.note(at, &r);
+                visit(r);
+            },
+            use_hints.then_some(&mut from_hint as &mut scan::HintVisit<'_>),
+        )?;
         drop(rebuild);
+        hints.finish(&report);
         self.lock.keep();
         warn_of_torn_tails(&report);
         self.next_id = report.segments.last().map_or(1, |s| s.id.0 + 1);
@@ -46,12 +83,13 @@ impl FileStore {
             .filter(|s| s.header.is_some())
             .map(|s| (s.id, s.record_bytes))
             .collect();
-        let version_floor = super::floor::read(&self.dir)?;
-        self.reaper.floor_kept(version_floor);
+        let kept_floor = super::floor::read(&self.dir)?;
+        self.reaper.floor_kept(kept_floor);
         Ok(RecoveryReport {
-            records: report.records(),
+            records: report.records() - unvisited.records,
             torn_tails: report.torn_tails(),
-            version_floor,
+            version_floor: kept_floor.max(unvisited_floor),
+            unvisited,
         })
     }
 
@@ -82,6 +120,67 @@ fn warn_of_torn_tails(report: &ScanReport) {
                 "{}: torn tail cut at offset {at}: {why}",
                 seg.id.file_name()
             );
+        }
+    }
+}
+
+/// The hints recovery writes for the segments it reads: one segment's at a
+/// time, as the scan goes through its records.
+struct Rehint<'a> {
+    dir: &'a std::path::Path,
+    writing: Option<(SegmentId, HintWriter)>,
+    /// Segments whose hint is complete but for the end of their data.
+    done: Vec<(SegmentId, HintWriter)>,
+}
+
+impl<'a> Rehint<'a> {
+    fn new(dir: &'a std::path::Path) -> Self {
+        Self {
+            dir,
+            writing: None,
+            done: Vec::new(),
+        }
+    }
+
+    /// A record the scan read at `at`.
+    fn note(&mut self, at: scan::Placed, r: &RecordRef<'_>) {
+        if self
+            .writing
+            .as_ref()
+            .is_some_and(|(id, _)| *id != at.segment)
+        {
+            self.done.extend(self.writing.take());
+        }
+        if self.writing.is_none() {
+            self.writing =
+                HintWriter::create(self.dir, at.segment, at.salt).map(|w| (at.segment, w));
+        }
+        let Some((_, w)) = self.writing.as_mut() else {
+            return;
+        };
+        let e = HintEntry {
+            kind: r.kind,
+            version: r.version,
+            key: r.key,
+            offset: u32::try_from(at.offset).unwrap_or(u32::MAX),
+            len: encoded_len(r.key.len(), r.value.len()) as u32,
+        };
+        if !w.note(&e) {
+            if let Some((_, w)) = self.writing.take() {
+                w.abandon();
+            }
+        }
+    }
+
+    /// Completes each hint at the end of the data the scan trusted in its
+    /// segment (checked again when the hint is read).
+    fn finish(mut self, report: &ScanReport) {
+        self.done.extend(self.writing.take());
+        for (id, w) in self.done {
+            match report.segments.iter().find(|s| s.id == id) {
+                Some(s) => w.finish(s.data_end),
+                None => w.abandon(),
+            }
         }
     }
 }

@@ -63,7 +63,8 @@ impl FileStore {
         }
         self.pending_seal = None;
         self.segment_bytes.insert(id, 0);
-        Ok(Active::new(id, file, header.salt, frame_bytes_max))
+        let hint = super::hint::HintWriter::create(&self.dir, id, header.salt);
+        Ok(Active::new(id, file, header.salt, frame_bytes_max, hint))
     }
 
     /// Preallocates the new segment `file`, writes its `header` and makes
@@ -90,14 +91,18 @@ impl FileStore {
     /// Under `Durability::None` its pages are forced out first, so a later
     /// `sync()` (which syncs the new segment) covers them too.
     pub(super) fn retire_active(&mut self) -> Result<(), StoreError> {
-        let Some(active) = self.active.take() else {
+        let Some(mut active) = self.active.take() else {
             return Ok(());
         };
         if self.durability == Durability::None {
-            self.sync_before_retiring(&active)?;
+            if let Err(e) = self.sync_before_retiring(&active) {
+                active.finish_hint(active.synced_end);
+                return Err(e);
+            }
         }
         self.commit_due = false;
         self.pending_seal = Some((active.id, active.confirmed_end));
+        active.finish_hint(active.confirmed_end);
         // Give back the preallocated space past the data. Not made durable:
         // if a crash loses it, the zeros are still past the seal.
         if let Err(e) = trim(&active.file, active.confirmed_end, false) {
@@ -126,9 +131,12 @@ impl FileStore {
     /// After a failed write or fdatasync: leaves the active segment behind,
     /// sealed at what an fdatasync confirmed, and starts the next at once.
     pub(super) fn seal_after_failure(&mut self) {
-        let Some(a) = self.active.take() else {
+        let Some(mut a) = self.active.take() else {
             return;
         };
+        if let Some(h) = a.hint.take() {
+            h.abandon();
+        }
         // Never touch this file again: seal at what an fdatasync
         // confirmed, in a new segment's header at once (a restart
         // before it exists would read the failed frames from the

@@ -37,6 +37,7 @@ use frames::{durable_past, walk, Stop};
 use segment_file::{open_segment, SegmentFile};
 
 use super::format::{SegmentHeader, SegmentId, SEGMENT_FLAG_NO_SYNC, SEGMENT_HEADER_BYTES};
+use super::hint::{self, HintEntry};
 use crate::error::Error;
 use crate::record::{self, RecordRef};
 use crate::store::StoredKey;
@@ -64,6 +65,9 @@ pub struct SegmentReport {
     pub torn: Option<(u64, String)>,
     /// Bytes the scan read from this segment's file.
     pub bytes_read: u64,
+    /// Its keys came from its hint file: `frames` is 0 and no record of
+    /// it was read.
+    pub hinted: bool,
 }
 
 /// What the scan found in a directory.
@@ -143,13 +147,28 @@ pub fn scan_dir(
     dir: &Path,
     visit: &mut dyn FnMut(SegmentId, RecordRef<'_>),
 ) -> Result<ScanReport, Error> {
-    scan_dir_placed(dir, &mut |id, _, r| visit(id, r))
+    scan_dir_placed(dir, &mut |at, r| visit(at.segment, r), None)
+}
+
+/// What takes the entries of the hint files the scan uses.
+pub(in crate::store::file) type HintVisit<'h> = dyn FnMut(SegmentId, &HintEntry<'_>) + 'h;
+
+/// Where the scan found a record: its segment (with the salt of the
+/// segment's header) and its offset there.
+#[derive(Debug, Clone, Copy)]
+pub(in crate::store::file) struct Placed {
+    pub(in crate::store::file) segment: SegmentId,
+    pub(in crate::store::file) salt: u64,
+    pub(in crate::store::file) offset: u64,
 }
 
 /// [`scan_dir`], handing over each record's offset in its segment too.
-pub(crate) fn scan_dir_placed(
+/// With `hinted`, a sealed segment whose hint file passes its checks is
+/// not read: each of the hint's entries goes to `hinted` instead.
+pub(in crate::store::file) fn scan_dir_placed(
     dir: &Path,
-    visit: &mut dyn FnMut(SegmentId, u64, RecordRef<'_>),
+    visit: &mut dyn FnMut(Placed, RecordRef<'_>),
+    mut hinted: Option<&mut HintVisit<'_>>,
 ) -> Result<ScanReport, Error> {
     let ids = list_segments(dir)?;
     let files = ids
@@ -178,19 +197,62 @@ pub(crate) fn scan_dir_placed(
             versions: None,
             torn: None,
             bytes_read: 0,
+            hinted: false,
         };
+        let sealed = seals.get(&f.id).copied();
         if f.header.is_none() {
             seg.data_end = 0;
             seg.torn = Some((0, "segment creation interrupted".into()));
-        } else {
-            let sealed = seals.get(&f.id).copied();
+        } else if !from_hint(dir, f, sealed, &mut seg, hinted.as_deref_mut())? {
             let newest = Some(i) == newest_valid;
-            scan_segment(f, sealed, newest, &mut seg, &mut |at, r| visit(f.id, at, r))?;
+            let salt = f.header.map_or(0, |h| h.salt);
+            let mut placed = |offset: u64, r: RecordRef<'_>| {
+                let at = Placed {
+                    segment: f.id,
+                    salt,
+                    offset,
+                };
+                visit(at, r);
+            };
+            scan_segment(f, sealed, newest, &mut seg, &mut placed)?;
         }
         seg.bytes_read = f.bytes_read.get();
         report.segments.push(seg);
     }
     Ok(report)
+}
+
+/// Takes a sealed segment's records from its hint file if there is a
+/// usable one (see `hint`), handing each entry to `hinted`. False if the
+/// segment must be read.
+fn from_hint(
+    dir: &Path,
+    f: &SegmentFile,
+    sealed_end: Option<u64>,
+    seg: &mut SegmentReport,
+    hinted: Option<&mut HintVisit<'_>>,
+) -> Result<bool, Error> {
+    let (Some(hinted), Some(end), Some(header)) = (hinted, sealed_end, f.header) else {
+        return Ok(false);
+    };
+    if end > f.len {
+        return Ok(false); // the scan reports it
+    }
+    let mut versions: Option<(u64, u64)> = None;
+    let loaded = hint::load(dir, f.id, header.salt, end, &mut |e| {
+        let v = e.version.0;
+        versions = Some(versions.map_or((v, v), |(a, b)| (a.min(v), b.max(v))));
+        hinted(f.id, e);
+    });
+    let Some(h) = loaded else {
+        return Ok(false);
+    };
+    seg.records = h.entries;
+    seg.record_bytes = h.record_bytes;
+    seg.versions = versions;
+    seg.data_end = end;
+    seg.hinted = true;
+    Ok(true)
 }
 
 /// How a segment's walk ended, before the crash zone is considered.

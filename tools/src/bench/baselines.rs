@@ -10,12 +10,14 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use writebehind::Version;
 use writebehind_workload::{
-    disk_seq_bytes_per_s, new_histogram, pin_current_thread, scratch_file, MutexChannelWb, Workload,
+    disk_seq_bytes_per_s, new_histogram, pin_current_thread, scratch_file, HandBuiltWb,
+    MutexChannelWb, Workload,
 };
 
 use super::load::{join_all, LoadLoop, Outcome, OPS_PER_STOP_CHECK};
 use super::report::{BaselineResult, Latency, Report};
 use super::spec::{Params, StoreSpec};
+use super::store::RING_CAPACITY;
 use crate::clock::Clock;
 use crate::internal::encode;
 use writebehind::Kind;
@@ -39,10 +41,17 @@ pub(super) fn add(
         StoreSpec::Postgres(url) => add_per_update(report, p, url, workload, clock)?,
         _ => add_write_through(report, p, dir, workload, clock)?,
     };
+    let (hb, hb_hist) = hand_built(workload, p, clock)?;
+    report.ratios.vs_hand_built = ratio_if_comparable(p, report.put_ops_per_s, &hb);
+    report.baselines.hand_built = Some(hb);
     let (mc, mc_hist) = mutex_channel(workload, p, clock)?;
     report.ratios.vs_mutex_channel = ratio_if_comparable(p, report.put_ops_per_s, &mc);
     report.baselines.mutex_channel = Some(mc);
-    report.baseline_histograms = vec![first, ("mutex+channel".into(), mc_hist)];
+    report.baseline_histograms = vec![
+        first,
+        ("hand-built".into(), hb_hist),
+        ("mutex+channel".into(), mc_hist),
+    ];
     Ok(())
 }
 
@@ -134,18 +143,57 @@ fn write_through(
 /// Baseline: `Mutex<HashMap>` + bounded crossbeam channel write-behind, the
 /// same writers, keys, values and loop (open or closed) as the cache.
 fn mutex_channel(workload: &Arc<Workload>, p: &Params, clock: &Clock) -> Result<Measured, String> {
-    let base = Arc::new(MutexChannelWb::new(1 << 14));
+    let base = Arc::new(MutexChannelWb::new(RING_CAPACITY));
     // The same warm-up as the cache got: every key once.
     for k in &workload.keys {
         base.put(k, &workload.value);
     }
+    let note = "Mutex<HashMap> + bounded crossbeam channel to a flusher thread";
+    run_writers(workload, p, clock, note, |_| {
+        let base = Arc::clone(&base);
+        move |key, value| base.put(key, value)
+    })
+}
+
+/// Baseline: the hand-built dashmap + rtrb write-behind a competent user
+/// would write (DESIGN.md section 6), rings as long as the cache's, the
+/// same writers, keys, values and loop.
+fn hand_built(workload: &Arc<Workload>, p: &Params, clock: &Clock) -> Result<Measured, String> {
+    let base = Arc::new(HandBuiltWb::new(RING_CAPACITY));
+    let mut warm = base.writer();
+    for k in &workload.keys {
+        warm.put(k, &workload.value);
+    }
+    drop(warm);
+    let note = "DashMap (FxHash) + one rtrb ring of keys per writer to a coalescing flusher";
+    run_writers(workload, p, clock, note, |_| {
+        let mut w = base.writer();
+        move |key, value| {
+            w.put(key, value);
+        }
+    })
+}
+
+/// Runs `p.writers` threads of the load loop for `p.baseline_seconds`,
+/// thread `t` putting with the function `new_put(t)` returns (called on
+/// the spawning thread), and sums their results, described by `note`.
+fn run_writers<F>(
+    workload: &Arc<Workload>,
+    p: &Params,
+    clock: &Clock,
+    note: &str,
+    new_put: impl Fn(usize) -> F,
+) -> Result<Measured, String>
+where
+    F: FnMut(&[u8], &[u8]) + Send + 'static,
+{
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let threads: Vec<_> = (0..p.writers)
         .map(|t| {
-            let (base, stop, workload) =
-                (Arc::clone(&base), Arc::clone(&stop), Arc::clone(workload));
+            let (stop, workload) = (Arc::clone(&stop), Arc::clone(workload));
             let (clock, rate, core) = (*clock, p.rate, p.writer_core(t));
+            let mut put = new_put(t);
             std::thread::spawn(move || {
                 if let Some(core) = core {
                     pin_current_thread(core);
@@ -157,13 +205,12 @@ fn mutex_channel(workload: &Arc<Workload>, p: &Params, clock: &Clock) -> Result<
                     ops_per_stop_check: OPS_PER_STOP_CHECK,
                 };
                 looping.run(t * 7919, |pos| {
-                    base.put(workload.key(pos), &workload.value);
+                    put(workload.key(pos), &workload.value);
                     Ok::<(), String>(())
                 })
             })
         })
         .collect();
-    let note = "Mutex<HashMap> + bounded crossbeam channel to a flusher thread";
     run_baseline_threads(p.baseline_seconds, &stop, threads, start, note.into())
 }
 

@@ -13,7 +13,8 @@
 //!   from `Clock` (rdtsc, calibrated) and go into HDR histograms;
 //! - `check`: close, reopen, and compare the store with what the cache held;
 //! - `report`: the [`Report`] (`--json`), and `table` its [`Table`];
-//! - `baselines`: write-through, mutex+channel (and per-update SQL in
+//! - `baselines`: write-through, the hand-built dashmap + rtrb
+//!   write-behind, mutex+channel (and per-update SQL in
 //!   `crate::pg`), and the disk's own bandwidth;
 //! - `plot`: `--hgrm` and `--plot`.
 

@@ -46,6 +46,8 @@ pub struct BaselineResult {
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Baselines {
     pub write_through: Option<BaselineResult>,
+    /// The dashmap + rtrb write-behind a competent user would build.
+    pub hand_built: Option<BaselineResult>,
     pub mutex_channel: Option<BaselineResult>,
     /// PostgreSQL store: one autocommit INSERT ... ON CONFLICT per update.
     pub pg_per_update: Option<BaselineResult>,
@@ -55,6 +57,7 @@ pub struct Baselines {
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Ratios {
     pub vs_write_through: Option<f64>,
+    pub vs_hand_built: Option<f64>,
     pub vs_mutex_channel: Option<f64>,
     /// Acknowledged updates per second over the per-update baseline's
     /// (which runs flat out): in open loop the cache runs at the offered

@@ -8,6 +8,12 @@ use writebehind_workload::NullStore;
 
 use super::spec::{cores, Params, StoreSpec};
 
+/// Ring slots per writer, for the cache and the baselines alike: 2^16 (1
+/// MiB per writer in the cache) rides out a 65 ms flusher stall at 1M
+/// ops/s (on 2 cores the kernel's I/O threads preempt it) without
+/// blocking.
+pub(super) const RING_CAPACITY: usize = 1 << 16;
+
 /// The cache's configuration for a run of `p`.
 pub(super) fn cache_config(p: &Params) -> Config {
     let cores = cores();
@@ -26,10 +32,7 @@ pub(super) fn cache_config(p: &Params) -> Config {
     Config::default()
         .memory_bytes(memory)
         .writers_max(p.writers.max(1))
-        // 2^16 slots (1 MiB per writer): at 1M ops/s a writer rides out a
-        // 65 ms flusher stall (on 2 cores the kernel's I/O threads preempt it)
-        // without blocking.
-        .ring_capacity(1 << 16)
+        .ring_capacity(RING_CAPACITY)
         .keys_max((p.keys as usize * 3).max(1024))
         .dirty_keys_max(dirty)
         .value_bytes_max(p.value_bytes.max(64))

@@ -168,11 +168,16 @@ fn store_figures(f: &mut Formatter<'_>, r: &Report) -> fmt::Result {
 
 /// One line per baseline that ran, with the cache's ratio to it.
 fn baselines(f: &mut Formatter<'_>, r: &Report) -> fmt::Result {
-    let rows: [(&str, &Option<BaselineResult>, Option<f64>); 3] = [
+    let rows: [(&str, &Option<BaselineResult>, Option<f64>); 4] = [
         (
             "write-through",
             &r.baselines.write_through,
             r.ratios.vs_write_through,
+        ),
+        (
+            "hand-built",
+            &r.baselines.hand_built,
+            r.ratios.vs_hand_built,
         ),
         (
             "mutex+channel",

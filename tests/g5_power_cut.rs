@@ -686,8 +686,31 @@ struct Outcome {
     unwritten: usize,
     below_sync: usize,
     cut_points: usize,
+    /// States holding a whole hint file (one the open may build the keydir
+    /// from), and states holding one a cut left short.
+    with_hint: usize,
+    with_short_hint: usize,
     /// "cut=.. seed=..: reason", the first few.
     reported: Vec<String>,
+}
+
+/// Whether `dir` holds a whole hint file (it ends in the trailer's magic)
+/// and whether it holds a short one.
+fn hint_files(dir: &Path) -> (bool, bool) {
+    let (mut whole, mut short) = (false, false);
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "hint") {
+            let bytes = std::fs::read(&path).unwrap();
+            let end = bytes.len().saturating_sub(40);
+            if bytes.get(end..end + 8) == Some(&b"WBHEND\x00\x01"[..]) {
+                whole = true;
+            } else {
+                short = true;
+            }
+        }
+    }
+    (whole, short)
 }
 
 /// Builds and checks `states` crash states of `rec`; `cut_for` picks each
@@ -723,6 +746,9 @@ fn run_states(
         let mut rng = Rng::new(state_seed);
         build_state(&rec.events, cut, &mut rng, model, dir.path()).unwrap();
         let bound = lower_bound(rec, cut);
+        let (whole, short) = hint_files(dir.path());
+        outcome.with_hint += usize::from(whole);
+        outcome.with_short_hint += usize::from(short);
         let bad = check_state(dir.path(), config, &rec.log, &bound);
         outcome.states += 1;
         if !bad.is_empty() {
@@ -845,11 +871,13 @@ fn power_cuts_lose_nothing_a_sync_covered() {
             },
         );
         println!(
-            "power-cut: durability={durability:?} engine={} states={} violations={} (cut points {}; open failures {}, unwritten {}, below a sync {}; model {model:?}, events {len}, syncs {}, {:.0} states/s)",
+            "power-cut: durability={durability:?} engine={} states={} violations={} (cut points {}; with a whole hint file {}, with a short one {}; open failures {}, unwritten {}, below a sync {}; model {model:?}, events {len}, syncs {}, {:.0} states/s)",
             engine_name(*io),
             outcome.states,
             outcome.violations,
             outcome.cut_points,
+            outcome.with_hint,
+            outcome.with_short_hint,
             outcome.open_failures,
             outcome.unwritten,
             outcome.below_sync,

@@ -105,12 +105,28 @@ fn g11_a_reopen_reads_no_record_of_a_hinted_segment() {
     assert_eq!(w.put(&key(5), b"new").unwrap(), Version(3));
     drop(w);
     wb.close().unwrap();
-    // Without hints, the open reads every record and refuses the damage.
+    // Without hints, the open reads every record and refuses the damage,
+    // and changes nothing in the directory (the hints it began are gone).
+    let before = files(dir.path());
     match open(dir.path(), false) {
         Err(Error::Corrupt { segment: 1, .. }) => {}
         Err(other) => panic!("expected corruption in segment 1, got {other}"),
         Ok(_) => panic!("expected corruption in segment 1, the open succeeded"),
     }
+    assert_eq!(files(dir.path()), before);
+}
+
+/// Every file in `dir` but the lock, with its bytes.
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| (e.file_name().into_string().unwrap(), e.path()))
+        .filter(|(name, _)| name != "LOCK")
+        .map(|(name, path)| (name, std::fs::read(path).unwrap()))
+        .collect();
+    out.sort();
+    out
 }
 
 #[test]

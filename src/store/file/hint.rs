@@ -73,6 +73,8 @@ pub(super) struct HintEntry<'a> {
 pub(super) struct HintWriter {
     file: File,
     path: PathBuf,
+    /// Where the finished hint goes, if it is written under another name.
+    rename_to: Option<PathBuf>,
     buf: Vec<u8>,
     /// Bytes already written to the file.
     written: u64,
@@ -85,7 +87,26 @@ impl HintWriter {
     /// Starts the hint of segment `id` (salt `salt`), or `None` if its file
     /// cannot be made (the segment is then read at open, as without hints).
     pub(super) fn create(dir: &Path, id: SegmentId, salt: u64) -> Option<Self> {
-        let path = path(dir, id);
+        Self::create_at(path(dir, id), None, id, salt)
+    }
+
+    /// [`create`](Self::create) for a segment that is already there (one
+    /// recovery reads): written as `NNNNNN.hint.new` and renamed over the
+    /// hint only when finished, so that an open that fails leaves the
+    /// hints as they were ([`abandon`](Self::abandon) removes it).
+    pub(super) fn create_beside(dir: &Path, id: SegmentId, salt: u64) -> Option<Self> {
+        let done = path(dir, id);
+        let mut name = done.clone().into_os_string();
+        name.push(".new");
+        Self::create_at(PathBuf::from(name), Some(done), id, salt)
+    }
+
+    fn create_at(
+        path: PathBuf,
+        rename_to: Option<PathBuf>,
+        id: SegmentId,
+        salt: u64,
+    ) -> Option<Self> {
         // A hint left by an earlier segment of this number: its salt would
         // refuse it, but a new one is written in its place.
         if std::fs::remove_file(&path).is_ok() {
@@ -107,6 +128,7 @@ impl HintWriter {
         Some(Self {
             file,
             path,
+            rename_to,
             buf,
             written: 0,
             crc: 0,
@@ -153,7 +175,11 @@ impl HintWriter {
         self.buf.extend_from_slice(&crc.to_le_bytes());
         self.buf.extend_from_slice(&0u32.to_le_bytes());
         self.crc = 0;
-        if let Err(e) = self.flush() {
+        let placed = self.flush().and_then(|()| match &self.rename_to {
+            Some(done) => std::fs::rename(&self.path, done),
+            None => Ok(()),
+        });
+        if let Err(e) = placed {
             tracing::warn!(
                 "{}: {e}; the segment will be read at open",
                 self.path.display()

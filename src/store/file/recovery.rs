@@ -52,7 +52,7 @@ impl FileStore {
             unvisited_floor = unvisited_floor.max(e.version);
         };
         let use_hints = self.reader.is_some() && self.read_hints;
-        let report = scan::scan_dir_placed(
+        let scanned = scan::scan_dir_placed(
             &self.dir,
             &mut |at, r| {
                 rebuild
@@ -62,7 +62,14 @@ impl FileStore {
                 visit(r);
             },
             use_hints.then_some(&mut from_hint as &mut scan::HintVisit<'_>),
-        )?;
+        );
+        let report = match scanned {
+            Ok(report) => report,
+            Err(e) => {
+                hints.abandon();
+                return Err(e);
+            }
+        };
         drop(rebuild);
         hints.finish(&report);
         self.lock.keep();
@@ -128,7 +135,9 @@ fn warn_of_torn_tails(report: &ScanReport) {
 /// time, as the scan goes through its records.
 struct Rehint<'a> {
     dir: &'a std::path::Path,
-    writing: Option<(SegmentId, HintWriter)>,
+    /// The segment being read, and its hint (`None` once it could not be
+    /// made or failed: not tried again for that segment).
+    writing: Option<(SegmentId, Option<HintWriter>)>,
     /// Segments whose hint is complete but for the end of their data.
     done: Vec<(SegmentId, HintWriter)>,
 }
@@ -149,13 +158,16 @@ impl<'a> Rehint<'a> {
             .as_ref()
             .is_some_and(|(id, _)| *id != at.segment)
         {
-            self.done.extend(self.writing.take());
+            self.finish_segment();
         }
-        if self.writing.is_none() {
-            self.writing =
-                HintWriter::create(self.dir, at.segment, at.salt).map(|w| (at.segment, w));
-        }
-        let Some((_, w)) = self.writing.as_mut() else {
+        let dir = self.dir;
+        let (_, writer) = self.writing.get_or_insert_with(|| {
+            (
+                at.segment,
+                HintWriter::create_beside(dir, at.segment, at.salt),
+            )
+        });
+        let Some(w) = writer.as_mut() else {
             return;
         };
         let e = HintEntry {
@@ -166,16 +178,31 @@ impl<'a> Rehint<'a> {
             len: encoded_len(r.key.len(), r.value.len()) as u32,
         };
         if !w.note(&e) {
-            if let Some((_, w)) = self.writing.take() {
+            if let Some(w) = writer.take() {
                 w.abandon();
             }
+        }
+    }
+
+    /// The segment being read is done: its hint waits for the scan's end.
+    fn finish_segment(&mut self) {
+        if let Some((id, Some(w))) = self.writing.take() {
+            self.done.push((id, w));
+        }
+    }
+
+    /// The scan failed: every hint begun is removed.
+    fn abandon(mut self) {
+        self.finish_segment();
+        for (_, w) in self.done {
+            w.abandon();
         }
     }
 
     /// Completes each hint at the end of the data the scan trusted in its
     /// segment (checked again when the hint is read).
     fn finish(mut self, report: &ScanReport) {
-        self.done.extend(self.writing.take());
+        self.finish_segment();
         for (id, w) in self.done {
             match report.segments.iter().find(|s| s.id == id) {
                 Some(s) => w.finish(s.data_end),

@@ -48,13 +48,7 @@ impl WriteBehind {
             None => index,
         };
         let report = recover_into(&mut store, &index, &config, reader.is_none())?;
-        let shared = Arc::new(Shared::new(
-            config,
-            index,
-            store.info(),
-            reader,
-            report.torn_tails,
-        ));
+        let shared = Arc::new(Shared::new(config, index, store.info(), reader, &report));
         let flusher = Flusher::new(Arc::clone(&shared), store);
         let guard = StopGuard(Arc::clone(&shared));
         let handle = thread::spawn_named("wb-flusher", move || flusher.run_guarded(guard))?;
@@ -360,6 +354,7 @@ impl WriteBehind {
             flusher_alive,
             flusher_death: shared.death(),
             torn_tails: shared.torn_tails,
+            records_unread: shared.records_unread,
             compactions: c.compactions,
             keys_reclaimed: c.keys_reclaimed,
             evictions: c.evictions,

@@ -123,7 +123,9 @@ pub(crate) struct Shared {
     pub loaded_room: Condvar,
     /// The most batches the flusher keeps in flight on this store.
     pub in_flight_max: usize,
+    /// What recovery reported: torn tails cut, records located unread.
     pub torn_tails: u64,
+    pub records_unread: u64,
 }
 
 impl Shared {
@@ -132,7 +134,7 @@ impl Shared {
         index: Index,
         store: StoreInfo,
         reader: Option<Arc<dyn crate::store::StoreReader>>,
-        torn_tails: u64,
+        recovered: &crate::store::RecoveryReport,
     ) -> Self {
         let in_flight_max = in_flight_bound(store, config.batches_in_flight_max);
         let lanes = (0..config.writers_max)
@@ -167,7 +169,8 @@ impl Shared {
             loaded: Mutex::new(Vec::new()),
             loaded_room: Condvar::new(),
             in_flight_max,
-            torn_tails,
+            torn_tails: recovered.torn_tails,
+            records_unread: recovered.unvisited.records,
         }
     }
 

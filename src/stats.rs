@@ -63,6 +63,9 @@ pub struct Stats {
     pub flusher_death: Option<String>,
     /// Torn tails cut off during recovery.
     pub torn_tails: u64,
+    /// Records recovery located without reading them (the file store's
+    /// hint files; see `FileOptions::read_hints`).
+    pub records_unread: u64,
     /// Compactions finished.
     pub compactions: u64,
     /// Deleted keys whose memory was freed once their tombstones were

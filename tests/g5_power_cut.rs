@@ -597,8 +597,9 @@ impl std::fmt::Display for Violation {
 }
 
 /// Opens the state in `dir` and checks every key against the log and the
-/// bound. Returns the violations found (empty: none).
-fn check_state(dir: &Path, config: &Setup, log: &Log, bound: &[u64]) -> Vec<Violation> {
+/// bound. Returns the violations found (empty: none), and whether the open
+/// located records from hint files without reading them.
+fn check_state(dir: &Path, config: &Setup, log: &Log, bound: &[u64]) -> (Vec<Violation>, bool) {
     // The store's own newest record of each key, tombstones included: a
     // key whose newest record is a delete takes no entry in the cache after
     // the reopen (G12), so `version()` says nothing of it. Read before the
@@ -612,8 +613,9 @@ fn check_state(dir: &Path, config: &Setup, log: &Log, bound: &[u64]) -> Vec<Viol
     });
     let cache = match config.open(dir) {
         Ok(c) => c,
-        Err(e) => return vec![Violation::Open(format!("open failed: {e}"))],
+        Err(e) => return (vec![Violation::Open(format!("open failed: {e}"))], false),
     };
+    let hinted = cache.stats().records_unread > 0;
     let mut bad = Vec::new();
     for (k, key) in log.keys.iter().enumerate() {
         let name = String::from_utf8_lossy(key);
@@ -673,7 +675,7 @@ fn check_state(dir: &Path, config: &Setup, log: &Log, bound: &[u64]) -> Vec<Viol
             "close of the recovered cache failed: {e}"
         )));
     }
-    bad
+    (bad, hinted)
 }
 
 /// Counts of one batch of crash states.
@@ -686,31 +688,26 @@ struct Outcome {
     unwritten: usize,
     below_sync: usize,
     cut_points: usize,
-    /// States holding a whole hint file (one the open may build the keydir
-    /// from), and states holding one a cut left short.
-    with_hint: usize,
+    /// States whose open located records from hint files without reading
+    /// them, and states holding a hint file a cut left short.
+    opened_from_hints: usize,
     with_short_hint: usize,
     /// "cut=.. seed=..: reason", the first few.
     reported: Vec<String>,
 }
 
-/// Whether `dir` holds a whole hint file (it ends in the trailer's magic)
-/// and whether it holds a short one.
-fn hint_files(dir: &Path) -> (bool, bool) {
-    let (mut whole, mut short) = (false, false);
-    for entry in std::fs::read_dir(dir).unwrap() {
+/// Whether `dir` holds a hint file that does not end in the trailer's
+/// magic (one a cut left short).
+fn has_short_hint(dir: &Path) -> bool {
+    std::fs::read_dir(dir).unwrap().any(|entry| {
         let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "hint") {
-            let bytes = std::fs::read(&path).unwrap();
-            let end = bytes.len().saturating_sub(40);
-            if bytes.get(end..end + 8) == Some(&b"WBHEND\x00\x01"[..]) {
-                whole = true;
-            } else {
-                short = true;
-            }
-        }
-    }
-    (whole, short)
+        let bytes = match path.extension().is_some_and(|e| e == "hint") {
+            true => std::fs::read(&path).unwrap(),
+            false => return false,
+        };
+        let end = bytes.len().saturating_sub(40);
+        bytes.get(end..end + 8) != Some(&b"WBHEND\x00\x01"[..])
+    })
 }
 
 /// Builds and checks `states` crash states of `rec`; `cut_for` picks each
@@ -746,10 +743,9 @@ fn run_states(
         let mut rng = Rng::new(state_seed);
         build_state(&rec.events, cut, &mut rng, model, dir.path()).unwrap();
         let bound = lower_bound(rec, cut);
-        let (whole, short) = hint_files(dir.path());
-        outcome.with_hint += usize::from(whole);
-        outcome.with_short_hint += usize::from(short);
-        let bad = check_state(dir.path(), config, &rec.log, &bound);
+        outcome.with_short_hint += usize::from(has_short_hint(dir.path()));
+        let (bad, hinted) = check_state(dir.path(), config, &rec.log, &bound);
+        outcome.opened_from_hints += usize::from(hinted);
         outcome.states += 1;
         if !bad.is_empty() {
             outcome.violations += 1;
@@ -871,12 +867,12 @@ fn power_cuts_lose_nothing_a_sync_covered() {
             },
         );
         println!(
-            "power-cut: durability={durability:?} engine={} states={} violations={} (cut points {}; with a whole hint file {}, with a short one {}; open failures {}, unwritten {}, below a sync {}; model {model:?}, events {len}, syncs {}, {:.0} states/s)",
+            "power-cut: durability={durability:?} engine={} states={} violations={} (cut points {}; opened from hint files {}, holding a short one {}; open failures {}, unwritten {}, below a sync {}; model {model:?}, events {len}, syncs {}, {:.0} states/s)",
             engine_name(*io),
             outcome.states,
             outcome.violations,
             outcome.cut_points,
-            outcome.with_hint,
+            outcome.opened_from_hints,
             outcome.with_short_hint,
             outcome.open_failures,
             outcome.unwritten,

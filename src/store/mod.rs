@@ -87,8 +87,10 @@ pub struct Completion {
     pub result: Result<(), StoreError>,
 }
 
-/// What recovery found.
+/// What recovery found. A store makes one with `RecoveryReport::default()`
+/// and sets the fields it knows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecoveryReport {
     /// Records visited.
     pub records: u64,
@@ -108,6 +110,7 @@ pub struct RecoveryReport {
 /// their longest key and value, which the cache checks against its
 /// `Config` as it checks every visited record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Unvisited {
     /// Records not visited.
     pub records: u64,

@@ -63,7 +63,9 @@ impl Active {
     /// of everything it lists (not after a failure sealed it short).
     pub(super) fn finish_hint(&mut self, sealed_end: u64) {
         match self.hint.take() {
-            Some(h) if sealed_end == self.confirmed_end => h.finish(sealed_end),
+            Some(h) if sealed_end == self.confirmed_end => {
+                h.finish(sealed_end);
+            }
             Some(h) => h.abandon(),
             None => {}
         }

@@ -73,12 +73,18 @@ impl FileStore {
                 tracing::error!(
                     "file store: a written batch does not decode; its keys are not indexed"
                 );
+                // Nor may the segment's hint leave them out.
+                if let Some(h) = active.hint.take() {
+                    h.abandon();
+                }
                 return;
             };
             self.keydir.apply(segment, at, &r);
             let len = crate::record::encoded_len(r.key.len(), r.value.len());
             if let Some(hint) = active.hint.as_mut() {
-                // Segments are at most 4 GiB (`FileOptions::validate`).
+                // Places past 4 GiB (a frame larger than a whole segment)
+                // do not fit a hint: the segment is read at open instead.
+                let fits = at + len as u64 <= u64::from(u32::MAX);
                 let e = super::hint::HintEntry {
                     kind: r.kind,
                     version: r.version,
@@ -86,7 +92,7 @@ impl FileStore {
                     offset: u32::try_from(at).unwrap_or(u32::MAX),
                     len: len as u32,
                 };
-                if !hint.note(&e) {
+                if !fits || !hint.note(&e) {
                     if let Some(h) = active.hint.take() {
                         h.abandon();
                     }

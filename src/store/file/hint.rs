@@ -21,7 +21,9 @@
 //!   trailer exactly, and every entry lies inside the sealed data.
 //!
 //! A power cut may leave a hint torn, short or absent: each fails a check
-//! above. What a hint cannot do is check the records it points to: a bit
+//! above. Hints are written with blocking `pwrite`s of up to 256 KiB on the
+//! store's thread (beside the engine's own writes); the file store's
+//! throughput with them was the same as without, within noise. What a hint cannot do is check the records it points to: a bit
 //! flipped in a hinted segment is found when the record is read (the
 //! reader checks crc, key and version), by compaction, or by `wb verify`,
 //! not at open.
@@ -51,6 +53,8 @@ const TRAILER_BYTES: usize = 40;
 const ENTRY_FIXED_BYTES: usize = 19;
 /// Entries are buffered up to this many bytes between writes.
 const BUFFER_BYTES: usize = 256 << 10;
+/// Bytes read at a time when a hint is loaded.
+const READ_CHUNK_BYTES: usize = 1 << 20;
 
 /// The hint file's path for segment `id`.
 pub(super) fn path(dir: &Path, id: SegmentId) -> PathBuf {
@@ -73,8 +77,6 @@ pub(super) struct HintEntry<'a> {
 pub(super) struct HintWriter {
     file: File,
     path: PathBuf,
-    /// Where the finished hint goes, if it is written under another name.
-    rename_to: Option<PathBuf>,
     buf: Vec<u8>,
     /// Bytes already written to the file.
     written: u64,
@@ -87,26 +89,18 @@ impl HintWriter {
     /// Starts the hint of segment `id` (salt `salt`), or `None` if its file
     /// cannot be made (the segment is then read at open, as without hints).
     pub(super) fn create(dir: &Path, id: SegmentId, salt: u64) -> Option<Self> {
-        Self::create_at(path(dir, id), None, id, salt)
+        Self::create_at(path(dir, id), id, salt)
     }
 
     /// [`create`](Self::create) for a segment that is already there (one
-    /// recovery reads): written as `NNNNNN.hint.new` and renamed over the
-    /// hint only when finished, so that an open that fails leaves the
-    /// hints as they were ([`abandon`](Self::abandon) removes it).
+    /// recovery reads): written as `NNNNNN.hint.new` ([`new_path`]), to be
+    /// renamed over the hint ([`install`]) once the open has succeeded, so
+    /// that an open that fails leaves the hints as they were.
     pub(super) fn create_beside(dir: &Path, id: SegmentId, salt: u64) -> Option<Self> {
-        let done = path(dir, id);
-        let mut name = done.clone().into_os_string();
-        name.push(".new");
-        Self::create_at(PathBuf::from(name), Some(done), id, salt)
+        Self::create_at(new_path(dir, id), id, salt)
     }
 
-    fn create_at(
-        path: PathBuf,
-        rename_to: Option<PathBuf>,
-        id: SegmentId,
-        salt: u64,
-    ) -> Option<Self> {
+    fn create_at(path: PathBuf, id: SegmentId, salt: u64) -> Option<Self> {
         // A hint left by an earlier segment of this number: its salt would
         // refuse it, but a new one is written in its place.
         if std::fs::remove_file(&path).is_ok() {
@@ -128,7 +122,6 @@ impl HintWriter {
         Some(Self {
             file,
             path,
-            rename_to,
             buf,
             written: 0,
             crc: 0,
@@ -165,8 +158,9 @@ impl HintWriter {
     }
 
     /// Completes the hint: the segment's trusted data ends at `sealed_end`
-    /// (every noted record lies before it).
-    pub(super) fn finish(mut self, sealed_end: u64) {
+    /// (every noted record lies before it). Returns its path, or `None` if
+    /// it failed (and was removed).
+    pub(super) fn finish(mut self, sealed_end: u64) -> Option<PathBuf> {
         self.buf.extend_from_slice(END_MAGIC);
         self.buf.extend_from_slice(&self.entries.to_le_bytes());
         self.buf.extend_from_slice(&sealed_end.to_le_bytes());
@@ -175,16 +169,16 @@ impl HintWriter {
         self.buf.extend_from_slice(&crc.to_le_bytes());
         self.buf.extend_from_slice(&0u32.to_le_bytes());
         self.crc = 0;
-        let placed = self.flush().and_then(|()| match &self.rename_to {
-            Some(done) => std::fs::rename(&self.path, done),
-            None => Ok(()),
-        });
-        if let Err(e) = placed {
-            tracing::warn!(
-                "{}: {e}; the segment will be read at open",
-                self.path.display()
-            );
-            self.abandon();
+        match self.flush() {
+            Ok(()) => Some(self.path),
+            Err(e) => {
+                tracing::warn!(
+                    "{}: {e}; the segment will be read at open",
+                    self.path.display()
+                );
+                self.abandon();
+                None
+            }
         }
     }
 
@@ -192,6 +186,51 @@ impl HintWriter {
     pub(super) fn abandon(self) {
         drop(self.file);
         remove(&self.path);
+    }
+}
+
+/// Removes what hints a crash left behind in `dir`: a hint whose segment is
+/// gone (its unlink lost), and a new hint of an open that did not finish.
+/// Only files named as this module names them are touched.
+pub(super) fn sweep(dir: &Path, segments: &[SegmentId]) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let (digits, new) = match name.strip_suffix(".hint.new") {
+            Some(d) => (d, true),
+            None => match name.strip_suffix(".hint") {
+                Some(d) => (d, false),
+                None => continue,
+            },
+        };
+        let Some(id) = (digits.len() >= 6 && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| digits.parse().ok())
+            .flatten()
+            .map(SegmentId)
+        else {
+            continue;
+        };
+        if new || !segments.contains(&id) {
+            remove(&entry.path());
+        }
+    }
+}
+
+/// Where recovery writes segment `id`'s new hint until the open succeeds.
+pub(super) fn new_path(dir: &Path, id: SegmentId) -> PathBuf {
+    dir.join(format!("{:06}.hint.new", id.0))
+}
+
+/// Puts a hint recovery wrote (at [`new_path`]) in place (not made durable:
+/// a crash leaves the old hint, the new one, or none).
+pub(super) fn install(dir: &Path, id: SegmentId) {
+    let (from, to) = (new_path(dir, id), path(dir, id));
+    if let Err(e) = std::fs::rename(&from, &to) {
+        tracing::warn!("{}: {e}; the segment will be read at open", from.display());
+        remove(&from);
     }
 }
 
@@ -218,7 +257,14 @@ pub(super) struct Hinted {
 
 /// Reads the hint of segment `id` (salt `salt`, trusted data ending at
 /// `sealed_end`) and, if every check passes, hands each entry to `visit`.
-/// `None` (nothing visited) when there is no usable hint.
+/// `None` when there is no usable hint.
+///
+/// Two passes, a chunk at a time (memory: one chunk, whatever the size of
+/// the hint): the crc over the whole file first, then the entries, each
+/// checked and handed over. Entries are handed over before the last one is
+/// checked; one that fails a check after the crc passed is a writer's bug
+/// (a crash cannot make it), and the caller then reads the segment, whose
+/// records bring the same places again.
 pub(super) fn load(
     dir: &Path,
     id: SegmentId,
@@ -227,12 +273,12 @@ pub(super) fn load(
     visit: &mut dyn FnMut(&HintEntry<'_>),
 ) -> Option<Hinted> {
     let path = path(dir, id);
-    let bytes = std::fs::read(&path).ok()?;
-    match check(&bytes, id, salt, sealed_end) {
-        Ok(hinted) => {
-            for_each_entry(&bytes[HEADER_BYTES..bytes.len() - TRAILER_BYTES], visit);
-            Some(hinted)
-        }
+    let file = File::open(&path).ok()?;
+    let checked = check(&file, id, salt, sealed_end).and_then(|(hinted, body)| {
+        visit_entries(&file, body, sealed_end, hinted, visit).map(|()| hinted)
+    });
+    match checked {
+        Ok(hinted) => Some(hinted),
         Err(why) => {
             tracing::info!("{}: not used ({why}); reading the segment", path.display());
             None
@@ -252,80 +298,154 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
         .map_or(0, u32::from_le_bytes)
 }
 
-/// Every check of the module docs; `Err` says which failed.
-fn check(b: &[u8], id: SegmentId, salt: u64, sealed_end: u64) -> Result<Hinted, &'static str> {
-    if b.len() < HEADER_BYTES + TRAILER_BYTES || &b[..8] != MAGIC {
+/// Reads exactly `buf.len()` bytes at `offset`.
+fn read_exact(file: &File, offset: u64, buf: &mut [u8]) -> Result<(), &'static str> {
+    file.read_exact_at(buf, offset)
+        .map_err(|_| "unreadable or short")
+}
+
+/// The checks on header, trailer and crc; returns what the trailer says
+/// and where the entries lie.
+fn check(
+    file: &File,
+    id: SegmentId,
+    salt: u64,
+    sealed_end: u64,
+) -> Result<(Hinted, std::ops::Range<u64>), &'static str> {
+    let len = file.metadata().map_err(|_| "unreadable")?.len();
+    if len < (HEADER_BYTES + TRAILER_BYTES) as u64 {
         return Err("not a complete hint");
     }
-    if u64_at(b, 8) != id.0 || u64_at(b, 16) != salt {
+    let mut header = [0u8; HEADER_BYTES];
+    read_exact(file, 0, &mut header)?;
+    if &header[..8] != MAGIC {
+        return Err("not a complete hint");
+    }
+    if u64_at(&header, 8) != id.0 || u64_at(&header, 16) != salt {
         return Err("written for another segment of this name");
     }
-    let t = b.len() - TRAILER_BYTES;
-    if &b[t..t + 8] != END_MAGIC || u32_at(b, t + 36) != 0 {
+    let t = len - TRAILER_BYTES as u64;
+    let mut trailer = [0u8; TRAILER_BYTES];
+    read_exact(file, t, &mut trailer)?;
+    if &trailer[..8] != END_MAGIC || u32_at(&trailer, 36) != 0 {
         return Err("no trailer");
     }
-    if crc32c::crc32c(&b[..t + 32]) != u32_at(b, t + 32) {
+    if crc_of(file, t + 32)? != u32_at(&trailer, 32) {
         return Err("checksum mismatch");
     }
-    if u64_at(b, t + 16) != sealed_end {
+    if u64_at(&trailer, 16) != sealed_end {
         return Err("describes a different end of the segment's data");
     }
     let hinted = Hinted {
-        entries: u64_at(b, t + 8),
-        record_bytes: u64_at(b, t + 24),
+        entries: u64_at(&trailer, 8),
+        record_bytes: u64_at(&trailer, 24),
     };
-    let mut counted = (0u64, 0u64);
-    let fits = walk(&b[HEADER_BYTES..t], &mut |e| {
-        counted.0 += 1;
-        counted.1 += u64::from(e.len);
-        e.offset as u64 >= SEGMENT_HEADER_BYTES as u64
-            && u64::from(e.offset) + u64::from(e.len) <= sealed_end
-    });
-    if !fits || counted != (hinted.entries, hinted.record_bytes) {
-        return Err("entries that do not match the trailer or the segment");
-    }
-    Ok(hinted)
+    Ok((hinted, HEADER_BYTES as u64..t))
 }
 
-/// Calls `visit` for each entry of `body` until it returns `false`. True if
-/// every entry was whole and accepted and they fill `body` exactly.
-fn walk(body: &[u8], visit: &mut dyn FnMut(&HintEntry<'_>) -> bool) -> bool {
-    let mut at = 0;
-    while at < body.len() {
-        let Some(fixed) = body.get(at..at + ENTRY_FIXED_BYTES) else {
-            return false;
-        };
+/// crc32c of the first `len` bytes of `file`.
+fn crc_of(file: &File, len: u64) -> Result<u32, &'static str> {
+    let mut buf = vec![0u8; READ_CHUNK_BYTES];
+    let (mut crc, mut at) = (0u32, 0u64);
+    while at < len {
+        let n = (len - at).min(READ_CHUNK_BYTES as u64) as usize;
+        read_exact(file, at, &mut buf[..n])?;
+        crc = crc32c::crc32c_append(crc, &buf[..n]);
+        at += n as u64;
+    }
+    Ok(crc)
+}
+
+/// Hands every entry in `body` of `file` to `visit`, checking each (its
+/// kind, that it lies in the sealed data) and, at the end, that they fill
+/// `body` exactly and add up to what the trailer says.
+fn visit_entries(
+    file: &File,
+    body: std::ops::Range<u64>,
+    sealed_end: u64,
+    hinted: Hinted,
+    visit: &mut dyn FnMut(&HintEntry<'_>),
+) -> Result<(), &'static str> {
+    let bad = "entries that do not match the trailer or the segment";
+    let mut reader = std::io::BufReader::with_capacity(READ_CHUNK_BYTES, Region::new(file, body));
+    let (mut entries, mut bytes) = (0u64, 0u64);
+    let mut fixed = [0u8; ENTRY_FIXED_BYTES];
+    let mut key = Vec::new();
+    loop {
+        if !read_or_end(&mut reader, &mut fixed)? {
+            break;
+        }
         let kind = match fixed[0] {
             1 => Kind::Put,
             2 => Kind::Delete,
-            _ => return false,
+            _ => return Err(bad),
         };
-        let key_len = usize::from(u16::from_le_bytes([fixed[1], fixed[2]]));
-        let key_at = at + ENTRY_FIXED_BYTES;
-        let Some(key) = body.get(key_at..key_at + key_len) else {
-            return false;
-        };
+        key.resize(usize::from(u16::from_le_bytes([fixed[1], fixed[2]])), 0);
+        std::io::Read::read_exact(&mut reader, &mut key).map_err(|_| bad)?;
         let e = HintEntry {
             kind,
-            offset: u32_at(fixed, 3),
-            len: u32_at(fixed, 7),
-            version: Version(u64_at(fixed, 11)),
-            key,
+            offset: u32_at(&fixed, 3),
+            len: u32_at(&fixed, 7),
+            version: Version(u64_at(&fixed, 11)),
+            key: &key,
         };
-        if !visit(&e) {
-            return false;
+        let end = u64::from(e.offset) + u64::from(e.len);
+        if u64::from(e.offset) < SEGMENT_HEADER_BYTES as u64 || end > sealed_end {
+            return Err(bad);
         }
-        at = key_at + key_len;
+        entries += 1;
+        bytes += u64::from(e.len);
+        visit(&e);
     }
-    true
+    if (entries, bytes) != (hinted.entries, hinted.record_bytes) {
+        return Err(bad);
+    }
+    Ok(())
 }
 
-/// Hands every entry of a checked `body` to `visit`.
-fn for_each_entry(body: &[u8], visit: &mut dyn FnMut(&HintEntry<'_>)) {
-    walk(body, &mut |e| {
-        visit(e);
-        true
-    });
+/// Fills `buf` from `r`: `Ok(false)` at a clean end (nothing read), an
+/// error at an end inside it.
+fn read_or_end(r: &mut impl std::io::Read, buf: &mut [u8]) -> Result<bool, &'static str> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) if got == 0 => return Ok(false),
+            Ok(0) => return Err("an entry cut short"),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return Err("unreadable"),
+        }
+    }
+    Ok(true)
+}
+
+/// A byte range of a file, read with `pread` (no shared file position).
+struct Region<'a> {
+    file: &'a File,
+    at: u64,
+    end: u64,
+}
+
+impl<'a> Region<'a> {
+    fn new(file: &'a File, range: std::ops::Range<u64>) -> Self {
+        Self {
+            file,
+            at: range.start,
+            end: range.end,
+        }
+    }
+}
+
+impl std::io::Read for Region<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (self.end - self.at).min(buf.len() as u64) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        let got = self.file.read_at(&mut buf[..n], self.at)?;
+        self.at += got as u64;
+        Ok(got)
+    }
 }
 
 #[cfg(test)]

@@ -152,6 +152,9 @@ pub struct FileStore {
     close_wait: Duration,
     /// Recovery may take sealed segments' keys from their hint files.
     read_hints: bool,
+    /// Hints recovery wrote, put in place by the first `poll` (an open
+    /// that fails leaves the old ones; see `Drop`).
+    hints_to_install: Vec<SegmentId>,
     /// Where each key's newest put is (for reads of single keys).
     keydir: std::sync::Arc<keydir::KeyDir>,
     /// The reader handed to the cache, if asked for.
@@ -211,6 +214,7 @@ impl FileStore {
             commit_due: false,
             close_wait: options.close_wait,
             read_hints: options.read_hints,
+            hints_to_install: Vec::new(),
             keydir: std::sync::Arc::new(keydir::KeyDir::new()),
             reader: None,
         })
@@ -225,6 +229,23 @@ impl FileStore {
     /// The store's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Puts the hints recovery wrote in place: the cache opened.
+    fn install_hints(&mut self) {
+        for id in std::mem::take(&mut self.hints_to_install) {
+            hint::install(&self.dir, id);
+        }
+    }
+}
+
+impl Drop for FileStore {
+    /// A store dropped before any `poll` (an open that failed after
+    /// recovery) removes the hints recovery wrote, leaving the old ones.
+    fn drop(&mut self) {
+        for &id in &self.hints_to_install {
+            hint::remove(&hint::new_path(&self.dir, id));
+        }
     }
 }
 
@@ -243,6 +264,7 @@ impl Store for FileStore {
     }
 
     fn poll(&mut self, out: &mut Vec<Completion>, timeout: Duration) {
+        self.install_hints();
         self.pump();
         if self.in_chain > 0 {
             let timeout = if self.done.is_empty() {
@@ -275,6 +297,7 @@ impl Store for FileStore {
     }
 
     fn close(&mut self) -> Result<(), StoreError> {
+        self.install_hints();
         self.reaper.drain(self.close_wait);
         if let Some(e) = self.reaper.take_error() {
             tracing::warn!("compaction left segments behind: {e}");

@@ -113,7 +113,8 @@ impl FileReader {
             Some(Err((_, e))) => return Err(bad(e.to_string())),
             None => return Err(bad("no record".into())),
         };
-        if r.key != key || r.version != place.version || r.kind != Kind::Put {
+        let exact = record::encoded_len(r.key.len(), r.value.len()) == place.len as usize;
+        if r.key != key || r.version != place.version || r.kind != Kind::Put || !exact {
             return Err(bad(format!(
                 "not the record the keydir names ({:?} {} of another key or version)",
                 r.kind, r.version

@@ -7,6 +7,7 @@ use std::os::unix::io::AsRawFd;
 
 use super::disk::{io_error_at, sync_file, trim};
 use super::format::SegmentId;
+use super::hint;
 use super::hint::{HintEntry, HintWriter};
 use super::keydir::{Place, Rebuild};
 use super::scan::{self, ScanReport, SegmentReport};
@@ -30,11 +31,12 @@ impl FileStore {
         &mut self,
         visit: &mut dyn FnMut(RecordRef<'_>),
     ) -> Result<RecoveryReport, Error> {
+        hint::sweep(&self.dir, &scan::list_segments(&self.dir)?);
         let rebuild = std::cell::RefCell::new(Rebuild::default());
         let keydir = std::sync::Arc::clone(&self.keydir);
         let mut unvisited = Unvisited::default();
         let mut unvisited_floor = Version(0);
-        let mut hints = Rehint::new(&self.dir);
+        let mut hints = Rehint::new(&self.dir, !self.read_hints);
         let mut from_hint = |segment, e: &HintEntry<'_>| {
             let place = Place {
                 segment,
@@ -54,12 +56,12 @@ impl FileStore {
         let use_hints = self.reader.is_some() && self.read_hints;
         let scanned = scan::scan_dir_placed(
             &self.dir,
-            &mut |at, r| {
-                rebuild
-                    .borrow_mut()
-                    .take(&keydir, at.segment, at.offset, &r);
-                hints.note(at, &r);
-                visit(r);
+            &mut |s| {
+                if let scan::Scanned::Record(at, r) = &s {
+                    rebuild.borrow_mut().take(&keydir, at.segment, at.offset, r);
+                    visit(*r);
+                }
+                hints.take(s);
             },
             use_hints.then_some(&mut from_hint as &mut scan::HintVisit<'_>),
         );
@@ -71,7 +73,8 @@ impl FileStore {
             }
         };
         drop(rebuild);
-        hints.finish(&report);
+        // Put in place by the first `poll` (the open has succeeded then).
+        self.hints_to_install = hints.done;
         self.lock.keep();
         warn_of_torn_tails(&report);
         self.next_id = report.segments.last().map_or(1, |s| s.id.0 + 1);
@@ -131,41 +134,45 @@ fn warn_of_torn_tails(report: &ScanReport) {
     }
 }
 
-/// The hints recovery writes for the segments it reads: one segment's at a
-/// time, as the scan goes through its records.
+/// The hints recovery writes for the segments it reads: each one's as the
+/// scan goes through its records, completed (at `NNNNNN.hint.new`) as soon
+/// as the segment's scan ends, so that at most one is being written.
 struct Rehint<'a> {
     dir: &'a std::path::Path,
+    /// Hints are rewritten only for segments that have none (with
+    /// `read_hints(false)`, the hints are not read, so not checked).
+    only_missing: bool,
     /// The segment being read, and its hint (`None` once it could not be
-    /// made or failed: not tried again for that segment).
+    /// made or failed, or it needs none: not tried again for that segment).
     writing: Option<(SegmentId, Option<HintWriter>)>,
-    /// Segments whose hint is complete but for the end of their data.
-    done: Vec<(SegmentId, HintWriter)>,
+    /// Segments whose new hint is complete, waiting for the open to succeed.
+    done: Vec<SegmentId>,
 }
 
 impl<'a> Rehint<'a> {
-    fn new(dir: &'a std::path::Path) -> Self {
+    fn new(dir: &'a std::path::Path, only_missing: bool) -> Self {
         Self {
             dir,
+            only_missing,
             writing: None,
             done: Vec::new(),
         }
     }
 
+    fn take(&mut self, s: scan::Scanned<'_>) {
+        match s {
+            scan::Scanned::Record(at, r) => self.note(at, &r),
+            scan::Scanned::SegmentEnd(seg) => self.segment_end(seg),
+        }
+    }
+
     /// A record the scan read at `at`.
     fn note(&mut self, at: scan::Placed, r: &RecordRef<'_>) {
-        if self
-            .writing
-            .as_ref()
-            .is_some_and(|(id, _)| *id != at.segment)
-        {
-            self.finish_segment();
-        }
-        let dir = self.dir;
+        let (dir, only_missing) = (self.dir, self.only_missing);
         let (_, writer) = self.writing.get_or_insert_with(|| {
-            (
-                at.segment,
-                HintWriter::create_beside(dir, at.segment, at.salt),
-            )
+            let wanted = !only_missing || !hint::path(dir, at.segment).exists();
+            let w = wanted.then(|| HintWriter::create_beside(dir, at.segment, at.salt));
+            (at.segment, w.flatten())
         });
         let Some(w) = writer.as_mut() else {
             return;
@@ -177,37 +184,30 @@ impl<'a> Rehint<'a> {
             offset: u32::try_from(at.offset).unwrap_or(u32::MAX),
             len: encoded_len(r.key.len(), r.value.len()) as u32,
         };
-        if !w.note(&e) {
+        if at.offset + u64::from(e.len) > u64::from(u32::MAX) || !w.note(&e) {
             if let Some(w) = writer.take() {
                 w.abandon();
             }
         }
     }
 
-    /// The segment being read is done: its hint waits for the scan's end.
-    fn finish_segment(&mut self) {
-        if let Some((id, Some(w))) = self.writing.take() {
-            self.done.push((id, w));
+    /// The scan read `seg` to its end: its hint is completed there.
+    fn segment_end(&mut self, seg: &SegmentReport) {
+        if let Some((id, w)) = self.writing.take() {
+            debug_assert_eq!(id, seg.id);
+            if w.and_then(|w| w.finish(seg.data_end)).is_some() {
+                self.done.push(id);
+            }
         }
     }
 
-    /// The scan failed: every hint begun is removed.
-    fn abandon(mut self) {
-        self.finish_segment();
-        for (_, w) in self.done {
+    /// The open failed: every new hint is removed.
+    fn abandon(self) {
+        if let Some((_, Some(w))) = self.writing {
             w.abandon();
         }
-    }
-
-    /// Completes each hint at the end of the data the scan trusted in its
-    /// segment (checked again when the hint is read).
-    fn finish(mut self, report: &ScanReport) {
-        self.finish_segment();
-        for (id, w) in self.done {
-            match report.segments.iter().find(|s| s.id == id) {
-                Some(s) => w.finish(s.data_end),
-                None => w.abandon(),
-            }
+        for id in self.done {
+            hint::remove(&hint::new_path(self.dir, id));
         }
     }
 }

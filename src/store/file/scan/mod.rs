@@ -44,6 +44,7 @@ use crate::store::StoredKey;
 
 /// What the scan found in one segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SegmentReport {
     /// The segment.
     pub id: SegmentId,
@@ -147,7 +148,21 @@ pub fn scan_dir(
     dir: &Path,
     visit: &mut dyn FnMut(SegmentId, RecordRef<'_>),
 ) -> Result<ScanReport, Error> {
-    scan_dir_placed(dir, &mut |at, r| visit(at.segment, r), None)
+    let mut each = |s: Scanned<'_>| {
+        if let Scanned::Record(at, r) = s {
+            visit(at.segment, r);
+        }
+    };
+    scan_dir_placed(dir, &mut each, None)
+}
+
+/// What the scan hands over as it reads.
+pub(in crate::store::file) enum Scanned<'a> {
+    /// A trusted record, and where it is.
+    Record(Placed, RecordRef<'a>),
+    /// A segment read to the end of its trusted data (every one that was
+    /// read, not one taken from its hint).
+    SegmentEnd(&'a SegmentReport),
 }
 
 /// What takes the entries of the hint files the scan uses.
@@ -167,7 +182,7 @@ pub(in crate::store::file) struct Placed {
 /// not read: each of the hint's entries goes to `hinted` instead.
 pub(in crate::store::file) fn scan_dir_placed(
     dir: &Path,
-    visit: &mut dyn FnMut(Placed, RecordRef<'_>),
+    visit: &mut dyn FnMut(Scanned<'_>),
     mut hinted: Option<&mut HintVisit<'_>>,
 ) -> Result<ScanReport, Error> {
     let ids = list_segments(dir)?;
@@ -212,9 +227,11 @@ pub(in crate::store::file) fn scan_dir_placed(
                     salt,
                     offset,
                 };
-                visit(at, r);
+                visit(Scanned::Record(at, r));
             };
             scan_segment(f, sealed, newest, &mut seg, &mut placed)?;
+            seg.bytes_read = f.bytes_read.get();
+            visit(Scanned::SegmentEnd(&seg));
         }
         seg.bytes_read = f.bytes_read.get();
         report.segments.push(seg);

@@ -501,6 +501,15 @@ fn recover_into<S: Store>(
             )));
             return;
         }
+        if r.version == Version(0) {
+            failure = Some(Error::StoreBug(format!(
+                "it recovered a {:?} of key {:?} with version 0; a store must keep and return the \
+                 version of every record it stores (versions start at 1)",
+                r.kind,
+                String::from_utf8_lossy(r.key)
+            )));
+            return;
+        }
         floor = floor.max(r.version);
         if !load_all {
             return;
@@ -525,9 +534,9 @@ fn check_unvisited(
     load_all: bool,
 ) -> Result<(), Error> {
     if load_all && unvisited.records > 0 {
-        return Err(Error::Config(format!(
-            "the store left {} records out of recovery, but has no reader to load them from \
-             (a store bug: without a reader, recover must visit every record)",
+        return Err(Error::StoreBug(format!(
+            "it left {} records out of recovery, but has no reader to load them from \
+             (without a reader, recover must visit every record)",
             unvisited.records
         )));
     }

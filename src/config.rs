@@ -142,6 +142,17 @@ pub struct Config {
     /// and compacting would halve their number (many short segments, as
     /// restarts and frequent rotations leave).
     pub compact_segments_min: usize,
+    /// Which settings that others depend on were set by their setters (the
+    /// others follow what the user set; see [`Config::keys_max`]).
+    chosen: Chosen,
+}
+
+/// Settings chosen through their setters, which the setters of the
+/// settings they depend on then leave alone.
+#[derive(Debug, Clone, Copy, Default)]
+struct Chosen {
+    dirty_keys_max: bool,
+    batch_bytes_max: bool,
 }
 
 impl Default for Config {
@@ -168,7 +179,86 @@ impl Default for Config {
             flusher_core: None,
             compact_dead_ratio: 0.5,
             compact_segments_min: 4,
+            chosen: Chosen::default(),
         }
+    }
+}
+
+/// `dirty_keys_max` by default: 2^18, at most `keys_max`, and at most half
+/// of what `memory_bytes` holds (the rest is room for clean keys).
+fn derived_dirty_keys_max(keys_max: usize, memory_bytes: u64) -> usize {
+    let half_of_memory = memory_bytes / (2 * crate::index::RESIDENT_KEY_BYTES);
+    (1usize << 18)
+        .min(keys_max)
+        .min(usize::try_from(half_of_memory).unwrap_or(usize::MAX))
+        .max(1)
+}
+
+/// `batch_bytes_max` by default: 4 MiB, or one record of the longest key
+/// and value if that is longer.
+fn derived_batch_bytes_max(key_bytes_max: usize, value_bytes_max: usize) -> usize {
+    (4usize << 20).max(record::encoded_len(key_bytes_max, value_bytes_max))
+}
+
+impl Config {
+    /// Sets [`keys_max`](Self::keys_max); `dirty_keys_max`, unless set by
+    /// its own setter, follows it (see [`dirty_keys_max`](Self::dirty_keys_max)).
+    pub fn keys_max(mut self, value: usize) -> Self {
+        self.keys_max = value;
+        self.derive()
+    }
+
+    /// Sets [`memory_bytes`](Self::memory_bytes); `dirty_keys_max`, unless
+    /// set by its own setter, follows it.
+    pub fn memory_bytes(mut self, value: u64) -> Self {
+        self.memory_bytes = value;
+        self.derive()
+    }
+
+    /// Sets [`key_bytes_max`](Self::key_bytes_max); `batch_bytes_max`,
+    /// unless set by its own setter, grows to hold one record of the
+    /// longest key and value.
+    pub fn key_bytes_max(mut self, value: usize) -> Self {
+        self.key_bytes_max = value;
+        self.derive()
+    }
+
+    /// Sets [`value_bytes_max`](Self::value_bytes_max); `batch_bytes_max`,
+    /// unless set by its own setter, grows to hold one record of the
+    /// longest key and value.
+    pub fn value_bytes_max(mut self, value: usize) -> Self {
+        self.value_bytes_max = value;
+        self.derive()
+    }
+
+    /// Sets [`dirty_keys_max`](Self::dirty_keys_max). Until it is set, it
+    /// follows `keys_max` and `memory_bytes`: 2^18, at most `keys_max`,
+    /// and at most half of the entries `memory_bytes` holds.
+    pub fn dirty_keys_max(mut self, value: usize) -> Self {
+        self.dirty_keys_max = value;
+        self.chosen.dirty_keys_max = true;
+        self
+    }
+
+    /// Sets [`batch_bytes_max`](Self::batch_bytes_max). Until it is set, it
+    /// is 4 MiB or one record of the longest key and value, whichever is
+    /// longer.
+    pub fn batch_bytes_max(mut self, value: usize) -> Self {
+        self.batch_bytes_max = value;
+        self.chosen.batch_bytes_max = true;
+        self
+    }
+
+    /// The settings not chosen, derived again from those that were.
+    fn derive(mut self) -> Self {
+        if !self.chosen.dirty_keys_max {
+            self.dirty_keys_max = derived_dirty_keys_max(self.keys_max, self.memory_bytes);
+        }
+        if !self.chosen.batch_bytes_max {
+            self.batch_bytes_max =
+                derived_batch_bytes_max(self.key_bytes_max, self.value_bytes_max);
+        }
+        self
     }
 }
 
@@ -206,12 +296,6 @@ setters! {
     Config {
         writers_max: usize,
         ring_capacity: usize,
-        key_bytes_max: usize,
-        value_bytes_max: usize,
-        keys_max: usize,
-        memory_bytes: u64,
-        dirty_keys_max: usize,
-        batch_bytes_max: usize,
         batch_ops_max: usize,
         flush_interval: Duration,
         batches_in_flight_max: usize,
@@ -287,22 +371,52 @@ impl Config {
         if self.keys_max == 0 || self.keys_max > 1 << 28 {
             return bad(format!("keys_max = {} must be in 1..=2^28", self.keys_max));
         }
+        if self.memory_bytes < (1 << 20) {
+            return bad(format!(
+                "memory_bytes = {} must be at least 1 MiB (1048576)",
+                self.memory_bytes
+            ));
+        }
+        let fits = derived_dirty_keys_max(self.keys_max, self.memory_bytes);
         if self.dirty_keys_max == 0 || self.dirty_keys_max > self.keys_max {
             return bad(format!(
-                "dirty_keys_max = {} must be in 1..=keys_max ({})",
-                self.dirty_keys_max, self.keys_max
+                "dirty_keys_max = {} must be in 1..=keys_max ({}): set dirty_keys_max to at most {}, \
+                 or leave it unset to follow keys_max",
+                self.dirty_keys_max, self.keys_max, fits
             ));
         }
         let dirty_bytes = self.dirty_keys_max as u64 * crate::index::RESIDENT_KEY_BYTES;
-        if self.memory_bytes < (1 << 20) || self.memory_bytes < dirty_bytes {
+        if self.memory_bytes < dirty_bytes {
             return bad(format!(
-                "memory_bytes = {} must be at least 1 MiB and hold dirty_keys_max ({}) entries of {} bytes ({dirty_bytes}): raise memory_bytes or lower dirty_keys_max",
+                "memory_bytes = {} cannot hold dirty_keys_max ({}) entries of {} bytes ({dirty_bytes}): \
+                 raise memory_bytes to at least {dirty_bytes}, or lower dirty_keys_max to at most {} \
+                 (or leave it unset to follow memory_bytes)",
                 self.memory_bytes,
                 self.dirty_keys_max,
-                crate::index::RESIDENT_KEY_BYTES
+                crate::index::RESIDENT_KEY_BYTES,
+                self.memory_bytes / crate::index::RESIDENT_KEY_BYTES
             ));
         }
-        Ok(())
+        self.validate_flusher_core()
+    }
+
+    /// A core to pin the flusher to must be one this process may run on.
+    fn validate_flusher_core(&self) -> Result<(), Error> {
+        let Some(core) = self.flusher_core else {
+            return Ok(());
+        };
+        let allowed: Vec<usize> = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.id)
+            .collect();
+        if allowed.contains(&core) {
+            return Ok(());
+        }
+        Err(Error::Config(format!(
+            "flusher_core = {core} is not a core this process may run on (it may run on {allowed:?}): \
+             pick one of those, or None"
+        )))
     }
 
     /// Batches and the flusher's pace.
@@ -311,7 +425,9 @@ impl Config {
         let record_max = record::encoded_len(self.key_bytes_max, self.value_bytes_max);
         if self.batch_bytes_max < record_max {
             return bad(format!(
-                "batch_bytes_max = {} cannot hold one record of the largest key and value ({} bytes)",
+                "batch_bytes_max = {} cannot hold one record of the largest key and value ({} bytes): \
+                 raise batch_bytes_max to at least {record_max}, or leave it unset to follow \
+                 key_bytes_max and value_bytes_max",
                 self.batch_bytes_max, record_max
             ));
         }
@@ -367,6 +483,43 @@ mod tests {
     #[test]
     fn default_is_valid() {
         Config::default().validate().expect("default config");
+    }
+
+    /// Changing one setting alone works: the settings that depend on it
+    /// follow, unless they were chosen; then the error says what to set.
+    #[test]
+    fn one_change_alone_is_valid_and_chosen_settings_are_kept() {
+        let ok = |c: Config| c.validate().map(|()| c).expect("valid");
+        let c = ok(Config::default().keys_max(1000));
+        assert_eq!(c.dirty_keys_max, 1000);
+        let c = ok(Config::default().memory_bytes(4 << 20));
+        assert_eq!(c.dirty_keys_max, (4 << 20) / 320);
+        let c = ok(Config::default().value_bytes_max(16 << 20));
+        assert!(c.batch_bytes_max >= 16 << 20);
+        let c = ok(Config::default()
+            .key_bytes_max(60_000)
+            .value_bytes_max(8 << 20));
+        assert!(c.batch_bytes_max > 8 << 20);
+        // Order does not matter, and a raise gives back the default.
+        let c = ok(Config::default().keys_max(10).keys_max(1 << 22));
+        assert_eq!(c.dirty_keys_max, 1 << 18);
+
+        let err = |c: Config| match c.validate() {
+            Err(Error::Config(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        let m = err(Config::default().dirty_keys_max(5000).keys_max(1000));
+        assert!(m.contains("set dirty_keys_max to at most 1000"), "{m}");
+        let m = err(Config::default()
+            .batch_bytes_max(1 << 20)
+            .value_bytes_max(2 << 20));
+        assert!(m.contains("raise batch_bytes_max to at least"), "{m}");
+        let m = err(Config::default()
+            .dirty_keys_max(1 << 18)
+            .memory_bytes(2 << 20));
+        assert!(m.contains("lower dirty_keys_max to at most 13107"), "{m}");
+        let m = err(Config::default().flusher_core(Some(100_000)));
+        assert!(m.contains("flusher_core = 100000"), "{m}");
     }
 
     #[test]

@@ -208,4 +208,11 @@ pub enum Error {
          them). Drop this cache and reopen the store"
     )]
     FlusherDied(String),
+    /// The store broke a rule of the [`Store`](crate::Store) trait: it
+    /// recovered a record with version 0 (every stored record keeps the
+    /// version the cache gave it, which is at least 1), or a store without
+    /// a reader left records out of recovery. A bug in the store; the
+    /// cache did not open.
+    #[error("the store broke a rule of the Store trait: {0}")]
+    StoreBug(String),
 }

@@ -200,10 +200,15 @@ fn read_store(
     bytes: &mut Vec<u8>,
 ) -> Result<Option<Version>, StoreError> {
     shared.loads.loads.fetch_add(1, Ordering::Relaxed);
-    Ok(reader
-        .load(key, bytes)?
-        .filter(|l| l.kind == Kind::Put)
-        .map(|l| l.version))
+    let loaded = reader.load(key, bytes)?;
+    if loaded.is_some_and(|l| l.version == Version(0)) {
+        return Err(StoreError::new(
+            crate::error::StoreErrorKind::Read,
+            "the store's reader returned version 0 (a bug in the store: it must return the \
+             version it stored, at least 1)",
+        ));
+    }
+    Ok(loaded.filter(|l| l.kind == Kind::Put).map(|l| l.version))
 }
 
 /// [`Index::install`](crate::index::Index::install) (budgeted), telling

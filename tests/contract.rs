@@ -449,6 +449,30 @@ fn g9_bad_input_is_refused_up_front() {
 
 /// G9: the index bound: a new key beyond keys_max is refused, existing keys
 /// still update.
+/// A store that recovers a record with version 0 (it did not keep the
+/// version the cache gave it) is refused with a typed error, with or
+/// without a reader, and nothing opens on it; before, the record was
+/// dropped silently.
+#[test]
+fn g9_a_store_that_recovers_version_0_is_refused_with_a_typed_error() {
+    use std::sync::Mutex;
+    use writebehind::MemStoreData;
+    for reads in [true, false] {
+        let data = Arc::new(Mutex::new(MemStoreData::default()));
+        data.lock()
+            .unwrap()
+            .records
+            .insert(b"player:1".to_vec(), (Version(0), Some(b"x=1".to_vec())));
+        let store = MemStore::with_data(Arc::clone(&data));
+        let store = if reads { store } else { store.without_reads() };
+        match WriteBehind::with_store(store, small_config()) {
+            Err(Error::StoreBug(m)) => assert!(m.contains("version 0"), "{m}"),
+            Err(other) => panic!("reads {reads}: expected StoreBug, got {other}"),
+            Ok(_) => panic!("reads {reads}: a version-0 record was accepted"),
+        }
+    }
+}
+
 #[test]
 fn g9_index_full_is_a_typed_error() {
     let config = small_config().keys_max(10).dirty_keys_max(10);

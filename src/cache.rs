@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::flusher::{Flusher, StopGuard};
 use crate::index::Index;
-use crate::primitives::{self, thread, Arc, MutexGuard, Ordering};
+use crate::primitives::{self, thread, Arc, Mutex, MutexGuard, Ordering};
 use crate::shared::{Progress, Shared, CLOSE_REQUESTED, LANE_ACTIVE, LANE_FREE};
 use crate::stats::Stats;
 use crate::store::file::{FileOptions, FileStore};
@@ -23,11 +23,21 @@ use crate::writer::Writer;
 /// [`get`](WriteBehind::get) reads from memory on any thread and sees every
 /// update that returned before it started (G3). [`sync`](WriteBehind::sync) is
 /// a durability barrier (G4); [`close`](WriteBehind::close) drains everything
-/// (G7). Share it across threads with `Arc`; it is `Sync`.
+/// (G7). Share it across threads with `Arc`; it is `Sync`, and any thread
+/// may close it.
 #[derive(Debug)]
 pub struct WriteBehind {
     shared: Arc<Shared>,
-    flusher: Option<thread::JoinHandle<Result<(), Error>>>,
+    /// The flusher until the first `close` (or `Drop`) has joined it; then
+    /// that close's outcome, which every later `close` returns.
+    flusher: Mutex<Closing>,
+}
+
+/// Where closing stands.
+#[derive(Debug)]
+enum Closing {
+    Running(thread::JoinHandle<Result<(), Error>>),
+    Closed(Result<(), Error>),
 }
 
 impl WriteBehind {
@@ -54,7 +64,7 @@ impl WriteBehind {
         let handle = thread::spawn_named("wb-flusher", move || flusher.run_guarded(guard))?;
         Ok(Self {
             shared,
-            flusher: Some(handle),
+            flusher: Mutex::new(Closing::Running(handle)),
         })
     }
 
@@ -289,27 +299,52 @@ impl WriteBehind {
     /// Stops accepting updates, makes every acknowledged update durable, stops
     /// the flusher and closes the store. Returns the error that prevented it,
     /// if any (the store kept failing past `Config::close_timeout`).
-    pub fn close(mut self) -> Result<(), Error> {
-        self.close_inner()
+    ///
+    /// Any thread may call it, through a shared reference (an `Arc`), as
+    /// many times as it likes: the first call closes, calls made meanwhile
+    /// wait for it, and every call returns the same outcome. Afterwards
+    /// updates are refused with [`Error::Closed`]; reads still answer from
+    /// memory. `Drop` closes a cache nobody closed (logging an error through
+    /// `tracing`, which is lost without a subscriber: close explicitly to
+    /// see it).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] or [`Error::Timeout`] when the store kept failing
+    /// past `Config::close_timeout` (acknowledged updates not covered by a
+    /// successful `sync()` may be missing from it), [`Error::FlusherDied`]
+    /// if the flusher thread died.
+    pub fn close(&self) -> Result<(), Error> {
+        self.close_once().0
     }
 
-    fn close_inner(&mut self) -> Result<(), Error> {
-        let Some(handle) = self.flusher.take() else {
-            return Ok(());
+    /// Closes, or waits for the close in progress; returns the outcome and
+    /// whether this call was the one that closed.
+    fn close_once(&self) -> (Result<(), Error>, bool) {
+        let mut closing = primitives::lock(&self.flusher);
+        let placeholder = Closing::Closed(Err(Error::Closed));
+        let handle = match std::mem::replace(&mut *closing, placeholder) {
+            Closing::Running(handle) => handle,
+            Closing::Closed(outcome) => {
+                *closing = Closing::Closed(outcome.clone());
+                return (outcome, false);
+            }
         };
         // SeqCst RMW: the flusher acquires it; see `Flusher::check_close`.
         self.shared
             .closing
             .fetch_or(CLOSE_REQUESTED, Ordering::SeqCst);
         self.shared.wake_flusher();
-        match handle.join() {
+        let outcome = match handle.join() {
             Ok(result) => result,
             Err(_) => Err(Error::FlusherDied(
                 self.shared
                     .death()
                     .unwrap_or_else(|| "the flusher thread panicked".into()),
             )),
-        }
+        };
+        *closing = Closing::Closed(outcome.clone());
+        (outcome, true)
     }
 
     /// A snapshot of the counters.
@@ -375,7 +410,7 @@ impl Drop for WriteBehind {
         if primitives::unwinding_in_model() {
             return;
         }
-        if let Err(e) = self.close_inner() {
+        if let (Err(e), true) = self.close_once() {
             tracing::error!("writebehind: close on drop failed: {e}");
         }
     }

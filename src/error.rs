@@ -216,3 +216,54 @@ pub enum Error {
     #[error("the store broke a rule of the Store trait: {0}")]
     StoreBug(String),
 }
+
+/// By hand, because `std::io::Error` is not `Clone`: an `Io` error is copied
+/// as its kind and message (its OS error code kept when it has one). Used
+/// where one outcome goes to several callers (`WriteBehind::close`).
+impl Clone for Error {
+    fn clone(&self) -> Self {
+        match self {
+            Error::Config(m) => Error::Config(m.clone()),
+            &Error::KeyTooLong { len, max } => Error::KeyTooLong { len, max },
+            Error::EmptyKey => Error::EmptyKey,
+            &Error::ValueTooLong { len, max } => Error::ValueTooLong { len, max },
+            &Error::TooManyWriters { max } => Error::TooManyWriters { max },
+            &Error::IndexFull { max } => Error::IndexFull { max },
+            &Error::MemoryFull { budget_bytes } => Error::MemoryFull { budget_bytes },
+            Error::Full => Error::Full,
+            &Error::NotACounter { len } => Error::NotACounter { len },
+            &Error::CounterOverflow { current, delta } => Error::CounterOverflow { current, delta },
+            Error::Closed => Error::Closed,
+            Error::Store(e) => Error::Store(e.clone()),
+            Error::Timeout {
+                waited_ms,
+                last_error,
+            } => Error::Timeout {
+                waited_ms: *waited_ms,
+                last_error: last_error.clone(),
+            },
+            &Error::Pin { core } => Error::Pin { core },
+            Error::Io(e) => Error::Io(match e.raw_os_error() {
+                Some(code) => std::io::Error::from_raw_os_error(code),
+                None => std::io::Error::new(e.kind(), e.to_string()),
+            }),
+            Error::Corrupt {
+                segment,
+                offset,
+                reason,
+            } => Error::Corrupt {
+                segment: *segment,
+                offset: *offset,
+                reason: reason.clone(),
+            },
+            Error::Format { path, reason } => Error::Format {
+                path: path.clone(),
+                reason: reason.clone(),
+            },
+            Error::Locked { dir } => Error::Locked { dir: dir.clone() },
+            Error::Database(m) => Error::Database(m.clone()),
+            Error::FlusherDied(m) => Error::FlusherDied(m.clone()),
+            Error::StoreBug(m) => Error::StoreBug(m.clone()),
+        }
+    }
+}

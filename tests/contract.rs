@@ -277,6 +277,70 @@ fn g7_close_and_drop_drain_everything() {
     }
 }
 
+/// G7 through a shared handle: four threads close one `Arc`'d cache at
+/// once, after a writer thread panicked holding its writer; every call
+/// returns the same outcome, the panicked writer's acknowledged puts are in
+/// the store, later closes (and the drop) change nothing, and a store that
+/// fails past `close_timeout` gives every caller the same error.
+#[test]
+fn g7_close_through_a_shared_handle_from_several_threads() {
+    let store = MemStore::new();
+    let data = store.data();
+    let wb = Arc::new(WriteBehind::with_store(Throttled::new(store, 200), small_config()).unwrap());
+    let panicked = {
+        let wb = Arc::clone(&wb);
+        thread::spawn(move || {
+            let mut w = wb.writer().unwrap();
+            for i in 0..2_000u64 {
+                w.put(&key(i), &i.to_le_bytes()).unwrap();
+            }
+            panic!("a writer thread fails while holding its writer");
+        })
+        .join()
+    };
+    assert!(panicked.is_err());
+    let closers: Vec<_> = (0..4)
+        .map(|_| {
+            let wb = Arc::clone(&wb);
+            thread::spawn(move || wb.close().map_err(|e| e.to_string()))
+        })
+        .collect();
+    for c in closers {
+        assert_eq!(c.join().unwrap(), Ok(()));
+    }
+    assert!(wb.close().is_ok(), "a later close returns the same outcome");
+    assert!(matches!(
+        wb.writer()
+            .and_then(|mut w| w.put(b"late", b"x").map(|_| ())),
+        Err(Error::Closed)
+    ));
+    let state = store_state(&data);
+    assert_eq!(
+        state.len(),
+        2_000,
+        "the panicked writer's puts were drained"
+    );
+    drop(wb);
+
+    // A store that never comes back: every close gets the same error.
+    let plan = FaultPlan::new();
+    plan.fail_next(u64::MAX, StoreErrorKind::Write);
+    let config = small_config().close_timeout(Duration::from_millis(200));
+    let wb = Arc::new(WriteBehind::with_store(Faulty::new(MemStore::new(), plan), config).unwrap());
+    wb.writer().unwrap().put(b"k", b"v").unwrap();
+    let outcomes: Vec<String> = (0..3)
+        .map(|_| {
+            let wb = Arc::clone(&wb);
+            thread::spawn(move || wb.close().unwrap_err().to_string())
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    assert!(outcomes.iter().all(|o| o == &outcomes[0]), "{outcomes:?}");
+    assert_eq!(wb.close().unwrap_err().to_string(), outcomes[0]);
+}
+
 /// G7: close() racing writers on other threads: every put that returned Ok
 /// is in the store; puts after the close are refused with `Closed`.
 #[test]

@@ -794,3 +794,32 @@ fn durability_none_still_reports_damage_before_a_commit() {
         Err(Error::Corrupt { .. })
     ));
 }
+
+/// `stats()` is whole from the moment `open` returns: the segments and
+/// stored bytes of a reopened store, not zeros until the flusher's first
+/// pass (they raced it before).
+#[test]
+fn stats_count_the_stored_segments_as_soon_as_open_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let wb = open_segments(dir.path(), config(), IoBackend::Auto, 64 << 10).unwrap();
+        let mut w = wb.writer().unwrap();
+        for i in 0..3_000u64 {
+            w.put(format!("k{i}").as_bytes(), &[7u8; 100]).unwrap();
+            if i % 200 == 199 {
+                wb.sync().unwrap();
+            }
+        }
+        drop(w);
+        wb.close().unwrap();
+    }
+    for _ in 0..20 {
+        let segments = inspect::list_segments(dir.path()).unwrap().len() as u64;
+        let wb = open_segments(dir.path(), config(), IoBackend::Auto, 64 << 10).unwrap();
+        let stats = wb.stats();
+        assert!(segments > 3, "{segments}");
+        assert_eq!(stats.segments, segments, "{stats:?}");
+        assert!(stats.stored_bytes > 300_000, "{stats:?}");
+        wb.close().unwrap();
+    }
+}

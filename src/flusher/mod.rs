@@ -147,7 +147,7 @@ impl<S: Store> Flusher<S> {
             .collect();
         let target_ops = TARGET_MIN.min(config.batch_ops_max);
         let keys = KeyLedger::new(&shared.index);
-        Self {
+        let mut flusher = Self {
             keys,
             dirty: VecDeque::with_capacity(config.dirty_keys_max.min(1 << 20)),
             window: Window::new(shared.in_flight_max),
@@ -173,7 +173,11 @@ impl<S: Store> Flusher<S> {
             close_deadline_ns: 0,
             counts: Counts::default(),
             base: Instant::now(),
-        }
+        };
+        // `stats()` is whole from the moment the cache opens (segments and
+        // stored bytes included), not from the flusher's first pass.
+        flusher.publish(0);
+        flusher
     }
 
     /// Nanoseconds since the flusher started. Under loom time stands still:

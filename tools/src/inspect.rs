@@ -119,8 +119,9 @@ pub fn inspect(dir: &Path, json: bool) -> Result<(), Stop> {
         s.live_keys, s.deleted_keys, s.live_bytes, s.dead_bytes
     ))?;
     output::line(format_args!(
-        "  versions {:?}..={:?}, torn tails {}",
-        s.version_min, s.version_max, s.torn_tails
+        "  versions {}, torn tails {}",
+        versions(s.version_min, s.version_max),
+        s.torn_tails
     ))?;
     output::line(format_args!(
         "  {:<10} {:>12} {:>12} {:>8} {:>10} {:>12}  versions",
@@ -132,18 +133,25 @@ pub fn inspect(dir: &Path, json: bool) -> Result<(), Stop> {
     Ok(())
 }
 
+/// A range of versions as `1..=962`, or `none` when no record has one.
+fn versions(min: Option<u64>, max: Option<u64>) -> String {
+    match (min, max) {
+        (Some(a), Some(b)) => format!("{a}..={b}"),
+        _ => "none".into(),
+    }
+}
+
 /// One segment's row of `wb inspect`.
 fn segment_line(g: &SegmentJson) -> String {
     format!(
-        "  {:<10} {:>12} {:>12} {:>8} {:>10} {:>12}  {:?}..={:?}{}",
+        "  {:<10} {:>12} {:>12} {:>8} {:>10} {:>12}  {}{}",
         g.file,
         g.file_bytes,
         g.data_end,
         g.frames,
         g.records,
         g.record_bytes,
-        g.version_min,
-        g.version_max,
+        versions(g.version_min, g.version_max),
         g.torn_at
             .map(|t| format!(
                 "  torn tail at {t}: {}",

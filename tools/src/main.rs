@@ -118,6 +118,24 @@ enum Dist {
     Uniform,
 }
 
+/// `Config::durability`.
+#[derive(ValueEnum, Debug, Clone, Copy)]
+enum DurabilityArg {
+    /// Every batch fdatasync'ed before it completes.
+    Batch,
+    /// Batches written ahead; an fdatasync when a sync() asks for one.
+    None,
+}
+
+/// `FileOptions::io_backend`.
+#[derive(ValueEnum, Debug, Clone, Copy)]
+enum IoBackendArg {
+    /// io_uring where the kernel allows it, else pwrite.
+    Auto,
+    IoUring,
+    Pwrite,
+}
+
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 enum Scenario {
     /// The standard workload (16-byte keys, 64-byte values, zipf 0.99).
@@ -176,9 +194,16 @@ struct BenchArgs {
     /// each operation's intended start). Without it: closed loop.
     #[arg(long)]
     rate: Option<u64>,
-    /// Pin writers to cores 0.. and the flusher to the last core.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    pin: bool,
+    /// Leave threads where the scheduler puts them (by default writers are
+    /// pinned to cores 0.. and the flusher to the last core).
+    #[arg(long)]
+    no_pin: bool,
+    /// Config::durability of the cache (and its file store).
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Batch)]
+    durability: DurabilityArg,
+    /// The file store's I/O engine.
+    #[arg(long, value_enum, default_value_t = IoBackendArg::Auto)]
+    io_backend: IoBackendArg,
     /// Short run: 2 s of load, 1 s per baseline.
     #[arg(long)]
     quick: bool,
@@ -363,7 +388,16 @@ fn bench_params(a: &BenchArgs) -> Result<writebehind_tools::bench::Params, Strin
         mix,
         seconds: a.seconds.unwrap_or(default_seconds),
         rate,
-        pin: a.pin,
+        pin: !a.no_pin,
+        durability: match a.durability {
+            DurabilityArg::Batch => writebehind::Durability::Batch,
+            DurabilityArg::None => writebehind::Durability::None,
+        },
+        io_backend: match a.io_backend {
+            IoBackendArg::Auto => writebehind::IoBackend::Auto,
+            IoBackendArg::IoUring => writebehind::IoBackend::IoUring,
+            IoBackendArg::Pwrite => writebehind::IoBackend::Pwrite,
+        },
         baselines: !a.no_baselines,
         baseline_seconds: if a.quick { 1.0 } else { 2.0 },
         progress: true,

@@ -72,6 +72,8 @@ pub struct Report {
     pub mode: &'static str,
     pub writers: usize,
     pub backend: &'static str,
+    /// `Config::durability`: "Batch" or "None".
+    pub durability: String,
     pub store: String,
     pub distribution: String,
     pub keys: u64,
@@ -153,6 +155,7 @@ impl Report {
             mode: p.mode(),
             writers: p.writers,
             backend: after.backend,
+            durability: format!("{:?}", p.durability),
             store: p.store.describe(),
             distribution: format!("{:?}", p.dist),
             keys: p.keys,

@@ -161,6 +161,10 @@ pub struct Params {
     pub batches_in_flight: Option<usize>,
     /// `Config::memory_bytes`, if given (`--memory`).
     pub memory_bytes: Option<u64>,
+    /// `Config::durability` (`--durability`).
+    pub durability: writebehind::Durability,
+    /// The file store's engine (`--io-backend`).
+    pub io_backend: writebehind::IoBackend,
 }
 
 impl Params {

@@ -32,6 +32,7 @@ pub(super) fn cache_config(p: &Params) -> Config {
     Config::default()
         .memory_bytes(memory)
         .writers_max(p.writers.max(1))
+        .durability(p.durability)
         .ring_capacity(RING_CAPACITY)
         .keys_max((p.keys as usize * 3).max(1024))
         .dirty_keys_max(dirty)
@@ -72,12 +73,13 @@ pub(super) fn open(p: &Params) -> Result<Opened, String> {
         .clone()
         .or_else(|| temp.as_ref().map(|t| t.path().to_path_buf()));
     let mut pg = None;
+    let options = FileOptions::for_cache(&config).io_backend(p.io_backend);
     let store: Box<dyn Store> = match (&p.store, &dir) {
-        (StoreSpec::File, Some(d)) => Box::new(
-            FileStore::open(d, &FileOptions::for_cache(&config)).map_err(|e| e.to_string())?,
-        ),
+        (StoreSpec::File, Some(d)) => {
+            Box::new(FileStore::open(d, &options).map_err(|e| e.to_string())?)
+        }
         (StoreSpec::Slow(n), Some(d)) => Box::new(Throttled::new(
-            FileStore::open(d, &FileOptions::for_cache(&config)).map_err(|e| e.to_string())?,
+            FileStore::open(d, &options).map_err(|e| e.to_string())?,
             *n,
         )),
         (StoreSpec::Mem, _) => Box::new(MemStore::new()),

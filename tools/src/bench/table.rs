@@ -32,21 +32,32 @@ fn ns(v: u64) -> String {
     }
 }
 
+/// The values a run writes: puts carry `value_bytes`, adds 8-byte counters.
+fn values(r: &Report) -> String {
+    let puts = format!("{}-byte values", r.value_bytes);
+    match (r.mix.put > 0, r.mix.add > 0) {
+        (true, true) => format!("{puts} and 8-byte counters"),
+        (false, true) => "8-byte counters".into(),
+        _ => puts,
+    }
+}
+
 /// What ran: scenario, threads, store, keys, values, mix, duration.
 fn heading(f: &mut Formatter<'_>, r: &Report) -> fmt::Result {
     write!(
         f,
-        "wb bench ({}, {}): {} writer thread(s) + 1 flusher on {} cores, store {} ({}), {} over {} keys, {}-byte keys, {}-byte values, mix put {}% add {}% delete {}% get {}%, {:.1} s",
+        "wb bench ({}, {}): {} writer thread(s) + 1 flusher on {} cores, store {} ({}, durability {}), {} over {} keys, {}-byte keys, {}, mix put {}% add {}% delete {}% get {}%, {:.1} s",
         r.scenario,
         r.mode,
         r.writers,
         cores(),
         r.store,
         r.backend,
+        r.durability,
         r.distribution,
         r.keys,
         r.key_bytes,
-        r.value_bytes,
+        values(r),
         r.mix.put,
         r.mix.add,
         r.mix.delete,

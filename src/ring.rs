@@ -24,16 +24,8 @@ use crossbeam_utils::CachePadded;
 
 use crate::primitives::{Arc, AtomicU64, Ordering, UnsafeCell};
 
-/// A bounded SPSC ring of `capacity` cells; returns its two halves.
-///
-/// ```
-/// let (mut tx, mut rx) = writebehind::__internals::ring::channel::<u32>(4);
-/// tx.push(1).unwrap();
-/// tx.push(2).unwrap();
-/// let mut got = Vec::new();
-/// rx.drain(usize::MAX, |v| got.push(v));
-/// assert_eq!(got, [1, 2]);
-/// ```
+/// A bounded SPSC ring of `capacity` cells; returns its two halves: push
+/// on the producer, `drain(max, f)` on the consumer (see the tests below).
 ///
 /// # Panics
 /// If `capacity` is not a power of two >= 2.

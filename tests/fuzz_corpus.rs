@@ -1,4 +1,4 @@
-//! Replays the fuzz corpora (fuzz/corpus/, built by `cargo fuzz` with the
+//! Replays the fuzz corpora (tests/corpus/, built by `cargo fuzz` with the
 //! targets in fuzz/fuzz_targets/) as a normal test: every input must decode
 //! or fail cleanly, never panic. The bodies mirror the fuzz targets.
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
@@ -10,7 +10,7 @@ use writebehind::inspect;
 
 fn inputs(target: &str) -> Vec<Vec<u8>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
+        .join("tests/corpus")
         .join(target);
     let mut out: Vec<Vec<u8>> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))

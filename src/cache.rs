@@ -48,6 +48,14 @@ impl WriteBehind {
     /// every stored version. A store that cannot has every live record
     /// loaded into the index. Either way each key's versions continue
     /// above the highest stored one.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if `config` does not validate (the message says
+    /// what to change); the store's recovery errors ([`Error::Corrupt`],
+    /// [`Error::Format`], [`Error::Io`], [`Error::Database`]...);
+    /// [`Error::StoreBug`] if the store breaks the [`Store`] rules. Nothing
+    /// in the store is changed by a failed open but what recovery repairs
+    /// (a torn tail cut, an interrupted segment creation removed).
     pub fn with_store<S: Store>(mut store: S, config: Config) -> Result<Self, Error> {
         config.validate()?;
         let reader = store.reader();
@@ -72,6 +80,11 @@ impl WriteBehind {
     /// it: recovers every key with its version, then starts the flusher. The
     /// store's options are [`FileOptions::for_cache`]`(&config)`; for others
     /// (segment size, I/O engine) use [`open_with`](Self::open_with).
+    ///
+    /// # Errors
+    /// As [`with_store`](Self::with_store), and [`Error::Locked`] if
+    /// another handle holds the directory, [`Error::Io`] if it cannot be
+    /// created or opened.
     ///
     /// ```
     /// # let dir = std::env::temp_dir().join(format!("wb-doc-open-{}", std::process::id()));
@@ -139,6 +152,10 @@ impl WriteBehind {
 
     /// Registers a writer. At most `Config::writers_max` exist at once; a
     /// dropped writer's lane is reused once the flusher has drained it.
+    ///
+    /// # Errors
+    /// [`Error::TooManyWriters`] while `writers_max` writers exist (drop
+    /// one), [`Error::Closed`] once `close()` began.
     pub fn writer(&self) -> Result<Writer, Error> {
         if self.shared.is_closing() {
             return Err(self.shared.refusal());
@@ -214,9 +231,12 @@ impl WriteBehind {
     /// Blocks until every update acknowledged before this call (on any
     /// thread, with a happens-before edge to it) is durable (G4).
     ///
-    /// Errors: [`Error::Closed`] if the cache stopped first, or the flusher's
-    /// failure. A failing store makes this wait (the flusher keeps retrying);
-    /// use [`sync_timeout`](Self::sync_timeout) to bound the wait.
+    /// A failing store makes this wait (the flusher keeps retrying); use
+    /// [`sync_timeout`](Self::sync_timeout) to bound the wait.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] if the cache stopped first, [`Error::FlusherDied`]
+    /// if the flusher died.
     pub fn sync(&self) -> Result<(), Error> {
         self.sync_until(None)
     }
@@ -224,6 +244,9 @@ impl WriteBehind {
     /// Like [`sync`](Self::sync), giving up with [`Error::Timeout`] (which
     /// carries the store's last error) after `timeout`. A timeout too large
     /// to be a point in time (`Duration::MAX`) waits for ever, as `sync()`.
+    ///
+    /// # Errors
+    /// As [`sync`](Self::sync), and [`Error::Timeout`].
     pub fn sync_timeout(&self, timeout: Duration) -> Result<(), Error> {
         self.sync_until(Instant::now().checked_add(timeout))
     }
@@ -246,10 +269,13 @@ impl WriteBehind {
     ///
     /// No deadline while the store makes progress (a large store takes as
     /// long as it takes; [`compact_timeout`](Self::compact_timeout) bounds
-    /// the wait). Errors: the store's error if it fails the compaction
-    /// itself, or if it keeps failing for `Config::close_timeout` with not a
-    /// single batch succeeding (a directory that is not writable): the
-    /// compaction is then still pending and resumes once the store recovers.
+    /// the wait).
+    ///
+    /// # Errors
+    /// [`Error::Store`] if the store fails the compaction itself, or keeps
+    /// failing for `Config::close_timeout` with not a single batch
+    /// succeeding (a directory that is not writable): the compaction is
+    /// then still pending and resumes once the store recovers.
     /// [`Error::FlusherDied`] or [`Error::Closed`] if the flusher stopped.
     pub fn compact(&self) -> Result<(), Error> {
         self.compact_until(None)
@@ -268,6 +294,9 @@ impl WriteBehind {
     /// wb.close()?;
     /// # Ok::<(), writebehind::Error>(())
     /// ```
+    ///
+    /// # Errors
+    /// As [`compact`](Self::compact), and [`Error::Timeout`].
     pub fn compact_timeout(&self, timeout: Duration) -> Result<(), Error> {
         self.compact_until(Instant::now().checked_add(timeout))
     }

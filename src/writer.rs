@@ -69,6 +69,16 @@ impl Writer {
     }
 
     /// Sets `key` to `value`; returns the update's version.
+    ///
+    /// # Errors
+    /// [`Error::ValueTooLong`] (over `Config::value_bytes_max`), and
+    /// [`Error::EmptyKey`] or [`Error::KeyTooLong`]: nothing applied.
+    /// [`Error::Full`] (`Backpressure::Fail`: the writer's ring is full,
+    /// as it gets while the dirty set is), [`Error::IndexFull`] (`keys_max` keys resident,
+    /// also under `Block` after one durability barrier) or
+    /// [`Error::MemoryFull`] (memory is all dirty): nothing applied; retry
+    /// later. [`Error::Closed`] once `close()` began, [`Error::FlusherDied`]
+    /// if the flusher died.
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<Version, Error> {
         self.check_key(key)?;
         if value.len() > self.shared.config.value_bytes_max {
@@ -86,6 +96,15 @@ impl Writer {
     /// `MemStore`), nothing changes; else (PostgreSQL) a tombstone is
     /// written and this returns true, whether or not the store held a
     /// value.
+    ///
+    /// # Errors
+    /// [`Error::EmptyKey`] or [`Error::KeyTooLong`]: nothing applied.
+    /// [`Error::Full`] (`Backpressure::Fail`: the writer's ring is full,
+    /// as it gets while the dirty set is), [`Error::IndexFull`] (`keys_max` keys resident,
+    /// also under `Block` after one durability barrier) or
+    /// [`Error::MemoryFull`] (memory is all dirty): nothing applied; retry
+    /// later. [`Error::Closed`] once `close()` began, [`Error::FlusherDied`]
+    /// if the flusher died.
     pub fn delete(&mut self, key: &[u8]) -> Result<bool, Error> {
         self.check_key(key)?;
         self.update(key, Update::Delete).map(|w| w.changed)
@@ -97,6 +116,18 @@ impl Writer {
     /// memory is read from the store first (like
     /// [`WriteBehind::get`](crate::WriteBehind::get)), so this `add` waits for
     /// that I/O; `put` and `delete` never do.
+    ///
+    /// # Errors
+    /// [`Error::NotACounter`] or [`Error::CounterOverflow`]: nothing
+    /// applied. [`Error::Store`] if the counter could not be read from the
+    /// store. And as [`put`](Self::put):
+    /// [`Error::EmptyKey`] or [`Error::KeyTooLong`]: nothing applied.
+    /// [`Error::Full`] (`Backpressure::Fail`: the writer's ring is full,
+    /// as it gets while the dirty set is), [`Error::IndexFull`] (`keys_max` keys resident,
+    /// also under `Block` after one durability barrier) or
+    /// [`Error::MemoryFull`] (memory is all dirty): nothing applied; retry
+    /// later. [`Error::Closed`] once `close()` began, [`Error::FlusherDied`]
+    /// if the flusher died.
     pub fn add(&mut self, key: &[u8], delta: i64) -> Result<i64, Error> {
         self.check_key(key)?;
         self.update(key, Update::Add(delta)).map(|w| w.counter)
@@ -109,6 +140,9 @@ impl Writer {
 
     /// Pins the calling thread to `core` (the writer belongs to the thread
     /// that uses it; pin from that thread).
+    ///
+    /// # Errors
+    /// [`Error::Pin`] if the process may not run on `core`.
     pub fn pin(&mut self, core: usize) -> Result<(), Error> {
         pin_current_thread(core)
     }

@@ -156,7 +156,8 @@ proptest! {
         wb.close().unwrap();
         let d = data.lock().unwrap();
         for (k, (version, value)) in model.iter().filter(|(_, e)| e.0 .0 > 0) {
-            prop_assert_eq!(d.records.get(k), Some(&(*version, value.clone())));
+            let expected = (*version, value.clone());
+            prop_assert_eq!(d.records.get(k), Some(&expected));
         }
         prop_assert_eq!(d.version_regressions, 0);
     }

@@ -59,86 +59,106 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
-/// How the cache works inside: the write and read paths, the threads, the
-/// file store's format, and where each item of the contract is enforced and
-/// tested.
-#[doc = include_str!("architecture.md")]
-pub mod architecture {}
-mod cache;
-mod config;
-mod counters;
-mod error;
-mod flusher;
-mod hash;
-mod index;
-pub mod inspect;
-mod primitives;
-mod read_through;
-mod record;
-mod ring;
-mod shared;
-mod stats;
-mod store;
-pub mod testing;
-mod value;
-mod version;
-mod writer;
+// The crate is Unix-only (flock, mmap, `std::os::unix`; io_uring on
+// Linux). Elsewhere it says so once, instead of failing in dozens of places.
+#[cfg(not(unix))]
+compile_error!(
+    "writebehind supports Unix only (Linux is what it is built and tested on): its file store \
+     uses flock, mmap and std::os::unix. It does not build for this target."
+);
 
-pub use cache::WriteBehind;
-pub use config::{Backpressure, Config, Durability, IoBackend};
-pub use error::{Error, StoreError, StoreErrorKind};
-/// The PostgreSQL client crate [`PgStore`] uses (re-exported so callers get
-/// the same version).
-#[cfg(feature = "postgres")]
-pub use postgres;
-pub use record::{DecodeError, RecordRef};
-pub use stats::Stats;
-pub use store::{
-    Batch, BatchSeq, Blocking, BlockingStore, Compaction, CompactionRead, Completion, FileOptions,
-    FileStore, Loaded, MemStore, MemStoreData, RecoveryReport, Store, StoreInfo, StoreReader,
-    StoredKey, StoredSize, UnitId, Unvisited,
-};
-#[cfg(feature = "postgres")]
-pub use store::{PgConfig, PgStats, PgStatsHandle, PgStore};
-pub use value::Value;
-pub use version::{Kind, Version};
-pub use writer::Writer;
-
-/// What the workspace's own fuzz targets, benches and tests reach inside the
-/// crate (the ring, the record and segment formats). Not an API: hidden,
-/// behind the feature `__internals`, and free to change in any release.
-#[cfg(feature = "__internals")]
-#[doc(hidden)]
-pub mod __internals {
-    /// The record format.
-    pub mod record {
-        pub use crate::record::*;
-    }
-    /// The index, driven as writers, readers and the flusher do.
-    pub mod index {
-        pub use crate::index::keys::Keys;
-    }
-    /// The SPSC ring.
-    pub mod ring {
-        pub use crate::ring::*;
-    }
-    /// The segment and frame formats.
-    pub mod format {
-        pub use crate::store::file::format::*;
-    }
-    /// The file store's I/O recording (power-cut tests).
-    #[cfg(feature = "__power_cut")]
-    pub mod trace {
-        pub use crate::store::file::trace::*;
-    }
+/// Applies `#[cfg(unix)]` to every item it is given.
+macro_rules! unix_only {
+    ($($item:item)*) => {
+        $(
+            #[cfg(unix)]
+            $item
+        )*
+    };
 }
 
-/// Deliberate bugs for the loom models (only with `RUSTFLAGS="--cfg loom"`).
-#[cfg(loom)]
-#[doc(hidden)]
-pub use primitives::weaken as loom_weaken;
+unix_only! {
+    /// How the cache works inside: the write and read paths, the threads, the
+    /// file store's format, and where each item of the contract is enforced and
+    /// tested.
+    #[doc = include_str!("architecture.md")]
+    pub mod architecture {}
+    mod cache;
+    mod config;
+    mod counters;
+    mod error;
+    mod flusher;
+    mod hash;
+    mod index;
+    pub mod inspect;
+    mod primitives;
+    mod read_through;
+    mod record;
+    mod ring;
+    mod shared;
+    mod stats;
+    mod store;
+    pub mod testing;
+    mod value;
+    mod version;
+    mod writer;
 
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-pub struct ReadmeDoctests;
+    pub use cache::WriteBehind;
+    pub use config::{Backpressure, Config, Durability, IoBackend};
+    pub use error::{Error, StoreError, StoreErrorKind};
+    /// The PostgreSQL client crate [`PgStore`] uses (re-exported so callers get
+    /// the same version).
+    #[cfg(feature = "postgres")]
+    pub use postgres;
+    pub use record::{DecodeError, RecordRef};
+    pub use stats::Stats;
+    pub use store::{
+        Batch, BatchSeq, Blocking, BlockingStore, Compaction, CompactionRead, Completion, FileOptions,
+        FileStore, Loaded, MemStore, MemStoreData, RecoveryReport, Store, StoreInfo, StoreReader,
+        StoredKey, StoredSize, UnitId, Unvisited,
+    };
+    #[cfg(feature = "postgres")]
+    pub use store::{PgConfig, PgStats, PgStatsHandle, PgStore};
+    pub use value::Value;
+    pub use version::{Kind, Version};
+    pub use writer::Writer;
+
+    /// What the workspace's own fuzz targets, benches and tests reach inside the
+    /// crate (the ring, the record and segment formats). Not an API: hidden,
+    /// behind the feature `__internals`, and free to change in any release.
+    #[cfg(feature = "__internals")]
+    #[doc(hidden)]
+    pub mod __internals {
+        /// The record format.
+        pub mod record {
+            pub use crate::record::*;
+        }
+        /// The index, driven as writers, readers and the flusher do.
+        pub mod index {
+            pub use crate::index::keys::Keys;
+        }
+        /// The SPSC ring.
+        pub mod ring {
+            pub use crate::ring::*;
+        }
+        /// The segment and frame formats.
+        pub mod format {
+            pub use crate::store::file::format::*;
+        }
+        /// The file store's I/O recording (power-cut tests).
+        #[cfg(feature = "__power_cut")]
+        pub mod trace {
+            pub use crate::store::file::trace::*;
+        }
+    }
+
+    /// Deliberate bugs for the loom models (only with `RUSTFLAGS="--cfg loom"`).
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub use primitives::weaken as loom_weaken;
+
+    /// The README's examples, compiled and run as doctests.
+    #[cfg(doctest)]
+    #[doc = include_str!("../README.md")]
+    pub struct ReadmeDoctests;
+}

@@ -557,12 +557,8 @@ fn recover_into<S: Store>(
         if failure.is_some() {
             return;
         }
-        if r.key.len() > config.key_bytes_max || r.value.len() > config.value_bytes_max {
-            failure = Some(Error::Config(format!(
-                "the store holds a record (key {} bytes, value {} bytes) over key_bytes_max/value_bytes_max",
-                r.key.len(),
-                r.value.len()
-            )));
+        if let Err(e) = check_sizes(config, r.key.len(), r.value.len()) {
+            failure = Some(e);
             return;
         }
         if r.version == Version(0) {
@@ -604,12 +600,14 @@ fn check_unvisited(
             unvisited.records
         )));
     }
-    if unvisited.longest_key > config.key_bytes_max
-        || unvisited.longest_value > config.value_bytes_max
-    {
+    check_sizes(config, unvisited.longest_key, unvisited.longest_value)
+}
+
+/// A stored record's key and value fit `config`'s bounds.
+fn check_sizes(config: &Config, key_len: usize, value_len: usize) -> Result<(), Error> {
+    if key_len > config.key_bytes_max || value_len > config.value_bytes_max {
         return Err(Error::Config(format!(
-            "the store holds a record (key {} bytes, value {} bytes) over key_bytes_max/value_bytes_max",
-            unvisited.longest_key, unvisited.longest_value
+            "the store holds a record (key {key_len} bytes, value {value_len} bytes) over key_bytes_max/value_bytes_max"
         )));
     }
     Ok(())

@@ -80,25 +80,17 @@ impl FileStore {
                 return;
             };
             self.keydir.apply(segment, at, &r);
-            let len = crate::record::encoded_len(r.key.len(), r.value.len());
             if let Some(hint) = active.hint.as_mut() {
-                // Places past 4 GiB (a frame larger than a whole segment)
-                // do not fit a hint: the segment is read at open instead.
-                let fits = at + len as u64 <= u64::from(u32::MAX);
-                let e = super::hint::HintEntry {
-                    kind: r.kind,
-                    version: r.version,
-                    key: r.key,
-                    offset: u32::try_from(at).unwrap_or(u32::MAX),
-                    len: len as u32,
-                };
-                if !fits || !hint.note(&e) {
+                // A place that does not fit a hint, or a failed write, gives
+                // the hint up: the segment is read at open instead.
+                let noted = super::hint::HintEntry::of(at, &r).is_some_and(|e| hint.note(&e));
+                if !noted {
                     if let Some(h) = active.hint.take() {
                         h.abandon();
                     }
                 }
             }
-            at += len as u64;
+            at += crate::record::encoded_len(r.key.len(), r.value.len()) as u64;
         }
     }
 

@@ -43,6 +43,7 @@ use std::path::{Path, PathBuf};
 
 use super::format::{SegmentId, SEGMENT_HEADER_BYTES};
 use super::trace::{self, IoEvent};
+use crate::record::{encoded_len, RecordRef};
 use crate::version::{Kind, Version};
 
 const MAGIC: &[u8; 8] = b"WBHINT\x00\x01";
@@ -70,6 +71,25 @@ pub(super) struct HintEntry<'a> {
     /// The record's offset in the segment and its encoded length.
     pub(super) offset: u32,
     pub(super) len: u32,
+}
+
+impl<'a> HintEntry<'a> {
+    /// The entry of record `r` at `offset` of its segment; `None` if its
+    /// place does not fit a hint (past 4 GiB: a frame larger than a whole
+    /// segment), which the segment's hint must then be given up for.
+    pub(super) fn of(offset: u64, r: &RecordRef<'a>) -> Option<Self> {
+        let len = encoded_len(r.key.len(), r.value.len());
+        let offset = u32::try_from(offset).ok()?;
+        let len = u32::try_from(len).ok()?;
+        offset.checked_add(len)?;
+        Some(Self {
+            kind: r.kind,
+            version: r.version,
+            key: r.key,
+            offset,
+            len,
+        })
+    }
 }
 
 /// The hint of the active segment, written as its frames are confirmed.

@@ -34,6 +34,20 @@ pub(super) struct Place {
     pub(super) version: Version,
 }
 
+impl Place {
+    /// The place of record `r`, found at `offset` of `segment`.
+    fn of(segment: SegmentId, offset: u64, r: &RecordRef<'_>) -> Self {
+        // Segments are at most 4 GiB (`FileOptions::validate`).
+        debug_assert!(offset < 1 << 32, "offset {offset} past a segment");
+        Self {
+            segment,
+            offset: u32::try_from(offset).unwrap_or(u32::MAX),
+            len: record::encoded_len(r.key.len(), r.value.len()) as u32,
+            version: r.version,
+        }
+    }
+}
+
 /// Locks over the map, so readers rarely meet the store's thread.
 const SHARDS: usize = 64;
 
@@ -86,15 +100,7 @@ impl KeyDir {
     /// the same version, written by a compaction, moves it); a tombstone at
     /// least as new as the place removes it.
     pub(super) fn apply(&self, segment: SegmentId, offset: u64, r: &RecordRef<'_>) {
-        // Segments are at most 4 GiB (`FileOptions::validate`).
-        debug_assert!(offset < 1 << 32, "offset {offset} past a segment");
-        let place = Place {
-            segment,
-            offset: u32::try_from(offset).unwrap_or(u32::MAX),
-            len: record::encoded_len(r.key.len(), r.value.len()) as u32,
-            version: r.version,
-        };
-        self.apply_place(r.kind, r.key, place);
+        self.apply_place(r.kind, r.key, Place::of(segment, offset, r));
     }
 
     /// [`apply`](Self::apply) for a record known by its place only (a
@@ -162,13 +168,7 @@ impl Rebuild {
         offset: u64,
         r: &RecordRef<'_>,
     ) {
-        let place = Place {
-            segment,
-            offset: u32::try_from(offset).unwrap_or(u32::MAX),
-            len: record::encoded_len(r.key.len(), r.value.len()) as u32,
-            version: r.version,
-        };
-        self.take_place(dir, r.kind, r.key, place);
+        self.take_place(dir, r.kind, r.key, Place::of(segment, offset, r));
     }
 
     /// Takes one record, known by its place (from a hint file or the

@@ -177,14 +177,7 @@ impl<'a> Rehint<'a> {
         let Some(w) = writer.as_mut() else {
             return;
         };
-        let e = HintEntry {
-            kind: r.kind,
-            version: r.version,
-            key: r.key,
-            offset: u32::try_from(at.offset).unwrap_or(u32::MAX),
-            len: encoded_len(r.key.len(), r.value.len()) as u32,
-        };
-        if at.offset + u64::from(e.len) > u64::from(u32::MAX) || !w.note(&e) {
+        if !HintEntry::of(at.offset, r).is_some_and(|e| w.note(&e)) {
             if let Some(w) = writer.take() {
                 w.abandon();
             }

@@ -6,9 +6,11 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::error::Error;
 use crate::flusher::{Flusher, StopGuard};
+use crate::futures::{CloseFuture, SyncFuture};
 use crate::index::Index;
 use crate::primitives::{self, thread, Arc, Mutex, MutexGuard, Ordering};
-use crate::shared::{Progress, Shared, CLOSE_REQUESTED, LANE_ACTIVE, LANE_FREE};
+use crate::shared::{Progress, Shared, CLOSE_REQUESTED, LANE_FREE};
+use crate::shared_writers::SharedWriters;
 use crate::stats::Stats;
 use crate::store::file::{FileOptions, FileStore};
 use crate::store::Store;
@@ -28,6 +30,8 @@ use crate::writer::Writer;
 #[derive(Debug)]
 pub struct WriteBehind {
     shared: Arc<Shared>,
+    /// The writers of the shared entry (`put`, `put_async`...).
+    shared_writers: SharedWriters,
     /// The flusher until the first `close` (or `Drop`) has joined it; then
     /// that close's outcome, which every later `close` returns.
     flusher: Mutex<Closing>,
@@ -71,6 +75,7 @@ impl WriteBehind {
         let guard = StopGuard(Arc::clone(&shared));
         let handle = thread::spawn_named("wb-flusher", move || flusher.run_guarded(guard))?;
         Ok(Self {
+            shared_writers: SharedWriters::new(shared.config.writers_max),
             shared,
             flusher: Mutex::new(Closing::Running(handle)),
         })
@@ -157,23 +162,7 @@ impl WriteBehind {
     /// [`Error::TooManyWriters`] while `writers_max` writers exist (drop
     /// one), [`Error::Closed`] once `close()` began.
     pub fn writer(&self) -> Result<Writer, Error> {
-        if self.shared.is_closing() {
-            return Err(self.shared.refusal());
-        }
-        for (i, lane) in self.shared.lanes.iter().enumerate() {
-            // Acquire: the flusher's reads of the ring (before it freed the
-            // lane) happen-before our writes.
-            if lane
-                .state
-                .compare_exchange(LANE_FREE, LANE_ACTIVE, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                return Ok(Writer::new(Arc::clone(&self.shared), i));
-            }
-        }
-        Err(Error::TooManyWriters {
-            max: self.shared.config.writers_max,
-        })
+        crate::writer::register(&self.shared)
     }
 
     /// The value of `key`, or `None` if it has none (never written, or
@@ -253,6 +242,29 @@ impl WriteBehind {
 
     fn sync_until(&self, deadline: Option<Instant>) -> Result<(), Error> {
         sync_until(&self.shared, deadline)
+    }
+
+    /// Like [`sync`](Self::sync), as a future that holds no thread while it
+    /// waits: the flusher wakes it once the barrier is durable. The barrier
+    /// covers what was acknowledged before this call, whenever the future
+    /// is first polled. Needs no particular runtime; bound the wait with the
+    /// runtime's timeout.
+    ///
+    /// ```
+    /// # use writebehind::{Config, MemStore, WriteBehind};
+    /// # let wb = WriteBehind::with_store(MemStore::new(), Config::default())?;
+    /// # let block_on = writebehind::testing::block_on;
+    /// wb.put(b"k", b"v")?;
+    /// block_on(wb.sync_async())?; // "k" is durable
+    /// # wb.close()?;
+    /// # Ok::<(), writebehind::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Closed`] if the cache stopped first, [`Error::FlusherDied`]
+    /// if the flusher died.
+    pub fn sync_async(&self) -> SyncFuture<'_> {
+        SyncFuture::new(&self.shared)
     }
 
     /// Compacts the store now: rewrites from memory the current value of
@@ -347,23 +359,77 @@ impl WriteBehind {
         self.close_once().0
     }
 
+    /// Like [`close`](Self::close), as a future that holds no thread while
+    /// the flusher drains: it completes with the outcome every `close`
+    /// returns. Await it before the cache is dropped (a `Drop` that still
+    /// has to close blocks its thread). Needs no particular runtime.
+    ///
+    /// ```
+    /// # use writebehind::{Config, MemStore, WriteBehind};
+    /// # let wb = WriteBehind::with_store(MemStore::new(), Config::default())?;
+    /// # let block_on = writebehind::testing::block_on;
+    /// wb.put(b"k", b"v")?;
+    /// block_on(wb.close_async())?;
+    /// assert!(matches!(wb.put(b"k", b"w"), Err(writebehind::Error::Closed)));
+    /// # Ok::<(), writebehind::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`close`](Self::close).
+    pub fn close_async(&self) -> CloseFuture<'_> {
+        CloseFuture::new(self)
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    pub(crate) fn shared_writers(&self) -> &SharedWriters {
+        &self.shared_writers
+    }
+
+    /// Refuses new updates from now on and tells the flusher to drain and
+    /// stop.
+    pub(crate) fn request_close(&self) {
+        // SeqCst RMW: the flusher acquires it; see `Flusher::check_close`.
+        self.shared
+            .closing
+            .fetch_or(CLOSE_REQUESTED, Ordering::SeqCst);
+        self.shared.wake_flusher();
+    }
+
     /// Closes, or waits for the close in progress; returns the outcome and
     /// whether this call was the one that closed.
     fn close_once(&self) -> (Result<(), Error>, bool) {
         let mut closing = primitives::lock(&self.flusher);
+        let outcome = self.close_locked(&mut closing);
+        drop(closing);
+        // An async close may be waiting for the mutex we held.
+        self.shared.notify_progress();
+        outcome
+    }
+
+    /// [`close_once`](Self::close_once) for a caller that must not wait
+    /// for another close's join: `None` if one holds the flusher's mutex
+    /// (it wakes the progress waiters when it lets go).
+    pub(crate) fn try_close_now(&self) -> Option<Result<(), Error>> {
+        let mut closing = primitives::try_lock(&self.flusher)?;
+        let (outcome, _) = self.close_locked(&mut closing);
+        drop(closing);
+        self.shared.notify_progress();
+        Some(outcome)
+    }
+
+    fn close_locked(&self, closing: &mut Closing) -> (Result<(), Error>, bool) {
         let placeholder = Closing::Closed(Err(Error::Closed));
-        let handle = match std::mem::replace(&mut *closing, placeholder) {
+        let handle = match std::mem::replace(closing, placeholder) {
             Closing::Running(handle) => handle,
             Closing::Closed(outcome) => {
                 *closing = Closing::Closed(outcome.clone());
                 return (outcome, false);
             }
         };
-        // SeqCst RMW: the flusher acquires it; see `Flusher::check_close`.
-        self.shared
-            .closing
-            .fetch_or(CLOSE_REQUESTED, Ordering::SeqCst);
-        self.shared.wake_flusher();
+        self.request_close();
         let outcome = match handle.join() {
             Ok(result) => result,
             Err(_) => Err(Error::FlusherDied(
@@ -471,11 +537,8 @@ fn wait_for_progress<'a>(
     deadline: Option<Instant>,
     start: Instant,
 ) -> Result<MutexGuard<'a, Progress>, Error> {
-    if let Some(stopped) = &progress.stopped {
-        return Err(match stopped {
-            Ok(()) => Error::Closed,
-            Err(msg) => Error::FlusherDied(msg.clone()),
-        });
+    if let Some(stopped) = crate::futures::stopped_error(&progress) {
+        return Err(stopped);
     }
     let mut wait = Duration::from_millis(100);
     if let Some(deadline) = deadline {

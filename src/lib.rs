@@ -88,24 +88,30 @@ unix_only! {
     mod counters;
     mod error;
     mod flusher;
+    mod futures;
     mod hash;
     mod index;
     pub mod inspect;
     mod primitives;
     mod read_through;
+    mod retry;
     mod record;
     mod ring;
+    mod room;
     mod shared;
+    mod shared_writers;
     mod stats;
     mod store;
     pub mod testing;
     mod value;
     mod version;
+    mod wakers;
     mod writer;
 
     pub use cache::WriteBehind;
     pub use config::{Backpressure, Config, Durability, IoBackend};
     pub use error::{Error, StoreError, StoreErrorKind};
+    pub use futures::{CloseFuture, SyncFuture};
     /// The PostgreSQL client crate [`PgStore`] uses (re-exported so callers get
     /// the same version).
     #[cfg(feature = "postgres")]

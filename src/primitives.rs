@@ -170,6 +170,16 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Locks `mutex` if no one holds it; as [`lock`], a poisoned one is used
+/// as it is.
+pub(crate) fn try_lock<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match mutex.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
+}
+
 /// Bounded spinning, then yielding: the only way this crate waits without a
 /// lock. After [`Backoff::is_completed`] the caller must block (park or wait)
 /// instead of spinning on.

@@ -95,6 +95,17 @@ impl<T> Ring<T> {
         tail.saturating_sub(head) as usize
     }
 
+    /// True if a push would find room now, as a thread waiting for room
+    /// sees it (the producer, or a caller that takes turns with it on the
+    /// shared entry). Has no cached copy of `head` to trust.
+    pub(crate) fn has_room(&self) -> bool {
+        // Acquire: pairs with the consumer's Release store of head that
+        // freed the room. Head first: then tail cannot be below it.
+        let head = self.head.load(Ordering::Acquire);
+        let tail = self.tail.load(Ordering::Acquire);
+        tail.saturating_sub(head) < self.capacity() as u64
+    }
+
     /// Records pushed since the ring was made (statistics).
     pub(crate) fn pushed(&self) -> u64 {
         // Relaxed: a statistic.

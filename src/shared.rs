@@ -6,10 +6,13 @@ use crate::config::Config;
 use crate::counters::PublishedCounts;
 use crate::error::{Error, StoreError};
 use crate::index::{Ident, Index, Slot};
-use crate::primitives::{self, Arc, AtomicBool, AtomicU64, AtomicU8, Condvar, Mutex, Ordering};
+use crate::primitives::{
+    self, Arc, AtomicBool, AtomicU32, AtomicU64, AtomicU8, Condvar, Mutex, Ordering,
+};
 use crate::ring::Ring;
 use crate::store::{in_flight_bound, StoreInfo};
 use crate::version::Version;
+use crate::wakers::{self, Wakers};
 
 /// What a writer pushes for each applied update: which index slot changed,
 /// and to which version (16 bytes). The value itself stays in the index; the flusher reads the
@@ -55,9 +58,12 @@ pub(crate) struct Lane {
     pub op_active: CachePadded<AtomicBool>,
     /// Times the writer found its ring full.
     pub full_events: AtomicU64,
-    /// The writer is parked (or about to park) waiting for room.
-    pub waiting: AtomicBool,
-    pub park: Mutex<()>,
+    /// Threads parked (or about to park) and tasks awaiting room in the
+    /// ring: the writer itself, or callers of the shared entry
+    /// (`WriteBehind::put`) that found its ring full.
+    pub waiters: AtomicU32,
+    /// The tasks awaiting room; parked threads wait on `room` under it.
+    pub park: Mutex<Wakers>,
     pub room: Condvar,
 }
 
@@ -83,6 +89,9 @@ pub(crate) struct Progress {
     pub compact_error: Option<StoreError>,
     /// The flusher has exited; `Some(Err)` says why if it failed.
     pub stopped: Option<Result<(), String>>,
+    /// Tasks awaiting a sync generation or the end of the flusher
+    /// (`sync_async`, `close_async`); woken whenever either moves.
+    pub wakers: Wakers,
 }
 
 /// Everything shared.
@@ -143,8 +152,8 @@ impl Shared {
                 ring: Ring::new(config.ring_capacity),
                 op_active: CachePadded::new(AtomicBool::new(false)),
                 full_events: AtomicU64::new(0),
-                waiting: AtomicBool::new(false),
-                park: Mutex::new(()),
+                waiters: AtomicU32::new(0),
+                park: Mutex::new(Wakers::default()),
                 room: Condvar::new(),
             })
             .collect();
@@ -250,11 +259,41 @@ impl Shared {
         }
         // Release: pairs with the Acquire loads of parked writers.
         self.flusher_stopped.store(true, Ordering::Release);
-        self.progress_cv.notify_all();
+        self.notify_progress();
         for lane in self.lanes.iter() {
-            let _guard = primitives::lock(&lane.park);
+            // Under the mutex a parked writer holds until it waits.
+            let mut park = primitives::lock(&lane.park);
+            let tasks = park.take();
             lane.room.notify_all();
+            drop(park);
+            wakers::wake_all(tasks);
         }
+    }
+
+    /// Wakes everyone waiting for `progress` to move: threads on the
+    /// condvar, tasks through their wakers. The caller has changed it
+    /// under its mutex (and let go of it).
+    pub(crate) fn notify_progress(&self) {
+        let tasks = primitives::lock(&self.progress).wakers.take();
+        self.progress_cv.notify_all();
+        wakers::wake_all(tasks);
+    }
+
+    /// Wakes whoever waits for room in `lane`'s ring, if anyone does. The
+    /// caller has just freed room (a Release store of the ring's head).
+    pub(crate) fn notify_room(&self, lane: &Lane) {
+        // SeqCst fence: pairs with a waiter's fence between counting itself
+        // in `waiters` and re-checking room (Dekker): either it sees the
+        // room or we see it.
+        primitives::fence(Ordering::SeqCst);
+        if lane.waiters.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut park = primitives::lock(&lane.park);
+        let tasks = park.take();
+        lane.room.notify_all();
+        drop(park);
+        wakers::wake_all(tasks);
     }
 
     /// True once `close()` has begun or the flusher died: writer operations

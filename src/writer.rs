@@ -4,7 +4,6 @@
 
 use std::cell::Cell;
 use std::marker::PhantomData;
-use std::time::Duration;
 
 use crate::config::Backpressure;
 use crate::error::Error;
@@ -12,7 +11,7 @@ use crate::index::{Update, Upserted, Written};
 use crate::primitives::{self, Arc, Backoff, Ordering};
 use crate::read_through::Counter;
 use crate::ring::{Producer, Ring};
-use crate::shared::{Change, Shared, LANE_RETIRED};
+use crate::shared::{Change, Shared, LANE_ACTIVE, LANE_FREE, LANE_RETIRED};
 use crate::version::Version;
 
 /// Loads of a counter not in memory one `add` tries before it gives up (each
@@ -80,14 +79,9 @@ impl Writer {
     /// later. [`Error::Closed`] once `close()` began, [`Error::FlusherDied`]
     /// if the flusher died.
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<Version, Error> {
-        self.check_key(key)?;
-        if value.len() > self.shared.config.value_bytes_max {
-            return Err(Error::ValueTooLong {
-                len: value.len(),
-                max: self.shared.config.value_bytes_max,
-            });
-        }
-        self.update(key, Update::Put(value)).map(|w| w.version)
+        let policy = self.shared.config.backpressure;
+        self.update(key, Update::Put(value), policy)
+            .map(|w| w.version)
     }
 
     /// Deletes `key`. Returns false (and changes nothing) if it has no
@@ -106,8 +100,8 @@ impl Writer {
     /// later. [`Error::Closed`] once `close()` began, [`Error::FlusherDied`]
     /// if the flusher died.
     pub fn delete(&mut self, key: &[u8]) -> Result<bool, Error> {
-        self.check_key(key)?;
-        self.update(key, Update::Delete).map(|w| w.changed)
+        let policy = self.shared.config.backpressure;
+        self.update(key, Update::Delete, policy).map(|w| w.changed)
     }
 
     /// Adds `delta` to the counter at `key` (8 bytes, little-endian `i64`; a
@@ -129,8 +123,66 @@ impl Writer {
     /// later. [`Error::Closed`] once `close()` began, [`Error::FlusherDied`]
     /// if the flusher died.
     pub fn add(&mut self, key: &[u8], delta: i64) -> Result<i64, Error> {
-        self.check_key(key)?;
-        self.update(key, Update::Add(delta)).map(|w| w.counter)
+        let policy = self.shared.config.backpressure;
+        self.update(key, Update::Add(delta), policy)
+            .map(|w| w.counter)
+    }
+
+    /// [`put`](Self::put) for async code: where `put` would park the
+    /// thread (`Backpressure::Block` and a full ring, or memory all dirty),
+    /// this awaits, woken by the flusher. Otherwise it is `put`: an update
+    /// that finds room completes at its first poll. Needs no particular
+    /// runtime. The future is `Send`.
+    ///
+    /// ```
+    /// # use writebehind::{Config, MemStore, WriteBehind};
+    /// # let wb = WriteBehind::with_store(MemStore::new(), Config::default())?;
+    /// # let block_on = writebehind::testing::block_on;
+    /// let mut w = wb.writer()?;
+    /// let version = block_on(w.put_async(b"k", b"v"))?;
+    /// assert_eq!(wb.get(b"k")?.map(|v| v.version()), Some(version));
+    /// # drop(w); wb.close()?;
+    /// # Ok::<(), writebehind::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`put`](Self::put).
+    pub async fn put_async(&mut self, key: &[u8], value: &[u8]) -> Result<Version, Error> {
+        self.update_async(key, Update::Put(value))
+            .await
+            .map(|w| w.version)
+    }
+
+    /// [`delete`](Self::delete) for async code, awaiting where `delete`
+    /// would park (see [`put_async`](Self::put_async)).
+    ///
+    /// # Errors
+    /// As [`delete`](Self::delete).
+    pub async fn delete_async(&mut self, key: &[u8]) -> Result<bool, Error> {
+        self.update_async(key, Update::Delete)
+            .await
+            .map(|w| w.changed)
+    }
+
+    /// [`add`](Self::add) for async code, awaiting where `add` would park
+    /// (see [`put_async`](Self::put_async)). A counter not in memory is still
+    /// read from the store on the calling thread.
+    ///
+    /// # Errors
+    /// As [`add`](Self::add).
+    pub async fn add_async(&mut self, key: &[u8], delta: i64) -> Result<i64, Error> {
+        self.update_async(key, Update::Add(delta))
+            .await
+            .map(|w| w.counter)
+    }
+
+    async fn update_async(&mut self, key: &[u8], update: Update<'_>) -> Result<Written, Error> {
+        let shared = Arc::clone(&self.shared);
+        let lane = self.lane;
+        crate::retry::retry_async(&shared, || {
+            (self.update(key, update, Backpressure::Fail), lane)
+        })
+        .await
     }
 
     /// The version of this writer's last update that changed something.
@@ -160,11 +212,31 @@ impl Writer {
         Ok(())
     }
 
-    fn update(&mut self, key: &[u8], update: Update<'_>) -> Result<Written, Error> {
+    /// Checks and applies one update, waiting for room as `policy` says.
+    pub(crate) fn update(
+        &mut self,
+        key: &[u8],
+        update: Update<'_>,
+        policy: Backpressure,
+    ) -> Result<Written, Error> {
+        self.check_key(key)?;
+        if let Update::Put(value) = update {
+            if value.len() > self.shared.config.value_bytes_max {
+                return Err(Error::ValueTooLong {
+                    len: value.len(),
+                    max: self.shared.config.value_bytes_max,
+                });
+            }
+        }
         self.begin_op()?;
-        let result = self.apply(key, update);
+        let result = self.apply(key, update, policy);
         self.end_op();
         result
+    }
+
+    /// The index of this writer's lane.
+    pub(crate) fn lane(&self) -> usize {
+        self.lane
     }
 
     /// Marks an operation in progress and checks that the cache is open.
@@ -203,13 +275,18 @@ impl Writer {
             .store(false, Ordering::Release);
     }
 
-    fn apply(&mut self, key: &[u8], update: Update<'_>) -> Result<Written, Error> {
+    fn apply(
+        &mut self,
+        key: &[u8],
+        update: Update<'_>,
+        policy: Backpressure,
+    ) -> Result<Written, Error> {
         // 1. Reserve a ring cell first, so a refusal leaves nothing applied.
         if !self.producer.has_room() {
-            self.wait_for_room()?;
+            self.wait_for_room(policy)?;
         }
         // 2. Find (or create) the entry and update it (`write_entry`).
-        let Some((slot, written)) = write_entry(&self.shared, key, update)? else {
+        let Some((slot, written)) = write_entry(&self.shared, key, update, policy)? else {
             return Ok(Written {
                 version: Version(0),
                 counter: 0,
@@ -237,12 +314,13 @@ impl Writer {
 
     /// The ring is full: apply the backpressure policy.
     #[cold]
-    fn wait_for_room(&mut self) -> Result<(), Error> {
+    fn wait_for_room(&mut self, policy: Backpressure) -> Result<(), Error> {
         let shared = Arc::clone(&self.shared);
-        let lane = &shared.lanes[self.lane];
-        lane.full_events.fetch_add(1, Ordering::Relaxed);
+        shared.lanes[self.lane]
+            .full_events
+            .fetch_add(1, Ordering::Relaxed);
         shared.wake_flusher();
-        if shared.config.backpressure == Backpressure::Fail {
+        if policy == Backpressure::Fail {
             return Err(Error::Full);
         }
         // Spin, then yield, a bounded number of times.
@@ -253,35 +331,8 @@ impl Writer {
             }
             backoff.snooze();
         }
-        // Then park until the flusher frees room. Lost wake-ups are ruled
-        // out by a Dekker handshake: we set `waiting`, fence, re-check room;
-        // the flusher frees room (Release store of head), fences, checks
-        // `waiting` and then notifies under the mutex we hold until we wait.
-        loop {
-            let guard = primitives::lock(&lane.park);
-            lane.waiting.store(true, Ordering::Relaxed);
-            primitives::fence(Ordering::SeqCst);
-            if !primitives::bug(primitives::Bug::ParkWithoutRecheck) && self.producer.has_room() {
-                lane.waiting.store(false, Ordering::Relaxed);
-                return Ok(());
-            }
-            // Acquire: pairs with the flusher's Release store on exit.
-            if shared.flusher_stopped.load(Ordering::Acquire) {
-                lane.waiting.store(false, Ordering::Relaxed);
-                // `FlusherDied` if it died, not `Closed`: nothing will ever
-                // make room, and the cache must be reopened.
-                return Err(shared.refusal());
-            }
-            shared.wake_flusher();
-            // The timeout is a safety net, not part of the protocol (the loom
-            // model runs without it).
-            drop(primitives::wait_timeout(
-                &lane.room,
-                guard,
-                Duration::from_millis(100),
-            ));
-            lane.waiting.store(false, Ordering::Relaxed);
-        }
+        // Then park until the flusher frees room.
+        crate::room::park_until_room(&shared, self.lane, || self.producer.has_room())
     }
 }
 
@@ -296,6 +347,7 @@ fn write_entry(
     shared: &Shared,
     key: &[u8],
     update: Update<'_>,
+    policy: Backpressure,
 ) -> Result<Option<(crate::index::Slot, Written)>, Error> {
     let index = &shared.index;
     let (mut waited, mut loads) = (false, 0);
@@ -329,7 +381,7 @@ fn write_entry(
                     Ok(Counter::Resident | Counter::Again) => continue,
                     Ok(Counter::Absent(ticket)) => (update, Some(ticket)),
                     Err(e) => {
-                        wait_once(shared, e, &mut waited)?;
+                        wait_once(shared, e, &mut waited, policy)?;
                         continue;
                     }
                 }
@@ -344,7 +396,7 @@ fn write_entry(
             // Made meanwhile by another thread (the next lookup writes to
             // it), or the counter must be loaded again.
             Ok(Upserted::Found(_) | Upserted::Stale) => {}
-            Err(e) => wait_once(shared, e, &mut waited)?,
+            Err(e) => wait_once(shared, e, &mut waited, policy)?,
         }
     }
 }
@@ -357,9 +409,14 @@ fn write_entry(
 /// full index, one barrier: the index frees only deleted keys). Any other
 /// error, a second wait, or under `Fail`: `e`.
 #[cold]
-fn wait_once(shared: &Shared, e: Error, waited: &mut bool) -> Result<(), Error> {
+pub(crate) fn wait_once(
+    shared: &Shared,
+    e: Error,
+    waited: &mut bool,
+    policy: Backpressure,
+) -> Result<(), Error> {
     let full = matches!(e, Error::IndexFull { .. } | Error::MemoryFull { .. });
-    if !full || *waited || shared.config.backpressure != Backpressure::Block {
+    if !full || *waited || policy != Backpressure::Block {
         return Err(e);
     }
     *waited = true;
@@ -396,6 +453,27 @@ impl Drop for Writer {
             .store(LANE_RETIRED, Ordering::Release);
         self.shared.wake_flusher_if_sleeping();
     }
+}
+
+/// Registers a writer on a free lane (`WriteBehind::writer`).
+pub(crate) fn register(shared: &Arc<Shared>) -> Result<Writer, Error> {
+    if shared.is_closing() {
+        return Err(shared.refusal());
+    }
+    for (i, lane) in shared.lanes.iter().enumerate() {
+        // Acquire: the flusher's reads of the ring (before it freed the
+        // lane) happen-before our writes.
+        if lane
+            .state
+            .compare_exchange(LANE_FREE, LANE_ACTIVE, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            return Ok(Writer::new(Arc::clone(shared), i));
+        }
+    }
+    Err(Error::TooManyWriters {
+        max: shared.config.writers_max,
+    })
 }
 
 /// Pins the calling thread to `core` with core_affinity.

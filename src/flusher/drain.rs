@@ -31,13 +31,7 @@ impl<S: Store> Flusher<S> {
             room -= (enqueued - before) as usize;
             total += n;
             if n > 0 {
-                // SeqCst fence: pairs with the parked writer's fence between
-                // setting `waiting` and re-checking room (Dekker).
-                primitives::fence(Ordering::SeqCst);
-                if lane.waiting.load(Ordering::Relaxed) {
-                    let _guard = primitives::lock(&lane.park);
-                    lane.room.notify_one();
-                }
+                shared.notify_room(lane);
             }
             if retired && consumer.is_empty() {
                 // Release: our reads of its ring happen-before a new writer.

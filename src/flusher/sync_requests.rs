@@ -73,6 +73,7 @@ impl<S: Store> Flusher<S> {
             "sync generations only move forward"
         );
         progress.synced_gen = gen;
-        self.shared.progress_cv.notify_all();
+        drop(progress);
+        self.shared.notify_progress();
     }
 }

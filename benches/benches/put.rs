@@ -86,6 +86,18 @@ fn bench_put(c: &mut Criterion) {
             })
         })
     });
+    // The shared entry: no writer of one's own, a mutex per update.
+    g.bench_function("writebehind_shared_entry_zipf", |b| {
+        b.iter_custom(|iters| {
+            time_two_writers(iters, || {
+                let (wb, workload) = (&wb, &workload);
+                move |pos| {
+                    wb.put(workload.key(pos), &workload.value).expect("put");
+                }
+            })
+        })
+    });
+    drop(wb);
     let hand = HandBuiltWb::new(1 << 14);
     g.bench_function("hand_built_dashmap_rtrb_zipf", |b| {
         b.iter_custom(|iters| {
@@ -123,6 +135,14 @@ fn put_one_writer(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, workload: &W
         })
     });
     drop(w);
+    let mut pos = 0usize;
+    g.bench_function(BenchmarkId::new("writebehind_shared_entry", name), |b| {
+        b.iter_custom(|iters| {
+            time_ops(iters, &mut pos, |pos| {
+                wb.put(workload.key(pos), &workload.value).expect("put");
+            })
+        })
+    });
     wb.close().expect("close");
 
     let hand = HandBuiltWb::new(1 << 14);

@@ -26,7 +26,12 @@ use crate::error::{Error, StoreError, StoreErrorKind};
 use crate::record::RecordRef;
 
 /// A store whose operations block: each call returns when the work is done.
-/// Wrap it in [`Blocking`] to use it as a [`Store`].
+/// Wrap it in [`Blocking`] to use it as a [`Store`]. It keeps
+/// [the rules of a store](Store#the-rules-a-store-keeps): versions kept
+/// and given back (never 0), the highest version wins, a retried batch is
+/// harmless, tombstones keep their versions, and `write` returns `Ok` only
+/// once the batch is durable. `examples/sqlite_store.rs` is one, over
+/// SQLite.
 pub trait BlockingStore: Send + 'static {
     /// A short name of the backend, reported in `stats()`.
     fn backend(&self) -> &'static str;
@@ -39,6 +44,10 @@ pub trait BlockingStore: Send + 'static {
     /// version: a batch may be written again after a failure whose outcome
     /// was unknown (a connection lost during the commit), and a record must
     /// never replace a stored record of the same key with a higher version.
+    ///
+    /// # Errors
+    /// Whatever kept the batch from being durable; the cache writes its
+    /// records again after a backoff (`Config::retry_backoff_min`).
     fn write(&mut self, batch: &Batch) -> Result<(), StoreError>;
 
     /// Called after `write` panicked (the panic is reported as that batch's

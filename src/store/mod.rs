@@ -155,6 +155,41 @@ impl StoreInfo {
 
 /// A place batches are persisted to.
 ///
+/// # The rules a store keeps
+///
+/// The cache's guarantees (G1 to G12) hold over any store that keeps
+/// these; the contract tests check them for the file store, [`MemStore`]
+/// and `PgStore`, and `examples/sqlite_store.rs` is a store of a few dozen
+/// lines that keeps them.
+///
+/// 1. **Versions are kept and given back.** Every record carries a version
+///    of at least 1; the store keeps it with the record and returns it from
+///    [`recover`](Store::recover) and [`StoreReader::load`]. A store that
+///    recovers a record with version 0 (it did not keep them) is refused at
+///    open with [`Error::StoreBug`].
+/// 2. **The highest version wins.** A record never replaces a stored record
+///    of its key with a higher version; one with a lower or equal version
+///    changes nothing.
+/// 3. **A retried batch is harmless.** After a failure, or an outcome the
+///    store cannot know (a connection lost during a commit), the cache
+///    writes the records again, from memory and possibly merged with newer
+///    ones, and possibly after later batches succeeded. Rule 2 makes that
+///    safe; a store must not, say, add values up.
+/// 4. **Tombstones keep their versions.** A delete is a record (`Kind::Delete`)
+///    with a version. The store keeps it (a row marked deleted, a record in
+///    its log) or a floor above it ([`RecoveryReport::version_floor`]), so
+///    that an older put replayed after it cannot bring the key back, and the
+///    key's next versions start above it.
+/// 5. **`Ok` means durable.** A completion whose result is `Ok` promises that
+///    every record of its batch survives a crash of the process and, under
+///    the store's durability mode, of the machine: the cache then lets
+///    `sync()` return and may evict the keys from memory. `Err` promises
+///    nothing either way (the records may or may not be stored); the cache
+///    retries.
+/// 6. **Reads see what was confirmed.** A reader's load returns a key's
+///    newest record among every batch completed `Ok` before the load began
+///    (see [`StoreReader`]).
+///
 /// Every method is required, so that a store wrapping another (a decorator
 /// such as [`Faulty`](crate::testing::Faulty)) must say what it does with
 /// each; none of the inner store's abilities can be lost by forgetting to

@@ -9,7 +9,7 @@ use crate::flusher::{Flusher, StopGuard};
 use crate::futures::{CloseFuture, SyncFuture};
 use crate::index::Index;
 use crate::primitives::{self, thread, Arc, Mutex, MutexGuard, Ordering};
-use crate::shared::{Progress, Shared, CLOSE_REQUESTED, LANE_FREE};
+use crate::shared::{Progress, Shared, CLOSE_REQUESTED};
 use crate::shared_writers::SharedWriters;
 use crate::stats::Stats;
 use crate::store::file::{FileOptions, FileStore};
@@ -69,7 +69,21 @@ impl WriteBehind {
             Some(_) => index.evictable(config.memory_bytes),
             None => index,
         };
-        let report = recover_into(&mut store, &index, &config, reader.is_none())?;
+        let report = {
+            let backend = store.info().backend;
+            let _span = tracing::info_span!("writebehind_recover", backend).entered();
+            let start = Instant::now();
+            let report = recover_into(&mut store, &index, &config, reader.is_none())?;
+            tracing::info!(
+                records = report.records,
+                unvisited = report.unvisited.records,
+                torn_tails = report.torn_tails,
+                keys_loaded = index.len(),
+                millis = millis(start.elapsed()),
+                "recovered"
+            );
+            report
+        };
         let shared = Arc::new(Shared::new(config, index, store.info(), reader, &report));
         let flusher = Flusher::new(Arc::clone(&shared), store);
         let guard = StopGuard(Arc::clone(&shared));
@@ -444,57 +458,7 @@ impl WriteBehind {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
-        let shared = &*self.shared;
-        let c = shared.counters.snapshot();
-        let mut ring_depths = Vec::new();
-        let mut acked_ops = 0;
-        let mut ring_full_events = 0;
-        for lane in shared.lanes.iter() {
-            acked_ops += lane.ring.pushed();
-            ring_full_events += lane.full_events.load(Ordering::Relaxed);
-            if lane.state.load(Ordering::Relaxed) != LANE_FREE {
-                ring_depths.push(lane.ring.len());
-            }
-        }
-        let drained_ops = c.drained;
-        // Acquire: pairs with the Release store in `announce`.
-        let flusher_alive = !shared.flusher_stopped.load(Ordering::Acquire);
-        Stats {
-            backend: shared.backend,
-            acked_ops,
-            drained_ops,
-            coalesced_ops: drained_ops.saturating_sub(c.encoded),
-            persisted_records: c.persisted_records,
-            persisted_bytes: c.persisted_bytes,
-            batches: c.batches,
-            batches_in_flight: c.batches_in_flight,
-            batches_in_flight_max: shared.in_flight_max,
-            batch_target_ops: c.target_ops,
-            writers: ring_depths.len(),
-            ring_depths,
-            ring_full_events,
-            dirty_keys: c.dirty_keys,
-            oldest_dirty_age: Duration::from_nanos(c.oldest_dirty_ns),
-            durable_lag: Duration::from_nanos(c.durable_lag_ns),
-            keys: shared.index.len(),
-            store_errors: c.store_errors,
-            retries: c.retries,
-            last_store_error: primitives::lock(&shared.last_error).clone(),
-            healthy: flusher_alive && c.failures_in_a_row == 0,
-            flusher_alive,
-            flusher_death: shared.death(),
-            torn_tails: shared.torn_tails,
-            records_unread: shared.records_unread,
-            compactions: c.compactions,
-            keys_reclaimed: c.keys_reclaimed,
-            evictions: c.evictions,
-            resident_bytes: c.resident_bytes,
-            read_misses: shared.loads.misses.load(Ordering::Relaxed),
-            loads: shared.loads.loads.load(Ordering::Relaxed),
-            live_bytes: c.live_bytes,
-            stored_bytes: c.stored_bytes,
-            segments: c.segments,
-        }
+        Stats::of(&self.shared)
     }
 }
 

@@ -121,6 +121,7 @@ impl<S: Store> Flusher<S> {
         let resident_is_complete = self.shared.reader.is_none();
         match store.begin(resident_is_complete) {
             Ok(cutoff) => {
+                tracing::info!(gen = requested, asked, "compaction began");
                 self.compaction = Some(CompactionRun {
                     gen: requested,
                     cutoff,
@@ -130,7 +131,7 @@ impl<S: Store> Flusher<S> {
                 true
             }
             Err(e) => {
-                tracing::warn!("compaction could not begin: {e}");
+                tracing::warn!(gen = requested, error = %e, "compaction could not begin");
                 self.publish_compacted(requested, Some(e));
                 false
             }
@@ -327,8 +328,11 @@ impl<S: Store> Flusher<S> {
         };
         let result = self.finish_units(cutoff);
         match &result {
-            Err(e) => tracing::warn!("compaction could not remove old segments: {e}"),
-            Ok(()) => self.counts.compactions += 1,
+            Err(e) => tracing::warn!(gen = c.gen, error = %e, "compaction could not remove old segments"),
+            Ok(()) => {
+                self.counts.compactions += 1;
+                tracing::info!(gen = c.gen, "compaction finished");
+            }
         }
         self.publish_compacted(c.gen, result.err());
         true
@@ -349,7 +353,7 @@ impl<S: Store> Flusher<S> {
         let Some(c) = self.compaction.take() else {
             return false;
         };
-        tracing::warn!("compaction stopped: {e}");
+        tracing::warn!(gen = c.gen, error = %e, "compaction stopped");
         self.publish_compacted(c.gen, Some(e));
         true
     }

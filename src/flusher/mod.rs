@@ -36,6 +36,7 @@ mod drain;
 mod evict;
 mod guard;
 mod keys;
+mod metrics;
 mod shutdown;
 mod sync_requests;
 mod window;
@@ -55,6 +56,7 @@ use barriers::Barriers;
 use compaction::CompactionRun;
 pub(crate) use guard::StopGuard;
 use keys::KeyLedger;
+use metrics::Exporter;
 use window::{BatchState, Batched, Window};
 
 /// Smallest adaptive target, in dirty keys.
@@ -134,6 +136,8 @@ pub(crate) struct Flusher<S> {
     close_deadline_ns: u64,
     /// What the flusher counts, published for `stats()`.
     counts: Counts,
+    /// The same, and batch latencies, for the `metrics` facade.
+    exporter: Exporter,
     base: Instant,
 }
 
@@ -147,6 +151,7 @@ impl<S: Store> Flusher<S> {
             .collect();
         let target_ops = TARGET_MIN.min(config.batch_ops_max);
         let keys = KeyLedger::new(&shared.index);
+        let backend = shared.backend;
         let mut flusher = Self {
             keys,
             dirty: VecDeque::with_capacity(config.dirty_keys_max.min(1 << 20)),
@@ -172,6 +177,7 @@ impl<S: Store> Flusher<S> {
             sealed: false,
             close_deadline_ns: 0,
             counts: Counts::default(),
+            exporter: Exporter::new(backend),
             base: Instant::now(),
         };
         // `stats()` is whole from the moment the cache opens (segments and
@@ -199,6 +205,9 @@ impl<S: Store> Flusher<S> {
     /// Runs until `close()` has been served. `Err` if the store kept failing
     /// past `close_timeout`: acknowledged writes were not all made durable.
     pub(crate) fn run(mut self) -> Result<(), Error> {
+        // Every event of the flusher's thread (faults, compactions, batches)
+        // carries the store it writes to.
+        let _span = tracing::info_span!("writebehind_flusher", backend = self.shared.backend).entered();
         if let Some(core) = self.shared.config.flusher_core {
             if let Err(e) = crate::writer::pin_current_thread(core) {
                 tracing::warn!("flusher: {e}");
@@ -247,6 +256,16 @@ impl<S: Store> Flusher<S> {
         // The watermark moves over the contiguous prefix of durable batches
         // only: never past a batch still in flight or waiting to retry.
         while let Some(f) = self.window.take_durable() {
+            let batch_ns = now.saturating_sub(f.opened_ns);
+            self.exporter
+                .batch_durable(batch_ns, now.saturating_sub(f.oldest_ns));
+            tracing::debug!(
+                seq = f.seq,
+                records = f.entries.len(),
+                bytes = f.bytes,
+                micros = batch_ns / 1_000,
+                "batch durable"
+            );
             self.counts.persisted_records += f.entries.len() as u64;
             self.counts.persisted_bytes += f.bytes as u64;
             self.settle_durable(&f.entries);
@@ -274,7 +293,7 @@ impl<S: Store> Flusher<S> {
                 let failures = self.window.succeeded(seq);
                 self.free_batches.push(c.batch);
                 if failures > 0 {
-                    tracing::info!("store recovered after {failures} failures");
+                    tracing::info!(seq, failures, "store recovered");
                 }
             }
             Err(e) => {
@@ -285,8 +304,11 @@ impl<S: Store> Flusher<S> {
                 let backoff = self.window.failed(seq, c.batch, now, min, max);
                 self.counts.store_errors += 1;
                 tracing::warn!(
-                    "store failed batch {seq} ({} in a row), retrying in {backoff:?}: {e}",
-                    self.window.failures_in_a_row()
+                    seq,
+                    failures_in_a_row = self.window.failures_in_a_row(),
+                    retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
+                    error = %e,
+                    "store failed a batch; retrying it from memory"
                 );
                 *primitives::lock(&self.shared.last_error) = Some(e);
             }
@@ -333,7 +355,8 @@ impl<S: Store> Flusher<S> {
     /// Numbers `batch`, records it in flight with the keys it holds, and
     /// submits it; returns its seq.
     fn submit_new(&mut self, mut batch: Batch, entries: Vec<Batched>, oldest_ns: u64) -> u64 {
-        let seq = self.window.open(entries, batch.bytes.len(), oldest_ns);
+        let now = self.now_ns();
+        let seq = self.window.open(entries, batch.bytes.len(), oldest_ns, now);
         batch.seq = BatchSeq(seq);
         // Under `Durability::None` the store may hold a batch until an
         // fdatasync covers it: ask for one before every batch in flight
@@ -382,6 +405,7 @@ impl<S: Store> Flusher<S> {
             c.stored_bytes = stored.bytes;
         }
         self.shared.counters.publish(c);
+        self.exporter.export(&self.shared, now, false);
     }
 }
 

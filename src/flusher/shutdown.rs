@@ -70,6 +70,8 @@ impl<S: Store> Flusher<S> {
             .is_ok()
             .then(|| shared.sync_requested.load(Ordering::Acquire));
         let outcome = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
+        // The last counts, before anyone learns the flusher stopped.
+        self.exporter.export(shared, self.now_ns(), true);
         shared.announce_stopped(outcome, synced);
     }
 

@@ -67,6 +67,8 @@ pub(super) struct InFlight {
     pub(super) bytes: usize,
     /// Oldest `since_ns` of its entries (durable lag).
     pub(super) oldest_ns: u64,
+    /// When it was first submitted (the flusher's clock).
+    pub(super) opened_ns: u64,
     pub(super) state: BatchState,
     /// The buffer, held while waiting to retry.
     pub(super) batch: Option<Batch>,
@@ -124,7 +126,13 @@ impl Window {
     }
 
     /// Numbers a new batch and records it submitted; returns its number.
-    pub(super) fn open(&mut self, entries: Vec<Batched>, bytes: usize, oldest_ns: u64) -> u64 {
+    pub(super) fn open(
+        &mut self,
+        entries: Vec<Batched>,
+        bytes: usize,
+        oldest_ns: u64,
+        now: u64,
+    ) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.batches.push_back(InFlight {
@@ -132,6 +140,7 @@ impl Window {
             entries,
             bytes,
             oldest_ns,
+            opened_ns: now,
             state: BatchState::Submitted,
             batch: None,
         });
@@ -235,7 +244,7 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
 
     fn open(w: &mut Window) -> u64 {
-        w.open(Vec::new(), 10, 0)
+        w.open(Vec::new(), 10, 0, 0)
     }
 
     #[test]

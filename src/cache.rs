@@ -124,7 +124,7 @@ impl WriteBehind {
     /// [`open`](Self::open) with the file store's options given. They are
     /// used as given, so start from [`FileOptions::for_cache`]`(&config)`,
     /// which matches them to the cache: a store that syncs every frame under
-    /// a `Durability::None` cache is safe but slow, and a `frame_bytes_max`
+    /// a `Durability::Deferred` cache is safe but slow, and a `frame_bytes_max`
     /// below `batch_bytes_max` makes every larger batch start a new segment.
     ///
     /// ```

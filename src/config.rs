@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::give_up::{GiveUp, GiveUpHook};
 use crate::record;
 
 /// What a writer does when its ring (or the flusher's dirty set behind it) is
@@ -25,13 +26,15 @@ pub enum Durability {
     /// a crash loses at most the writes younger than the current batch.
     #[default]
     Batch,
-    /// No fdatasync per batch: the OS writes back, and the store issues an
-    /// fdatasync when the cache asks for one (on the batch that fills the
-    /// in-flight window, on a retry, at `sync()`) and when it has nothing
-    /// queued. A batch counts as persisted only once an fdatasync covers it,
-    /// so a failed one is rewritten from memory like any failure (G8); a
-    /// crash loses at most the batches written since the last one.
-    None,
+    /// The fdatasync is deferred: batches are written at once, and one
+    /// fdatasync covers several of them. The store issues it when the cache
+    /// asks for one (on the batch that fills the in-flight window, on a
+    /// retry, at `sync()`) and when it has nothing queued. A batch counts as
+    /// persisted only once an fdatasync covers it, so a failed one is
+    /// rewritten from memory like any failure (G8); a crash loses at most
+    /// the batches written since the last one. (Named `None` before 0.1.0:
+    /// it never meant "no durability".)
+    Deferred,
 }
 
 /// Which I/O engine the file store uses ([`FileOptions::io_backend`](crate::FileOptions::io_backend)).
@@ -120,6 +123,19 @@ pub struct Config {
     pub retry_backoff_min: Duration,
     /// Cap of the retry delay; at most `Config::INTERVAL_MAX` (1 hour).
     pub retry_backoff_max: Duration,
+    /// Failed attempts in a row (no batch succeeding in between) after which
+    /// the flusher gives up on the store: it stops, calls
+    /// [`on_give_up`](Self::on_give_up), and every update, `sync()` and
+    /// `close()` from then on returns [`Error::StoreGaveUp`]. `None` (the
+    /// default): retry for ever, which is right for a store that comes back
+    /// (a database restarting, a disk freed); a limit is for one that may
+    /// not (a disk gone), where the service would rather fail over. With
+    /// the backoff doubling from `retry_backoff_min` to `retry_backoff_max`,
+    /// the defaults reach 20 failures after about 10 s.
+    pub retries_max: Option<u32>,
+    /// Called once, on the flusher's thread, when it gives up
+    /// ([`retries_max`](Self::retries_max)). Set with [`Config::on_give_up`].
+    pub(crate) on_give_up: Option<GiveUpHook>,
     /// How long `close()` (and `Drop`) wait for every acknowledged update to
     /// become durable (retrying a failing store meanwhile) before giving up
     /// with the error; also how long
@@ -175,6 +191,8 @@ impl Default for Config {
             retry_backoff_min: Duration::from_millis(1),
             retry_backoff_max: Duration::from_secs(1),
             close_timeout: Duration::from_secs(30),
+            retries_max: None,
+            on_give_up: None,
             idle_park_max: Duration::from_millis(100),
             flusher_core: None,
             compact_dead_ratio: 0.5,
@@ -305,6 +323,7 @@ setters! {
         retry_backoff_min: Duration,
         retry_backoff_max: Duration,
         close_timeout: Duration,
+        retries_max: Option<u32>,
         idle_park_max: Duration,
         flusher_core: Option<usize>,
         compact_dead_ratio: f64,
@@ -313,6 +332,23 @@ setters! {
 }
 
 impl Config {
+    /// Sets the hook called when the flusher gives up on the store
+    /// ([`retries_max`](Self::retries_max)): once, on the flusher's thread,
+    /// before any caller learns of it. Keep it short (raise an alarm, start
+    /// a failover); the cache's reads still work meanwhile.
+    ///
+    /// ```
+    /// use writebehind::Config;
+    /// let config = Config::default()
+    ///     .retries_max(Some(20))
+    ///     .on_give_up(|g| eprintln!("store lost: {} ({} keys only in memory)", g.last_error, g.keys_not_durable));
+    /// # config.validate().unwrap();
+    /// ```
+    pub fn on_give_up(mut self, hook: impl Fn(&GiveUp) + Send + Sync + 'static) -> Self {
+        self.on_give_up = Some(GiveUpHook(std::sync::Arc::new(hook)));
+        self
+    }
+
     /// The longest `flush_interval`, `idle_park_max`, `retry_backoff_min`,
     /// `retry_backoff_max` and `PgConfig::connect_timeout` may be: 1 hour.
     /// (Longer would only delay durability or recovery, and keeps every

@@ -208,6 +208,22 @@ pub enum Error {
          them). Drop this cache and reopen the store"
     )]
     FlusherDied(String),
+    /// The flusher gave up on the store after `failures` failed attempts in
+    /// a row ([`Config::retries_max`](crate::Config::retries_max)); the
+    /// [`on_give_up`](crate::Config::on_give_up) hook has run. As after
+    /// [`Error::FlusherDied`], nothing more is persisted: updates, `sync()`,
+    /// `compact()` and `close()` are refused with this, updates not covered
+    /// by a successful `sync()` may be missing from the store, and `get`
+    /// still reads them. Drop the cache and reopen the store once it is back.
+    #[error(
+        "gave up on the store after {failures} failed attempts in a row (Config::retries_max):          {last_error}; updates are refused and those not covered by a successful sync() may not          be in the store (get() still reads them). Reopen once the store is back"
+    )]
+    StoreGaveUp {
+        /// Failed attempts in a row.
+        failures: u32,
+        /// The store's last error.
+        last_error: StoreError,
+    },
     /// The store broke a rule of the [`Store`](crate::Store) trait: it
     /// recovered a record with version 0 (every stored record keeps the
     /// version the cache gave it, which is at least 1), or a store without
@@ -264,6 +280,13 @@ impl Clone for Error {
             Error::Database(m) => Error::Database(m.clone()),
             Error::FlusherDied(m) => Error::FlusherDied(m.clone()),
             Error::StoreBug(m) => Error::StoreBug(m.clone()),
+            Error::StoreGaveUp {
+                failures,
+                last_error,
+            } => Error::StoreGaveUp {
+                failures: *failures,
+                last_error: last_error.clone(),
+            },
         }
     }
 }

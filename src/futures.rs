@@ -69,6 +69,9 @@ impl Drop for SyncFuture<'_> {
 /// Why waiters of `progress` are released without what they wait for: the
 /// flusher has stopped.
 pub(crate) fn stopped_error(progress: &Progress) -> Option<Error> {
+    if let Some(e) = &progress.gave_up {
+        return Some(e.clone());
+    }
     progress.stopped.as_ref().map(|stopped| match stopped {
         Ok(()) => Error::Closed,
         Err(msg) => Error::FlusherDied(msg.clone()),

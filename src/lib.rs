@@ -89,6 +89,7 @@ unix_only! {
     mod error;
     mod flusher;
     mod futures;
+    mod give_up;
     mod hash;
     mod index;
     pub mod inspect;
@@ -112,6 +113,7 @@ unix_only! {
     pub use config::{Backpressure, Config, Durability, IoBackend};
     pub use error::{Error, StoreError, StoreErrorKind};
     pub use futures::{CloseFuture, SyncFuture};
+    pub use give_up::GiveUp;
     /// The PostgreSQL client crate [`PgStore`] uses (re-exported so callers get
     /// the same version).
     #[cfg(feature = "postgres")]

@@ -76,6 +76,9 @@ pub(crate) const CLOSE_SEALED: u8 = 2;
 /// The flusher thread died (panicked): nothing will be persisted any more.
 /// Set once, by [`Shared::announce_died`].
 pub(crate) const FLUSHER_DEAD: u8 = 4;
+/// The flusher gave up on the store (`Config::retries_max`); set once, by
+/// [`Shared::announce_gave_up`], with the reason in `Progress::gave_up`.
+pub(crate) const STORE_GAVE_UP: u8 = 8;
 
 /// Sync/close progress, published by the flusher under a mutex so waiters
 /// can sleep on a condvar.
@@ -89,6 +92,9 @@ pub(crate) struct Progress {
     pub compact_error: Option<StoreError>,
     /// The flusher has exited; `Some(Err)` says why if it failed.
     pub stopped: Option<Result<(), String>>,
+    /// Why the flusher gave up on the store, if it did (an
+    /// `Error::StoreGaveUp`).
+    pub gave_up: Option<Error>,
     /// Tasks awaiting a sync generation or the end of the flusher
     /// (`sync_async`, `close_async`); woken whenever either moves.
     pub wakers: Wakers,
@@ -242,6 +248,18 @@ impl Shared {
         self.announce(Err(reason), None, true);
     }
 
+    /// Publishes that the flusher gave up on the store with `error` (an
+    /// `Error::StoreGaveUp`): from now on updates are refused with it.
+    pub(crate) fn announce_gave_up(&self, error: Error) {
+        {
+            let mut progress = primitives::lock(&self.progress);
+            progress.gave_up = Some(error.clone());
+            // Release, under the lock that holds the reason (as a death).
+            self.closing.fetch_or(STORE_GAVE_UP, Ordering::Release);
+        }
+        self.announce(Err(error.to_string()), None, false);
+    }
+
     fn announce(&self, outcome: Result<(), String>, synced_gen: Option<u64>, died: bool) {
         {
             let mut progress = primitives::lock(&self.progress);
@@ -307,6 +325,12 @@ impl Shared {
     /// [`Error::FlusherDied`] if the flusher died, else [`Error::Closed`].
     #[cold]
     pub(crate) fn refusal(&self) -> Error {
+        // Acquire: pairs with the Release RMW in `announce_gave_up`.
+        if self.closing.load(Ordering::Acquire) & STORE_GAVE_UP != 0 {
+            if let Some(e) = &primitives::lock(&self.progress).gave_up {
+                return e.clone();
+            }
+        }
         match self.death() {
             Some(reason) => Error::FlusherDied(reason),
             None => Error::Closed,

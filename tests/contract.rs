@@ -660,7 +660,7 @@ fn values_of_all_sizes_round_trip() {
 
 /// G6: a store that asks for fewer batches in flight than the config allows
 /// (`StoreInfo::in_flight_max`, as the `Blocking` adapter does) never gets more:
-/// not for regular batches, sync points under `Durability::None`, or retries
+/// not for regular batches, sync points under `Durability::Deferred`, or retries
 /// of failed batches; and every sync barrier still completes.
 #[test]
 fn g6_the_store_can_lower_the_in_flight_bound() {
@@ -708,7 +708,7 @@ fn g6_the_store_can_lower_the_in_flight_bound() {
         }
     }
 
-    for durability in [Durability::Batch, Durability::None] {
+    for durability in [Durability::Batch, Durability::Deferred] {
         let max_seen = Arc::new(AtomicUsize::new(0));
         let mem = MemStore::new();
         let data = mem.data();
@@ -744,7 +744,7 @@ fn g6_the_store_can_lower_the_in_flight_bound() {
     }
 }
 
-/// G4/G6 under `Durability::None`: a store that holds every batch until an
+/// G4/G6 under `Durability::Deferred`: a store that holds every batch until an
 /// fdatasync covers it, and syncs only when a batch asks (no idle sync of its
 /// own), still gets its batches completed, because the cache asks on the
 /// batch that fills its in-flight window. Without that, the window fills
@@ -810,7 +810,7 @@ fn g4_the_batch_that_fills_the_window_asks_for_an_fdatasync() {
         seen: Arc::clone(&seen),
     };
     let config = small_config()
-        .durability(Durability::None)
+        .durability(Durability::Deferred)
         .batches_in_flight_max(4)
         .batch_ops_max(16);
     let wb = WriteBehind::with_store(store, config).unwrap();
@@ -826,4 +826,57 @@ fn g4_the_batch_that_fills_the_window_asks_for_an_fdatasync() {
     );
     drop(w);
     wb.close().unwrap();
+}
+
+/// G8 with a limit: a store that never comes back is given up after
+/// `retries_max` retries; the hook runs once with what is only in memory,
+/// and from then on everything is refused with the same typed error,
+/// while reads still answer.
+#[test]
+fn g8_a_store_that_never_comes_back_is_given_up_after_retries_max() {
+    let plan = FaultPlan::new();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let config = small_config().retries_max(Some(5)).on_give_up({
+        let seen = Arc::clone(&seen);
+        move |g| seen.lock().unwrap().push(g.clone())
+    });
+    let wb = WriteBehind::with_store(Faulty::new(MemStore::new(), plan.clone()), config).unwrap();
+    plan.fail_next(u64::MAX, StoreErrorKind::Write);
+    let mut w = wb.writer().unwrap();
+    for i in 0..100 {
+        w.put(&key(i), b"v").unwrap();
+    }
+    let refused = wb.sync();
+    assert!(
+        matches!(&refused, Err(Error::StoreGaveUp { failures: 6, .. })),
+        "{refused:?}"
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "the hook runs once");
+    assert_eq!(seen[0].failures, 6);
+    assert_eq!(seen[0].keys_not_durable, 100);
+    assert_eq!(seen[0].last_error.kind, StoreErrorKind::Write);
+    assert_eq!(plan.submitted(), 6, "the first attempt and 5 retries");
+    assert!(matches!(
+        w.put(b"late", b"x"),
+        Err(Error::StoreGaveUp { .. })
+    ));
+    assert!(matches!(
+        wb.put(b"late", b"x"),
+        Err(Error::StoreGaveUp { .. })
+    ));
+    assert!(matches!(wb.writer(), Err(Error::StoreGaveUp { .. })));
+    assert_eq!(
+        wb.get(&key(7)).unwrap().as_deref(),
+        Some(&b"v"[..]),
+        "reads still answer"
+    );
+    assert!(!wb.stats().flusher_alive);
+    drop(w);
+    let first = wb.close().map_err(|e| e.to_string());
+    assert!(
+        first.as_ref().is_err_and(|e| e.contains("gave up")),
+        "{first:?}"
+    );
+    assert_eq!(wb.close().map_err(|e| e.to_string()), first);
 }

@@ -365,7 +365,7 @@ fn a_failed_fdatasync_seals_the_segment_and_nothing_acknowledged_is_lost() {
 fn durability_none_still_makes_sync_durable() {
     for (backend, name) in BACKENDS {
         let dir = tempfile::tempdir().unwrap();
-        let config = config().durability(Durability::None);
+        let config = config().durability(Durability::Deferred);
         let wb = open_segments(dir.path(), config.clone(), backend, 1 << 16).unwrap();
         let mut w = wb.writer().unwrap();
         for i in 0..10_000u64 {
@@ -385,7 +385,7 @@ fn durability_none_still_makes_sync_durable() {
     }
 }
 
-/// Under `Durability::None` batches are only reported durable once an
+/// Under `Durability::Deferred` batches are only reported durable once an
 /// fdatasync covers them; when one fails, the segment is sealed and the
 /// batches it would have covered are rewritten from memory (G8).
 #[test]
@@ -393,7 +393,7 @@ fn durability_none_survives_a_failed_fdatasync() {
     for (backend, name) in BACKENDS {
         let dir = tempfile::tempdir().unwrap();
         let config = config()
-            .durability(Durability::None)
+            .durability(Durability::Deferred)
             .compact_segments_min(1_000);
         let mut acked = HashMap::new();
         {
@@ -760,13 +760,13 @@ fn user_data_that_looks_like_a_frame_does_not_turn_a_torn_tail_into_an_error() {
     }
 }
 
-/// Under `Durability::None` frames may reach the disk out of order, so only a
+/// Under `Durability::Deferred` frames may reach the disk out of order, so only a
 /// commit marker (written after an fdatasync returned) proves that a bad
 /// frame before it is damage: a flipped bit there is still an error.
 #[test]
 fn durability_none_still_reports_damage_before_a_commit() {
     let dir = tempfile::tempdir().unwrap();
-    let config = config().durability(Durability::None).batch_ops_max(50);
+    let config = config().durability(Durability::Deferred).batch_ops_max(50);
     {
         let wb = open(dir.path(), config.clone(), IoBackend::Auto).unwrap();
         let mut w = wb.writer().unwrap();

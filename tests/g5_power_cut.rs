@@ -31,7 +31,7 @@
 //!    `Durability::Batch` a file's uncovered writes land in order (once one
 //!    is dropped or torn, the later ones are dropped: the store issues a
 //!    write only after the previous one's fdatasync returned, see
-//!    [`Model::InOrder`]); under `Durability::None` each on its own. Cut
+//!    [`Model::InOrder`]); under `Durability::Deferred` each on its own. Cut
 //!    points are random and at (and just after) every sync, directory fsync,
 //!    unlink and mark.
 //! 3. **Check.** Each state must open, and every key must come back at a
@@ -405,7 +405,7 @@ fn record_lookalike(rng: &mut Rng) -> Vec<u8> {
 enum Model {
     /// Each uncovered write is kept, dropped or torn on its own. Right where
     /// the store issues writes without a sync between them
-    /// (`Durability::None`; the OS also writes pages back in any order).
+    /// (`Durability::Deferred`; the OS also writes pages back in any order).
     Unordered,
     /// As `Unordered`, except that a file's uncovered writes reach the disk
     /// in order: after one is dropped or torn, the later ones are dropped.
@@ -424,7 +424,7 @@ impl Model {
     fn for_durability(durability: Durability) -> Self {
         match durability {
             Durability::Batch => Model::InOrder,
-            Durability::None => Model::Unordered,
+            Durability::Deferred => Model::Unordered,
         }
     }
 }
@@ -821,8 +821,8 @@ fn power_cuts_lose_nothing_a_sync_covered() {
     let configs = [
         (Durability::Batch, IoBackend::IoUring),
         (Durability::Batch, IoBackend::Pwrite),
-        (Durability::None, IoBackend::IoUring),
-        (Durability::None, IoBackend::Pwrite),
+        (Durability::Deferred, IoBackend::IoUring),
+        (Durability::Deferred, IoBackend::Pwrite),
     ];
     let total = states_total();
     let mut recordings = Vec::new();

@@ -265,12 +265,12 @@ impl<S: Store> Flusher<S> {
 
     /// Submits a batch of rewrites (if it holds any); once the step's last
     /// is submitted (`done`), the step waits until every batch submitted so
-    /// far is durable. Under `Durability::None` the last one asks for an
+    /// far is durable. Under `Durability::Deferred` the last one asks for an
     /// fdatasync, so that happens now rather than whenever the store next
     /// syncs (without one, the store syncs once it has nothing queued).
     fn submit_rewrites(&mut self, mut batch: Batch, entries: Vec<Batched>, done: bool, now: u64) {
         if batch.records > 0 {
-            batch.sync = done && self.shared.config.durability == Durability::None;
+            batch.sync = done && self.shared.config.durability == Durability::Deferred;
             self.submit_new(batch, entries, now);
         } else {
             self.free_batches.push(batch);

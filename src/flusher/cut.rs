@@ -123,7 +123,7 @@ impl<S: Store> Flusher<S> {
             }
             batch.records = records;
             batch.seq = BatchSeq(f.seq);
-            // A retry always asks for an fdatasync: under `Durability::None`
+            // A retry always asks for an fdatasync: under `Durability::Deferred`
             // a sync point submitted after this batch may already have
             // completed, and the watermark would pass it with this batch's
             // records only in the page cache (under `Batch` every batch asks).

@@ -138,6 +138,8 @@ pub(crate) struct Flusher<S> {
     counts: Counts,
     /// The same, and batch latencies, for the `metrics` facade.
     exporter: Exporter,
+    /// `Config::retries_max` was passed: failures in a row, the last error.
+    give_up: Option<(u32, crate::error::StoreError)>,
     base: Instant,
 }
 
@@ -178,6 +180,7 @@ impl<S: Store> Flusher<S> {
             close_deadline_ns: 0,
             counts: Counts::default(),
             exporter: Exporter::new(backend),
+            give_up: None,
             base: Instant::now(),
         };
         // `stats()` is whole from the moment the cache opens (segments and
@@ -216,6 +219,9 @@ impl<S: Store> Flusher<S> {
         loop {
             let now = self.now_ns();
             let mut progress = self.collect_completions(Duration::ZERO, now);
+            if let Some((failures, e)) = self.give_up.take() {
+                return Err(self.abandon(failures, e));
+            }
             progress |= self.drain_rings(now) > 0;
             progress |= self.take_loaded();
             progress |= self.evict();
@@ -310,6 +316,10 @@ impl<S: Store> Flusher<S> {
                     error = %e,
                     "store failed a batch; retrying it from memory"
                 );
+                let failures = self.window.failures_in_a_row();
+                if self.shared.config.retries_max.is_some_and(|m| failures > m) {
+                    self.give_up = Some((failures, e.clone()));
+                }
                 *primitives::lock(&self.shared.last_error) = Some(e);
             }
         }
@@ -358,7 +368,7 @@ impl<S: Store> Flusher<S> {
         let now = self.now_ns();
         let seq = self.window.open(entries, batch.bytes.len(), oldest_ns, now);
         batch.seq = BatchSeq(seq);
-        // Under `Durability::None` the store may hold a batch until an
+        // Under `Durability::Deferred` the store may hold a batch until an
         // fdatasync covers it: ask for one before every batch in flight
         // would be waiting for it.
         batch.sync |= self.shared.config.durability == Durability::Batch || !self.window.has_room();

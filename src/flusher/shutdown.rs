@@ -60,6 +60,35 @@ impl<S: Store> Flusher<S> {
         None
     }
 
+    /// Gives up on the store after `failures` failed attempts in a row
+    /// (`Config::retries_max`): runs the hook, then refuses everything
+    /// from now on with the error returned (which `close()` returns too).
+    pub(super) fn abandon(&mut self, failures: u32, last_error: crate::error::StoreError) -> Error {
+        let in_window: usize = self.window.entries_len();
+        let give_up = crate::give_up::GiveUp {
+            failures,
+            last_error: last_error.clone(),
+            keys_not_durable: (self.dirty.len() + in_window) as u64,
+        };
+        tracing::error!(
+            failures,
+            keys_not_durable = give_up.keys_not_durable,
+            error = %last_error,
+            "gave up on the store (Config::retries_max)"
+        );
+        if let Some(hook) = &self.shared.config.on_give_up {
+            (hook.0)(&give_up);
+        }
+        let error = Error::StoreGaveUp {
+            failures,
+            last_error,
+        };
+        self.publish(self.now_ns());
+        self.exporter.export(&self.shared, self.now_ns(), true);
+        self.shared.announce_gave_up(error.clone());
+        error
+    }
+
     /// Publishes the exit: syncs requested so far are served if everything
     /// is durable; blocked writers and waiters are released.
     pub(super) fn finish(&self, result: &Result<(), Error>) {

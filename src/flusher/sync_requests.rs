@@ -43,11 +43,11 @@ impl<S: Store> Flusher<S> {
             }
             if c.dirty_mark.is_some_and(|m| self.dirty_dequeued >= m) {
                 // Everything the request covers is in batches numbered up to
-                // the last one cut. Under `Durability::None` those batches
+                // the last one cut. Under `Durability::Deferred` those batches
                 // are written but not forced: a sync-only batch after them
                 // makes the store force everything before it.
                 let gen = c.gen;
-                if self.shared.config.durability == Durability::None {
+                if self.shared.config.durability == Durability::Deferred {
                     if self.window.has_room() {
                         let seq = self.submit_sync_point();
                         self.barriers.push(gen, seq);

@@ -196,6 +196,11 @@ impl Window {
         backoff
     }
 
+    /// Keys held by the batches in the window.
+    pub(super) fn entries_len(&self) -> usize {
+        self.batches.iter().map(|f| f.entries.len()).sum()
+    }
+
     /// Takes the durable batches at the front, moving the watermark over
     /// them in submission order.
     pub(super) fn take_durable(&mut self) -> Option<InFlight> {

@@ -57,7 +57,7 @@ pub struct Batch {
     pub records: usize,
     /// Make this batch, and everything submitted before it, durable before
     /// completing it. The cache sets it on every batch under
-    /// `Durability::Batch`, and on every retry; under `Durability::None` also
+    /// `Durability::Batch`, and on every retry; under `Durability::Deferred` also
     /// on a `sync()` barrier (which may be an empty batch carrying only
     /// this), on a compaction's last batch and on the batch that fills its
     /// in-flight window (its completions are what let it go on). A store

@@ -123,8 +123,9 @@ enum Dist {
 enum DurabilityArg {
     /// Every batch fdatasync'ed before it completes.
     Batch,
-    /// Batches written ahead; an fdatasync when a sync() asks for one.
-    None,
+    /// Batches written at once; one fdatasync covers several (when the
+    /// window fills, at sync(), when idle).
+    Deferred,
 }
 
 /// `FileOptions::io_backend`.
@@ -391,7 +392,7 @@ fn bench_params(a: &BenchArgs) -> Result<writebehind_tools::bench::Params, Strin
         pin: !a.no_pin,
         durability: match a.durability {
             DurabilityArg::Batch => writebehind::Durability::Batch,
-            DurabilityArg::None => writebehind::Durability::None,
+            DurabilityArg::Deferred => writebehind::Durability::Deferred,
         },
         io_backend: match a.io_backend {
             IoBackendArg::Auto => writebehind::IoBackend::Auto,

@@ -124,7 +124,7 @@ impl Active {
     ) -> [u8; FRAME_HEADER_BYTES] {
         let durable_end = match durability {
             Durability::Batch => self.write_pos,
-            Durability::None => self.synced_end,
+            Durability::Deferred => self.synced_end,
         };
         FrameHeader {
             flags,

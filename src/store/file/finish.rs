@@ -1,4 +1,4 @@
-//! Finishing a chain: completions in order, `Durability::None`'s held
+//! Finishing a chain: completions in order, `Durability::Deferred`'s held
 //! batches (written, waiting for an fdatasync), the commit marker a good
 //! fdatasync makes due, and sealing the segment after a failure.
 
@@ -107,7 +107,7 @@ impl FileStore {
                 a.synced_end = a.confirmed_end;
             }
         }
-        if self.durability == Durability::None && synced {
+        if self.durability == Durability::Deferred && synced {
             // Everything written before this fdatasync is durable
             // now; a commit marker will say so on disk.
             self.done.append(&mut self.unsynced);
@@ -118,7 +118,7 @@ impl FileStore {
     /// Hands a flusher's batch its `result`, or holds it back for an
     /// fdatasync.
     fn complete(&mut self, batch: Batch, result: Result<(), StoreError>, synced: bool) {
-        if self.durability == Durability::None && !synced && result.is_ok() {
+        if self.durability == Durability::Deferred && !synced && result.is_ok() {
             // Written, not yet durable: completed only by a later
             // fdatasync (or failed with it).
             self.unsynced.push(Completion { batch, result });
@@ -128,7 +128,7 @@ impl FileStore {
     }
 
     /// Fails the batches written since the last good fdatasync (under
-    /// `Durability::None`): their pages may be gone, so the flusher must
+    /// `Durability::Deferred`): their pages may be gone, so the flusher must
     /// rewrite them from memory.
     pub(super) fn fail_unsynced(&mut self, cause: &StoreError) {
         for mut c in self.unsynced.drain(..) {

@@ -12,7 +12,7 @@
 //! header:
 //!   0   8  magic "wbseg\0\0\x01"
 //!   8   4  format version (2), u32 LE
-//!  12   4  flags: bit 0 = written with Durability::None
+//!  12   4  flags: bit 0 = written with Durability::Deferred
 //!  16   8  segment id, u64 LE
 //!  24   8  sealed segment id (0: none): an earlier segment whose trusted
 //!          data ends at `sealed end` (set when a segment is left behind
@@ -55,14 +55,14 @@ pub const FRAME_HEADER_BYTES: usize = 24;
 pub const FORMAT_VERSION: u32 = 2;
 const SEGMENT_MAGIC: [u8; 8] = *b"wbseg\0\0\x01";
 const FRAME_MAGIC: [u8; 4] = *b"wbfr";
-/// Header flag: the segment was written with `Durability::None`.
+/// Header flag: the segment was written with `Durability::Deferred`.
 pub const SEGMENT_FLAG_NO_SYNC: u32 = 1;
 /// Frame flag: an fdatasync followed this frame (under `Durability::Batch`
 /// the next frame is written only after it returned).
 pub const FRAME_FLAG_SYNC: u16 = 1;
 /// Frame flag (an empty frame): written after an fdatasync returned, to
 /// record in its durable end how far that fdatasync reached. Used under
-/// `Durability::None`, where frames are written ahead of their fdatasync.
+/// `Durability::Deferred`, where frames are written ahead of their fdatasync.
 pub const FRAME_FLAG_COMMIT: u16 = 2;
 
 /// A segment's number (file `NNNNNN.wb`).

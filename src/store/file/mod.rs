@@ -46,7 +46,7 @@
 //! - `pump`: queued batches into a chain of frame ops; `active`: the
 //!   segment frames are appended to and the ops written at its tail; `io`:
 //!   the engines that run a chain.
-//! - `finish`: a finished chain's completions, `Durability::None`'s held
+//! - `finish`: a finished chain's completions, `Durability::Deferred`'s held
 //!   batches and commit markers, and what a failure does.
 //! - `segments`: creating, retiring and sealing segments; `recovery`: what
 //!   opening does around the scan; `hint`: the hint files; `keydir` and
@@ -142,10 +142,10 @@ pub struct FileStore {
     compaction_in_steps: Option<bool>,
     /// Fault injection: fdatasyncs to report as failed.
     sync_faults: SyncFaults,
-    /// `Durability::None`: batches written since the last good fdatasync,
+    /// `Durability::Deferred`: batches written since the last good fdatasync,
     /// held back until one covers them (or fails with them).
     unsynced: Vec<Completion>,
-    /// `Durability::None`: an fdatasync succeeded; write a commit marker at
+    /// `Durability::Deferred`: an fdatasync succeeded; write a commit marker at
     /// the head of the next chain.
     commit_due: bool,
     /// How long `close` waits for the reaper's removals.
@@ -304,7 +304,7 @@ impl Store for FileStore {
         }
         // The flusher closes only once every batch has completed.
         if let Some(a) = self.active.as_mut() {
-            if self.durability == Durability::None {
+            if self.durability == Durability::Deferred {
                 sync_file(&a.file, false).map_err(|e| {
                     StoreError::new(StoreErrorKind::Sync, format!("fdatasync at close: {e}"))
                 })?;

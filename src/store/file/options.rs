@@ -31,7 +31,7 @@ pub struct FileOptions {
     pub io_backend: IoBackend,
     /// When frames reach the disk: under [`Durability::Batch`] each frame
     /// is written behind the previous one's fdatasync; under
-    /// [`Durability::None`] frames are written ahead, and a batch completes
+    /// [`Durability::Deferred`] frames are written ahead, and a batch completes
     /// once an fdatasync covers it (one comes when a batch asks for it, see
     /// [`Batch::sync`](crate::Batch::sync), or when the store has nothing
     /// queued). Recovery reads the two differently, so it is recorded in

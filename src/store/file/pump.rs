@@ -2,7 +2,7 @@
 //! chain in flight at a time. It leaves a full segment behind, starts the
 //! next, refuses a batch too long for a frame, puts a commit marker at the
 //! head of a chain when an fdatasync made one due, and, when nothing is
-//! queued, syncs the batches `Durability::None` holds.
+//! queued, syncs the batches `Durability::Deferred` holds.
 
 use std::sync::Arc;
 
@@ -99,7 +99,7 @@ impl FileStore {
                 self.commit_due = false;
                 chain.push(active.append_commit_marker(self.durability));
             }
-            // Under `Durability::None` a batch completes only when an
+            // Under `Durability::Deferred` a batch completes only when an
             // fdatasync covers it: one comes when a batch asks for it (the
             // cache asks before its in-flight batches would all be waiting)
             // or when nothing is queued.

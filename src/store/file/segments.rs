@@ -47,7 +47,7 @@ impl FileStore {
         let header = SegmentHeader {
             id,
             flags: match self.durability {
-                Durability::None => SEGMENT_FLAG_NO_SYNC,
+                Durability::Deferred => SEGMENT_FLAG_NO_SYNC,
                 Durability::Batch => 0,
             },
             sealed: self.pending_seal,
@@ -88,13 +88,13 @@ impl FileStore {
     }
 
     /// Leaves the active segment behind, trusted up to its confirmed end.
-    /// Under `Durability::None` its pages are forced out first, so a later
+    /// Under `Durability::Deferred` its pages are forced out first, so a later
     /// `sync()` (which syncs the new segment) covers them too.
     pub(super) fn retire_active(&mut self) -> Result<(), StoreError> {
         let Some(mut active) = self.active.take() else {
             return Ok(());
         };
-        if self.durability == Durability::None {
+        if self.durability == Durability::Deferred {
             if let Err(e) = self.sync_before_retiring(&active) {
                 active.finish_hint(active.synced_end);
                 return Err(e);
@@ -111,7 +111,7 @@ impl FileStore {
         Ok(())
     }
 
-    /// `Durability::None`: the fdatasync of the segment being retired, which
+    /// `Durability::Deferred`: the fdatasync of the segment being retired, which
     /// completes the batches held for one; if it fails, they fail with it.
     fn sync_before_retiring(&mut self, active: &Active) -> Result<(), StoreError> {
         if let Err(e) = sync_file(&active.file, false) {

@@ -70,7 +70,7 @@ fn keys_recovered(dir: &Path) -> Result<Vec<Vec<u8>>, Error> {
     Ok(keys)
 }
 
-/// Issue item: under `Durability::None` a chain can hold a frame with an
+/// Issue item: under `Durability::Deferred` a chain can hold a frame with an
 /// fdatasync (a `sync()` barrier) followed by frames without one; the commit
 /// marker at the head of the next chain must vouch only for what that
 /// fdatasync covered. On disk: b1 b2(sync) b3 b4 | commit b5. A power cut
@@ -78,7 +78,7 @@ fn keys_recovered(dir: &Path) -> Result<Vec<Vec<u8>>, Error> {
 #[test]
 fn a_commit_marker_vouches_only_for_what_its_fdatasync_covered() {
     let dir = tempfile::tempdir().unwrap();
-    let config = FileOptions::default().durability(Durability::None);
+    let config = FileOptions::default().durability(Durability::Deferred);
     let mut s = store(dir.path(), &config);
     s.submit(batch(1, b"b1", false));
     for (seq, key, sync) in [(2, b"b2", true), (3, b"b3", false), (4, b"b4", false)] {

@@ -35,7 +35,7 @@
 //!
 //! A batch completes when its transaction commits, so it is as durable as the
 //! server makes a commit (`synchronous_commit`, replication): the store does
-//! not weaken that under `Durability::None`.
+//! not weaken that under `Durability::Deferred`.
 //!
 //! # Ownership
 //!

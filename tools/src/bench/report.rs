@@ -72,7 +72,7 @@ pub struct Report {
     pub mode: &'static str,
     pub writers: usize,
     pub backend: &'static str,
-    /// `Config::durability`: "Batch" or "None".
+    /// `Config::durability`: "Batch" or "Deferred".
     pub durability: String,
     pub store: String,
     pub distribution: String,

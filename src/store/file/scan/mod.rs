@@ -7,7 +7,7 @@
 //!   anything bad before it is corruption, anything after it is ignored (it
 //!   was never confirmed durable: a failed fdatasync, a torn tail found by an
 //!   earlier recovery);
-//! - in the newest segment (and in one written under `Durability::None`), a
+//! - in the newest segment (and in one written under `Durability::Deferred`), a
 //!   bad frame or record at offset P is a torn tail, and is cut off, unless
 //!   the segment holds a frame, written by the store at its place, whose
 //!   *durable end* lies past P: that frame was written after an fdatasync

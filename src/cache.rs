@@ -127,6 +127,10 @@ impl WriteBehind {
     /// a `Durability::Deferred` cache is safe but slow, and a `frame_bytes_max`
     /// below `batch_bytes_max` makes every larger batch start a new segment.
     ///
+    /// # Errors
+    /// As [`open`](Self::open), and [`Error::Config`] if `file` does not
+    /// validate ([`FileOptions::validate`]).
+    ///
     /// ```
     /// use writebehind::{Config, FileOptions, IoBackend, WriteBehind};
     /// # let dir = tempfile::tempdir().map_err(writebehind::Error::Io)?;
@@ -155,6 +159,10 @@ impl WriteBehind {
     /// keys are read through on their first `get`. Then starts the
     /// flusher. The same as [`PgStore::open`](crate::PgStore::open) and
     /// [`WriteBehind::with_store`].
+    ///
+    /// # Errors
+    /// As [`PgStore::open`](crate::PgStore::open) and
+    /// [`with_store`](Self::with_store).
     ///
     /// ```no_run
     /// use writebehind::{Config, PgConfig, WriteBehind};

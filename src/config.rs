@@ -356,6 +356,9 @@ impl Config {
     pub const INTERVAL_MAX: Duration = Duration::from_secs(3600);
 
     /// Checks every bound and that no two contradict each other.
+    ///
+    /// # Errors
+    /// [`Error::Config`], naming the setting, its value and what to change.
     pub fn validate(&self) -> Result<(), Error> {
         self.validate_sizes()?;
         self.validate_batches()?;

@@ -38,6 +38,9 @@ pub trait BlockingStore: Send + 'static {
 
     /// Calls `visit` for every stored record, as [`Store::recover`]. Runs on
     /// the thread that opens the cache, before any write.
+    ///
+    /// # Errors
+    /// As [`Store::recover`].
     fn recover(&mut self, visit: &mut dyn FnMut(RecordRef<'_>)) -> Result<RecoveryReport, Error>;
 
     /// Makes every record of `batch` durable, or fails. Must be idempotent by
@@ -64,6 +67,9 @@ pub trait BlockingStore: Send + 'static {
     }
 
     /// Releases resources when the cache closes.
+    ///
+    /// # Errors
+    /// As [`Store::close`].
     fn close(&mut self) -> Result<(), StoreError> {
         Ok(())
     }

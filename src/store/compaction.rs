@@ -68,10 +68,17 @@ pub trait Compaction {
     /// the compaction replaces. `resident_is_complete`: every live key is in
     /// the cache's memory, so [`CompactionRead::Everything`] is an answer
     /// `read` may give; when false, it must go unit by unit.
+    ///
+    /// # Errors
+    /// The compaction cannot start (the store cannot write); it is
+    /// reported to `compact()` and tried again later.
     fn begin(&mut self, resident_is_complete: bool) -> Result<UnitId, StoreError>;
 
     /// Appends the keys and versions of the oldest unit at or below `cutoff`
     /// still stored, about `budget_bytes` of them per call.
+    ///
+    /// # Errors
+    /// The unit could not be read; the compaction stops and reports it.
     fn read(
         &mut self,
         cutoff: UnitId,
@@ -87,5 +94,10 @@ pub trait Compaction {
     /// make `floor` (the cache's version floor, above every such version)
     /// durable, and report it from the next [`Store::recover`](crate::Store::recover)
     /// in [`RecoveryReport::version_floor`](crate::RecoveryReport::version_floor).
+    ///
+    /// # Errors
+    /// The old units could not be dropped (or the floor made durable); the
+    /// compaction's records are durable either way, and the next one tries
+    /// again.
     fn finish(&mut self, upto: UnitId, floor: Version) -> Result<(), StoreError>;
 }

@@ -207,6 +207,11 @@ pub trait Store: Send + 'static {
     /// records it can locate without reading them; it then counts them in
     /// [`RecoveryReport::unvisited`] and raises
     /// [`RecoveryReport::version_floor`] over their versions.
+    ///
+    /// # Errors
+    /// What keeps the store from being read ([`Error::Corrupt`],
+    /// [`Error::Format`], [`Error::Io`], [`Error::Database`]...); the cache
+    /// does not open.
     fn recover(&mut self, visit: &mut dyn FnMut(RecordRef<'_>)) -> Result<RecoveryReport, Error>;
 
     /// Starts persisting `batch`. Must not block for long; failures are
@@ -239,6 +244,10 @@ pub trait Store: Send + 'static {
 
     /// Called once by the flusher after the last batch completed, when the
     /// cache closes. Release resources; report what could not be finished.
+    ///
+    /// # Errors
+    /// What could not be finished (a last fdatasync, a connection that
+    /// would not close); `WriteBehind::close` returns it.
     fn close(&mut self) -> Result<(), StoreError>;
 }
 

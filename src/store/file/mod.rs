@@ -168,6 +168,11 @@ impl FileStore {
     /// Opens (creating if needed) the store directory `dir` and takes its
     /// lock. Records are read by [`Store::recover`], which
     /// `WriteBehind::with_store` calls.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if `options` do not validate (nothing is
+    /// created), [`Error::Locked`] if another handle holds the directory,
+    /// [`Error::Io`] if it cannot be created or opened.
     pub fn open(dir: impl AsRef<Path>, options: &FileOptions) -> Result<Self, Error> {
         options.validate()?;
         let dir = dir.as_ref().to_path_buf();

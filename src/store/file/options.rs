@@ -90,6 +90,9 @@ impl FileOptions {
     }
 
     /// Checks every bound.
+    ///
+    /// # Errors
+    /// [`Error::Config`], naming the option and its bounds.
     pub fn validate(&self) -> Result<(), Error> {
         if self.segment_bytes_max < 4096 || self.segment_bytes_max > 1 << 32 {
             return Err(Error::Config(format!(

@@ -88,6 +88,9 @@ impl PgConfig {
     /// Checks the connection string is present, the table name is one
     /// `PgStore` can quote safely, and the bounds and timeouts are in range.
     /// Called by every constructor of the store.
+    ///
+    /// # Errors
+    /// [`Error::Config`], naming the setting.
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |msg: String| Err(Error::Config(msg));
         if self.url.trim().is_empty() {

@@ -133,6 +133,11 @@ impl PgStore {
     /// present, takes ownership of the table (advisory lock and epoch), and
     /// returns the store behind its thread adapter, ready for
     /// [`WriteBehind::with_store`](crate::WriteBehind::with_store).
+    ///
+    /// # Errors
+    /// [`Error::Config`] if `pg` does not validate, [`Error::Database`] if
+    /// connecting fails, the table has another shape, or another cache
+    /// owns it.
     pub fn open(pg: PgConfig) -> Result<Blocking<PgStore>, Error> {
         Ok(Blocking::new(Self::connect(pg)?))
     }
@@ -141,6 +146,9 @@ impl PgStore {
     /// without the thread adapter (for tests and tools that call
     /// [`BlockingStore::write`] directly, or that keep a [`PgStore::stats`]
     /// handle before wrapping it in [`Blocking`]).
+    ///
+    /// # Errors
+    /// As [`PgStore::open`].
     pub fn connect(cfg: PgConfig) -> Result<PgStore, Error> {
         cfg.validate()?;
         let pg = session::client_config(&cfg)?;

@@ -223,7 +223,9 @@ struct BenchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
-    /// Write the latency percentile distribution (HdrHistogram text format).
+    /// Write the latency percentile distributions (HdrHistogram text
+    /// format): the cache's to this path, each baseline's beside it
+    /// (`NAME-BASELINE.hgrm`).
     #[arg(long)]
     hgrm: Option<std::path::PathBuf>,
     /// Write an SVG latency-percentile plot of this run and the baselines.
@@ -416,18 +418,31 @@ fn write_latency_files(
     report: &writebehind_tools::bench::Report,
 ) -> Result<(), String> {
     use writebehind_tools::bench;
-    if let (Some(path), Some(h)) = (&a.hgrm, &report.histogram) {
-        bench::write_hgrm(path, h)?;
+    let Some(h) = &report.histogram else {
+        return Ok(());
+    };
+    let mut runs = vec![("writebehind".to_string(), h)];
+    runs.extend(
+        report
+            .baseline_histograms
+            .iter()
+            .map(|(n, h)| (n.clone(), h)),
+    );
+    if let Some(path) = &a.hgrm {
+        for file in bench::write_hgrm(path, &runs)? {
+            eprintln!("wb: wrote {}", file.display());
+        }
     }
-    if let (Some(path), Some(h)) = (&a.plot, &report.histogram) {
-        let mut runs = vec![("writebehind".to_string(), h)];
-        runs.extend(
-            report
-                .baseline_histograms
-                .iter()
-                .map(|(n, h)| (n.clone(), h)),
-        );
-        bench::write_plot(path, &runs)?;
+    if let Some(path) = &a.plot {
+        let mut what = bench::describe(report);
+        if let Some(rate) = report.offered_ops_per_s {
+            what += &format!(
+                "; offered {rate:.0} ops/s, open loop (each latency from its intended start)"
+            );
+        }
+        what += "; the baselines ran in the same process, after the cache";
+        bench::write_plot(path, &what, &runs)?;
+        eprintln!("wb: wrote {}", path.display());
     }
     Ok(())
 }

@@ -41,9 +41,20 @@ pub(super) fn add(
         StoreSpec::Postgres(url) => add_per_update(report, p, url, workload, clock)?,
         _ => add_write_through(report, p, dir, workload, clock)?,
     };
+    super::phase(
+        p,
+        &format!(
+            "baseline hand-built dashmap+rtrb ({} s)",
+            p.baseline_seconds
+        ),
+    );
     let (hb, hb_hist) = hand_built(workload, p, clock)?;
     report.ratios.vs_hand_built = ratio_if_comparable(p, report.put_ops_per_s, &hb);
     report.baselines.hand_built = Some(hb);
+    super::phase(
+        p,
+        &format!("baseline mutex+channel ({} s)", p.baseline_seconds),
+    );
     let (mc, mc_hist) = mutex_channel(workload, p, clock)?;
     report.ratios.vs_mutex_channel = ratio_if_comparable(p, report.put_ops_per_s, &mc);
     report.baselines.mutex_channel = Some(mc);
@@ -72,6 +83,10 @@ fn add_per_update(
     workload: &Arc<Workload>,
     clock: &Clock,
 ) -> Result<(String, Histogram<u64>), String> {
+    super::phase(
+        p,
+        &format!("baseline per-update INSERT ({} s)", p.baseline_seconds),
+    );
     let (pu, pu_hist) = crate::pg::per_update(url, &p.pg_table, workload, p, clock)?;
     // The per-update baseline runs flat out: the ratio says how many times
     // its capacity the cache carried, open loop or not.
@@ -94,8 +109,10 @@ fn add_write_through(
         None => std::env::temp_dir(),
     };
     let scratch = tempfile::tempdir_in(&bdir).map_err(|e| e.to_string())?;
+    super::phase(p, "measuring the disk's sequential bandwidth (128 MiB)");
     report.disk_seq_bytes_per_s = Some(disk_seq_bytes_per_s(scratch.path(), 128 << 20)?);
     let seconds = p.baseline_seconds.min(2.0);
+    super::phase(p, &format!("baseline write-through ({seconds} s)"));
     let (wt, wt_hist) = write_through(scratch.path(), workload, seconds, clock)?;
     report.ratios.vs_write_through = ratio_if_comparable(p, report.put_ops_per_s, &wt);
     report.baselines.write_through = Some(wt);

@@ -50,6 +50,10 @@ pub(super) fn measure(
     // measurement does not include first-touch page faults of the index.
     let ready = Arc::new(Barrier::new(p.writers + 1));
     let go = Arc::new(Barrier::new(p.writers + 1));
+    super::phase(
+        p,
+        &format!("starting {} writer thread(s), warming up", p.writers),
+    );
     let writers: Vec<_> = (0..p.writers)
         .map(|t| {
             let start = Start {
@@ -70,9 +74,11 @@ pub(super) fn measure(
     let start = Instant::now();
     go.wait();
     while start.elapsed().as_secs_f64() < p.seconds {
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(100));
         if let Some(b) = &bar {
-            b.set_position((start.elapsed().as_secs_f64() * 10.0) as u64);
+            let t = start.elapsed().as_secs_f64();
+            b.set_position((t * 10.0) as u64);
+            b.set_message(live_rate(p, &before, &wb.stats(), t));
         }
     }
     stop.store(true, Ordering::Relaxed);
@@ -217,7 +223,7 @@ impl Sampler {
     }
 }
 
-/// A progress bar on stderr, if `on`.
+/// A progress bar on stderr, if `on`, in tenths of a second.
 fn progress_bar(on: bool, seconds: f64, label: &str) -> Option<indicatif::ProgressBar> {
     if !on {
         return None;
@@ -226,11 +232,22 @@ fn progress_bar(on: bool, seconds: f64, label: &str) -> Option<indicatif::Progre
         Some((seconds * 10.0) as u64),
         indicatif::ProgressDrawTarget::stderr(),
     );
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {elapsed}/{duration}")
-    {
+    if let Ok(style) = indicatif::ProgressStyle::with_template("[{bar:30}] {msg}") {
         bar.set_style(style);
     }
-    bar.set_message(format!("wb bench {label}"));
+    bar.set_message(format!("wb bench {label}: measuring"));
     Some(bar)
+}
+
+/// The bar's message: time, acknowledged and persisted rates since the
+/// window began, and the durable lag now.
+fn live_rate(p: &Params, before: &Stats, now: &Stats, t: f64) -> String {
+    let per_s = |a: u64, b: u64| a.saturating_sub(b) as f64 / t.max(1e-3);
+    format!(
+        "{t:.1}/{:.1} s  acked {:.0}/s  persisted {:.0} records/s  durable lag {:?}",
+        p.seconds,
+        per_s(now.acked_ops, before.acked_ops),
+        per_s(now.persisted_records, before.persisted_records),
+        now.durable_lag
+    )
 }

@@ -38,7 +38,7 @@ use crate::clock::Clock;
 pub use plot::{write_hgrm, write_plot};
 pub use report::{BaselineResult, Baselines, Latency, Ratios, Report};
 pub use spec::{Mix, Params, StoreSpec};
-pub use table::Table;
+pub use table::{describe, Table};
 
 pub(crate) use baselines::Measured;
 // What the per-update SQL baseline (crate::pg) runs with.
@@ -48,6 +48,14 @@ pub(crate) use {
     load::{LoadLoop, Outcome},
     spec::{counter_key, Op},
 };
+
+/// Says on stderr what the bench is doing, when it shows progress, so no
+/// phase leaves the screen blank.
+pub(crate) fn phase(p: &Params, what: &str) {
+    if p.progress {
+        eprintln!("wb bench: {what}...");
+    }
+}
 
 /// Runs the cache part of the bench and the baselines; returns the report.
 pub fn run(p: &Params) -> Result<Report, String> {
@@ -60,6 +68,7 @@ pub fn run(p: &Params) -> Result<Report, String> {
         1 << 20,
         0x5EED,
     ));
+    phase(p, "opening the store");
     let opened = store::open(p)?;
     let config = opened.config.clone();
     let wb = WriteBehind::with_store(opened.store, config.clone()).map_err(|e| e.to_string())?;
@@ -68,7 +77,12 @@ pub fn run(p: &Params) -> Result<Report, String> {
     let window = cache::measure(p, &wb, &workload, &clock, opened.pg.as_ref())?;
     let expected = check::Expected::of(&wb, &workload);
     let wb = Arc::into_inner(wb).ok_or("cache still shared")?;
+    phase(p, "closing the cache (draining what is not durable)");
     wb.close().map_err(|e| e.to_string())?;
+    phase(
+        p,
+        &format!("reopening and reading back {} keys", expected.len()),
+    );
     let verified = check::verify(p, opened.dir.as_deref(), &config, &expected)?;
     let end = report::CacheEnd {
         batches_in_flight_max: in_flight_max,

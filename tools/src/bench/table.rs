@@ -44,8 +44,12 @@ fn values(r: &Report) -> String {
 
 /// What ran: scenario, threads, store, keys, values, mix, duration.
 fn heading(f: &mut Formatter<'_>, r: &Report) -> fmt::Result {
-    write!(
-        f,
+    f.write_str(&describe(r))
+}
+
+/// The heading's text: what ran, in one line (also the plot's subtitle).
+pub fn describe(r: &Report) -> String {
+    format!(
         "wb bench ({}, {}): {} writer thread(s) + 1 flusher on {} cores, store {} ({}, durability {}), {} over {} keys, {}-byte keys, {}, mix put {}% add {}% delete {}% get {}%, {:.1} s",
         r.scenario,
         r.mode,

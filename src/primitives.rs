@@ -38,8 +38,9 @@ pub enum Bug {
     None,
     /// The ring producer publishes `tail` with Relaxed instead of Release.
     RingTailRelaxed,
-    /// A blocked writer parks without re-checking for room after raising
-    /// its `waiting` flag (a lost wake-up).
+    /// A waiter for room in a ring (a parked writer, or an awaiting task)
+    /// waits without re-checking for room after counting itself in the
+    /// lane's `waiters` (a lost wake-up).
     ParkWithoutRecheck,
     /// A writer bumps the sequence word with load+store instead of CAS.
     SeqlockNoCas,

@@ -6,7 +6,8 @@
 //! fences, and wakes the lane if `waiters` is not zero
 //! ([`Shared::notify_room`]). Under SeqCst fences at least one side sees
 //! the other (a Dekker handshake), so no wake-up is lost; loom checks it
-//! (`g6_full_ring_parks_and_wakes`, and its weakened twin).
+//! (`g6_full_ring_parks_and_wakes`, `g6_full_ring_awaits_and_wakes`, and
+//! their weakened twins).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -89,7 +90,7 @@ impl Future for Room<'_> {
             this.counted = true;
         }
         primitives::fence(Ordering::SeqCst);
-        if lane.ring.has_room() {
+        if !primitives::bug(primitives::Bug::ParkWithoutRecheck) && lane.ring.has_room() {
             return Poll::Ready(Ok(()));
         }
         // Acquire: pairs with the flusher's Release store on exit.

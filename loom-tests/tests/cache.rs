@@ -219,3 +219,34 @@ fn g6_weakened_park_without_recheck_is_caught() {
     loom_weaken::set(Bug::ParkWithoutRecheck);
     park_model();
 }
+
+/// G6 for async callers: `put_async` on a full two-slot ring awaits (its
+/// waker registered with the lane) and is woken by the flusher. loom's
+/// `block_on` waits between polls until woken, so a lost wake-up is a
+/// deadlock loom reports.
+fn async_room_model() {
+    model("ring full -> await -> wake", || {
+        let store = MemStore::new().without_reads();
+        let data = store.data();
+        let wb = WriteBehind::with_store(store, tiny_config(1)).unwrap();
+        let mut w = wb.writer().unwrap();
+        for key in [&b"a"[..], b"b", b"c"] {
+            loom::future::block_on(w.put_async(key, b"v")).unwrap();
+        }
+        drop(w);
+        wb.close().unwrap();
+        assert_eq!(data.lock().unwrap().records.len(), 3);
+    });
+}
+
+#[test]
+fn g6_full_ring_awaits_and_wakes() {
+    async_room_model();
+}
+
+#[test]
+#[should_panic(expected = "deadlock")]
+fn g6_weakened_await_without_recheck_is_caught() {
+    loom_weaken::set(Bug::ParkWithoutRecheck);
+    async_room_model();
+}

@@ -123,15 +123,19 @@ pub struct Config {
     pub retry_backoff_min: Duration,
     /// Cap of the retry delay; at most `Config::INTERVAL_MAX` (1 hour).
     pub retry_backoff_max: Duration,
-    /// Failed attempts in a row (no batch succeeding in between) after which
-    /// the flusher gives up on the store: it stops, calls
-    /// [`on_give_up`](Self::on_give_up), and every update, `sync()` and
-    /// `close()` from then on returns [`Error::StoreGaveUp`]. `None` (the
-    /// default): retry for ever, which is right for a store that comes back
-    /// (a database restarting, a disk freed); a limit is for one that may
-    /// not (a disk gone), where the service would rather fail over. With
-    /// the backoff doubling from `retry_backoff_min` to `retry_backoff_max`,
-    /// the defaults reach 20 failures after about 10 s.
+    /// Retries of failed batches in a row (no batch succeeding in between)
+    /// after which the flusher gives up on the store: when the attempt
+    /// after the last allowed retry fails too, it refuses updates, calls
+    /// [`on_give_up`](Self::on_give_up), and stops; every update,
+    /// `sync()` and `close()` from then on returns
+    /// [`Error::StoreGaveUp`]. `None` (the default): retry for ever, which
+    /// is right for a store that comes back (a database restarting, a disk
+    /// freed); a limit is for one that may not (a disk gone), where the
+    /// service would rather fail over. Every failed completion counts, so
+    /// with several batches in flight the count grows faster than the
+    /// backoff (from `retry_backoff_min`, doubling, up to
+    /// `retry_backoff_max`) alone suggests: with the defaults and one batch
+    /// in flight, 20 retries take about 10 s.
     pub retries_max: Option<u32>,
     /// Called once, on the flusher's thread, when it gives up
     /// ([`retries_max`](Self::retries_max)). Set with [`Config::on_give_up`].
@@ -334,8 +338,10 @@ setters! {
 impl Config {
     /// Sets the hook called when the flusher gives up on the store
     /// ([`retries_max`](Self::retries_max)): once, on the flusher's thread,
-    /// before any caller learns of it. Keep it short (raise an alarm, start
-    /// a failover); the cache's reads still work meanwhile.
+    /// after updates are refused and before any waiter learns of it. Keep
+    /// it short (raise an alarm, start a failover elsewhere). It must not
+    /// call this cache's `sync`, `compact` or `close`: they wait for the
+    /// flusher, which is running the hook. Reads (`get`) work.
     ///
     /// ```
     /// use writebehind::Config;

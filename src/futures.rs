@@ -69,10 +69,11 @@ impl Drop for SyncFuture<'_> {
 /// Why waiters of `progress` are released without what they wait for: the
 /// flusher has stopped.
 pub(crate) fn stopped_error(progress: &Progress) -> Option<Error> {
+    let stopped = progress.stopped.as_ref()?;
     if let Some(e) = &progress.gave_up {
         return Some(e.clone());
     }
-    progress.stopped.as_ref().map(|stopped| match stopped {
+    Some(match stopped {
         Ok(()) => Error::Closed,
         Err(msg) => Error::FlusherDied(msg.clone()),
     })
@@ -116,15 +117,16 @@ impl Future for CloseFuture<'_> {
         // Registered before the flusher's mutex is tried: whoever holds it
         // (another close, joining) wakes the progress waiters once it lets
         // go.
-        let stopped = {
+        let exited = {
             let mut progress = primitives::lock(&shared.progress);
             progress.wakers.register(&mut this.waiter, cx.waker());
-            progress.stopped.is_some()
+            progress.exited
         };
-        if !stopped {
+        if !exited {
             return Poll::Pending;
         }
-        // The flusher has announced its end: joining it does not wait.
+        // The flusher's thread has dropped the flusher and its store (a
+        // store's drop may wait for its I/O): joining it does not wait.
         match this.cache.try_close_now() {
             Some(outcome) => Poll::Ready(outcome),
             None => Poll::Pending,

@@ -18,8 +18,7 @@ pub struct GiveUp {
     /// The store's last error.
     pub last_error: StoreError,
     /// Keys whose newest update is not durable: in memory only. They stay
-    /// readable with `get` until the cache is dropped (a service may copy
-    /// them elsewhere from the hook's caller, or fail over).
+    /// readable with `get` until the cache is dropped.
     pub keys_not_durable: u64,
 }
 

@@ -60,11 +60,20 @@ pub(crate) async fn retry_async<R>(
                 barriers += 1;
                 SyncFuture::new(shared).await?;
             }
-            Err(Error::MemoryFull { .. }) if block && barriers < BARRIERS_MAX => {
+            // While the store fails nothing can be made clean: refused at
+            // once (the blocking twin waits up to `close_timeout` for it).
+            Err(Error::MemoryFull { .. })
+                if block && barriers < BARRIERS_MAX && !store_failing(shared) =>
+            {
                 barriers += 1;
                 SyncFuture::new(shared).await?;
             }
             other => return other,
         }
     }
+}
+
+/// The store's last attempt failed (no success since).
+fn store_failing(shared: &Shared) -> bool {
+    shared.counters.snapshot().failures_in_a_row > 0
 }

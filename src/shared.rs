@@ -77,7 +77,7 @@ pub(crate) const CLOSE_SEALED: u8 = 2;
 /// Set once, by [`Shared::announce_died`].
 pub(crate) const FLUSHER_DEAD: u8 = 4;
 /// The flusher gave up on the store (`Config::retries_max`); set once, by
-/// [`Shared::announce_gave_up`], with the reason in `Progress::gave_up`.
+/// [`Shared::refuse_after_giving_up`], with the reason in `Progress::gave_up`.
 pub(crate) const STORE_GAVE_UP: u8 = 8;
 
 /// Sync/close progress, published by the flusher under a mutex so waiters
@@ -95,6 +95,10 @@ pub(crate) struct Progress {
     /// Why the flusher gave up on the store, if it did (an
     /// `Error::StoreGaveUp`).
     pub gave_up: Option<Error>,
+    /// The flusher's thread is done with everything but returning: the
+    /// flusher and its store are dropped (set after `stopped`, by the
+    /// thread's `StopGuard`). Joining it then does not wait.
+    pub exited: bool,
     /// Tasks awaiting a sync generation or the end of the flusher
     /// (`sync_async`, `close_async`); woken whenever either moves.
     pub wakers: Wakers,
@@ -248,16 +252,15 @@ impl Shared {
         self.announce(Err(reason), None, true);
     }
 
-    /// Publishes that the flusher gave up on the store with `error` (an
-    /// `Error::StoreGaveUp`): from now on updates are refused with it.
-    pub(crate) fn announce_gave_up(&self, error: Error) {
-        {
-            let mut progress = primitives::lock(&self.progress);
-            progress.gave_up = Some(error.clone());
-            // Release, under the lock that holds the reason (as a death).
-            self.closing.fetch_or(STORE_GAVE_UP, Ordering::Release);
-        }
-        self.announce(Err(error.to_string()), None, false);
+    /// The flusher gives up on the store with `error` (an
+    /// `Error::StoreGaveUp`): from now on updates are refused with it;
+    /// waiters get it once the flusher announces its stop.
+    pub(crate) fn refuse_after_giving_up(&self, error: Error) {
+        let mut progress = primitives::lock(&self.progress);
+        progress.gave_up = Some(error);
+        // Release, under the lock that holds the reason (as a death's): a
+        // writer that sees the bit (Acquire, in `refusal`) finds it there.
+        self.closing.fetch_or(STORE_GAVE_UP, Ordering::Release);
     }
 
     fn announce(&self, outcome: Result<(), String>, synced_gen: Option<u64>, died: bool) {
@@ -274,9 +277,11 @@ impl Shared {
                 // sees it too.
                 self.closing.fetch_or(FLUSHER_DEAD, Ordering::Release);
             }
+            // Release: pairs with the Acquire loads of parked writers. Under
+            // the lock, so a waiter released by `stopped` (even on its own
+            // timeout) sees the flusher stopped in `stats()` too.
+            self.flusher_stopped.store(true, Ordering::Release);
         }
-        // Release: pairs with the Acquire loads of parked writers.
-        self.flusher_stopped.store(true, Ordering::Release);
         self.notify_progress();
         for lane in self.lanes.iter() {
             // Under the mutex a parked writer holds until it waits.

@@ -3,9 +3,10 @@
 //! cannot own a [`Writer`] each (many tasks on a few runtime threads,
 //! request handlers).
 //!
-//! The cache keeps a few writers of its own, one per core up to
-//! `writers_max`, each behind a mutex. A call takes the calling thread's
-//! own one if it is free, else any free one, else waits for its own; it
+//! The cache keeps a few writers of its own, one per core up to half of
+//! `writers_max`, each behind a mutex, made as concurrency needs them. A
+//! call takes a free one (its thread's own first), else makes one, else
+//! waits for its own; it
 //! holds it for one update only, never while waiting for room (the update
 //! is tried under `Backpressure::Fail` and retried as the policy says,
 //! `crate::retry`). A writer is made (and takes a lane) on first use.
@@ -38,10 +39,11 @@ pub(crate) struct SharedWriters {
 }
 
 impl SharedWriters {
-    /// Room for one writer per core, at most `writers_max`; none made yet.
+    /// Room for one writer per core, and at most half of `writers_max` (the
+    /// rest stay for writers of one's own); none made yet.
     pub(crate) fn new(writers_max: usize) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let writers = (0..cores.clamp(1, writers_max))
+        let writers = (0..cores.min(writers_max / 2).max(1))
             .map(|_| Mutex::new(None))
             .collect();
         Self { writers }
@@ -64,12 +66,19 @@ impl SharedWriters {
         }
     }
 
-    /// A writer for one update: this thread's if free, else any free one,
-    /// else this thread's once it is. The guard holds a writer (`Some`).
+    /// A writer for one update: this thread's if it is made and free, else
+    /// any made and free one, else a new one in a free slot (so lanes are
+    /// taken only as concurrency needs them), else this thread's (or the
+    /// next made one) once it is free. The guard holds a writer (`Some`).
     fn take(&self, shared: &Arc<Shared>) -> Result<MutexGuard<'_, Option<Writer>>, Error> {
         let n = self.writers.len();
         let home = HOME.with(Cell::get) % n;
         let turn = (0..n).map(|i| &self.writers[(home + i) % n]);
+        for slot in turn.clone() {
+            if let Some(guard) = primitives::try_lock(slot).filter(|g| g.is_some()) {
+                return Ok(guard);
+            }
+        }
         for slot in turn.clone() {
             if let Some(mut guard) = primitives::try_lock(slot) {
                 if made(&mut guard, shared)? {
@@ -77,7 +86,7 @@ impl SharedWriters {
                 }
             }
         }
-        // All busy (or some could not get a lane): wait, home first.
+        // All busy (or no lane left for a new one): wait, home first.
         for slot in turn {
             let mut guard = primitives::lock(slot);
             if made(&mut guard, shared)? {
@@ -115,8 +124,9 @@ impl WriteBehind {
     /// A writer of your own is faster (no mutex, its ring's lines stay in
     /// its core's cache); this is for code that cannot keep one, like
     /// tasks that move between threads. The cache keeps a writer per core
-    /// (up to `writers_max`) for it, each taking a lane on first use, so
-    /// fewer are left for [`writer`](Self::writer).
+    /// for it (at most half of `writers_max`), each taking a lane when
+    /// concurrency first needs it, so fewer are left for
+    /// [`writer`](Self::writer).
     ///
     /// ```
     /// # use writebehind::{Config, MemStore, WriteBehind};

@@ -16,7 +16,9 @@ use crate::shared::{Shared, LANE_FREE};
 /// [`metrics`](https://docs.rs/metrics) facade to the recorder the service
 /// installed before opening the cache (Prometheus, StatsD...). Every
 /// metric carries the label `backend` (the store's, as in
-/// [`Stats::backend`]). Counters and gauges are copied from a snapshot at
+/// [`Stats::backend`]); two caches over the same kind of store in one
+/// process write the same series (read `stats()` of each to tell them
+/// apart). Counters and gauges are copied from a snapshot at
 /// most every 10 ms and when the flusher stops; the two histograms get one
 /// sample per batch made durable:
 ///

@@ -146,7 +146,10 @@ impl Writer {
     /// ```
     ///
     /// # Errors
-    /// As [`put`](Self::put).
+    /// As [`put`](Self::put), but for one difference: with memory all dirty
+    /// and the store failing, `put` waits up to `Config::close_timeout`
+    /// for it to recover and this returns [`Error::MemoryFull`] at once
+    /// (bound any wait with your runtime's timeout).
     pub async fn put_async(&mut self, key: &[u8], value: &[u8]) -> Result<Version, Error> {
         self.update_async(key, Update::Put(value))
             .await

@@ -836,10 +836,14 @@ fn g4_the_batch_that_fills_the_window_asks_for_an_fdatasync() {
 fn g8_a_store_that_never_comes_back_is_given_up_after_retries_max() {
     let plan = FaultPlan::new();
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let config = small_config().retries_max(Some(5)).on_give_up({
-        let seen = Arc::clone(&seen);
-        move |g| seen.lock().unwrap().push(g.clone())
-    });
+    // One batch in flight: the failures come one completion at a time.
+    let config = small_config()
+        .batches_in_flight_max(1)
+        .retries_max(Some(5))
+        .on_give_up({
+            let seen = Arc::clone(&seen);
+            move |g| seen.lock().unwrap().push(g.clone())
+        });
     let wb = WriteBehind::with_store(Faulty::new(MemStore::new(), plan.clone()), config).unwrap();
     plan.fail_next(u64::MAX, StoreErrorKind::Write);
     let mut w = wb.writer().unwrap();

@@ -144,6 +144,65 @@ fn g6_put_async_awaits_a_full_ring_without_holding_the_thread() {
     wb.close().unwrap();
 }
 
+/// The futures can move to another thread (`tokio::spawn` needs it).
+#[test]
+fn g6_the_async_futures_are_send() {
+    fn send<T: Send>(_: &T) {}
+    let wb = WriteBehind::with_store(MemStore::new(), small_config()).unwrap();
+    let mut w = wb.writer().unwrap();
+    send(&w.put_async(b"k", b"v"));
+    send(&w.delete_async(b"k"));
+    send(&w.add_async(b"n", 1));
+    send(&wb.put_async(b"k", b"v"));
+    send(&wb.sync_async());
+    send(&wb.close_async());
+    drop(w);
+    wb.close().unwrap();
+}
+
+/// A `put_async` dropped while it waits for room applies nothing and
+/// leaves the writer usable: the next one waits, and lands.
+#[test]
+fn g6_a_put_async_dropped_while_waiting_changes_nothing() {
+    let plan = FaultPlan::new();
+    let store = MemStore::new();
+    let data = store.data();
+    let wb = WriteBehind::with_store(Faulty::new(store, plan.clone()), tight_config()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    plan.stall_for(Duration::from_millis(300));
+    let mut w = wb.writer().unwrap();
+    rt.block_on(async {
+        let mut gave_up = None;
+        for i in 0..100 {
+            let k = key(i);
+            let put = w.put_async(&k, b"v");
+            if tokio::time::timeout(Duration::from_millis(20), put)
+                .await
+                .is_err()
+            {
+                gave_up = Some(i);
+                break;
+            }
+        }
+        let i = gave_up.expect("a put waited for room while the store stalled");
+        assert!(
+            wb.get_resident(&key(i)).is_none(),
+            "the dropped put applied nothing"
+        );
+        w.put_async(&key(i), b"again").await.unwrap();
+        wb.sync_async().await.unwrap();
+        assert_eq!(
+            store_state(&data)[&key(i)].1.as_deref(),
+            Some(&b"again"[..])
+        );
+    });
+    drop(w);
+    wb.close().unwrap();
+}
+
 #[test]
 fn g6_put_async_under_fail_refuses_at_once() {
     let plan = FaultPlan::new();
@@ -191,7 +250,7 @@ fn g6_many_tasks_write_through_the_shared_entry() {
         wb.sync_async().await.unwrap();
         assert!(
             wb.stats().writers <= 2,
-            "one shared writer per core at most"
+            "the shared writers take at most half of writers_max (and one per core)"
         );
         wb.close_async().await.unwrap();
     });
@@ -254,9 +313,12 @@ fn g7_close_async_from_many_tasks_and_a_thread_returns_one_outcome() {
 
 #[test]
 fn g7_a_close_async_dropped_midway_leaves_the_close_going() {
+    let plan = FaultPlan::new();
     let store = MemStore::new();
     let data = store.data();
-    let wb = WriteBehind::with_store(Throttled::new(store, 100), small_config()).unwrap();
+    let wb = WriteBehind::with_store(Faulty::new(store, plan.clone()), small_config()).unwrap();
+    // Nothing completes for 300 ms: the close cannot finish within 1 ms.
+    plan.stall_for(Duration::from_millis(300));
     for i in 0..1_000 {
         wb.put(&key(i), b"v").unwrap();
     }

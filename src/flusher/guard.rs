@@ -69,5 +69,9 @@ impl Drop for StopGuard {
         if !self.0.flusher_stopped.load(Ordering::Acquire) {
             self.0.announce_died("the flusher thread panicked".into());
         }
+        // The flusher, and the store with it, is dropped by now: joining
+        // the thread no longer waits (`close_async` waits for this).
+        primitives::lock(&self.0.progress).exited = true;
+        self.0.notify_progress();
     }
 }

@@ -138,8 +138,6 @@ pub(crate) struct Flusher<S> {
     counts: Counts,
     /// The same, and batch latencies, for the `metrics` facade.
     exporter: Exporter,
-    /// `Config::retries_max` was passed: failures in a row, the last error.
-    give_up: Option<(u32, crate::error::StoreError)>,
     base: Instant,
 }
 
@@ -180,7 +178,6 @@ impl<S: Store> Flusher<S> {
             close_deadline_ns: 0,
             counts: Counts::default(),
             exporter: Exporter::new(backend),
-            give_up: None,
             base: Instant::now(),
         };
         // `stats()` is whole from the moment the cache opens (segments and
@@ -219,8 +216,8 @@ impl<S: Store> Flusher<S> {
         loop {
             let now = self.now_ns();
             let mut progress = self.collect_completions(Duration::ZERO, now);
-            if let Some((failures, e)) = self.give_up.take() {
-                return Err(self.abandon(failures, e));
+            if let Some(failures) = self.failed_past_limit() {
+                return Err(self.abandon(failures, now));
             }
             progress |= self.drain_rings(now) > 0;
             progress |= self.take_loaded();
@@ -262,9 +259,11 @@ impl<S: Store> Flusher<S> {
         // The watermark moves over the contiguous prefix of durable batches
         // only: never past a batch still in flight or waiting to retry.
         while let Some(f) = self.window.take_durable() {
-            let batch_ns = now.saturating_sub(f.opened_ns);
+            // A clock read of its own: `now` may predate an idle wait.
+            let done = self.now_ns();
+            let batch_ns = done.saturating_sub(f.opened_ns);
             self.exporter
-                .batch_durable(batch_ns, now.saturating_sub(f.oldest_ns));
+                .batch_durable(batch_ns, done.saturating_sub(f.oldest_ns));
             tracing::debug!(
                 seq = f.seq,
                 records = f.entries.len(),
@@ -316,10 +315,6 @@ impl<S: Store> Flusher<S> {
                     error = %e,
                     "store failed a batch; retrying it from memory"
                 );
-                let failures = self.window.failures_in_a_row();
-                if self.shared.config.retries_max.is_some_and(|m| failures > m) {
-                    self.give_up = Some((failures, e.clone()));
-                }
                 *primitives::lock(&self.shared.last_error) = Some(e);
             }
         }

@@ -3,6 +3,8 @@
 //! for when there is nothing to do.
 
 use super::*;
+use crate::error::{StoreError, StoreErrorKind};
+use crate::give_up::GiveUp;
 
 impl<S: Store> Flusher<S> {
     /// Serves `close()`: seals writers out, then finishes once everything
@@ -60,32 +62,51 @@ impl<S: Store> Flusher<S> {
         None
     }
 
+    /// Failed attempts in a row, if they are more than `Config::retries_max`
+    /// allows. Read when a pass begins, so a success collected since the
+    /// last failure (which resets the count) is never given up on.
+    pub(super) fn failed_past_limit(&self) -> Option<u32> {
+        let failures = self.window.failures_in_a_row();
+        let limit = self.shared.config.retries_max?;
+        (failures > limit).then_some(failures)
+    }
+
     /// Gives up on the store after `failures` failed attempts in a row
-    /// (`Config::retries_max`): runs the hook, then refuses everything
-    /// from now on with the error returned (which `close()` returns too).
-    pub(super) fn abandon(&mut self, failures: u32, last_error: crate::error::StoreError) -> Error {
-        let in_window: usize = self.window.entries_len();
-        let give_up = crate::give_up::GiveUp {
+    /// (`Config::retries_max`): refuses updates, runs the hook, then
+    /// releases every waiter with the error returned (which `close()`
+    /// returns too).
+    pub(super) fn abandon(&mut self, failures: u32, now: u64) -> Error {
+        let last_error = primitives::lock(&self.shared.last_error)
+            .clone()
+            .unwrap_or_else(|| StoreError::new(StoreErrorKind::Other, "no error recorded"));
+        let error = Error::StoreGaveUp {
             failures,
             last_error: last_error.clone(),
-            keys_not_durable: (self.dirty.len() + in_window) as u64,
+        };
+        // Updates are refused before the hook hears how many keys are only
+        // in memory, so the count stays true (but for an update already
+        // past its check, which is pushed and taken in below).
+        self.shared.refuse_after_giving_up(error.clone());
+        self.drain_rings(now);
+        let mut keys: std::collections::HashSet<Slot> = self.window.slots().collect();
+        keys.extend(self.dirty.iter().map(|d| d.slot));
+        let give_up = GiveUp {
+            failures,
+            last_error,
+            keys_not_durable: keys.len() as u64,
         };
         tracing::error!(
             failures,
             keys_not_durable = give_up.keys_not_durable,
-            error = %last_error,
+            error = %give_up.last_error,
             "gave up on the store (Config::retries_max)"
         );
         if let Some(hook) = &self.shared.config.on_give_up {
             (hook.0)(&give_up);
         }
-        let error = Error::StoreGaveUp {
-            failures,
-            last_error,
-        };
         self.publish(self.now_ns());
         self.exporter.export(&self.shared, self.now_ns(), true);
-        self.shared.announce_gave_up(error.clone());
+        self.shared.announce_stopped(Err(error.to_string()), None);
         error
     }
 

@@ -196,9 +196,11 @@ impl Window {
         backoff
     }
 
-    /// Keys held by the batches in the window.
-    pub(super) fn entries_len(&self) -> usize {
-        self.batches.iter().map(|f| f.entries.len()).sum()
+    /// The keys held by the batches in the window.
+    pub(super) fn slots(&self) -> impl Iterator<Item = Slot> + '_ {
+        self.batches
+            .iter()
+            .flat_map(|f| f.entries.iter().map(|b| b.slot))
     }
 
     /// Takes the durable batches at the front, moving the watermark over

@@ -26,6 +26,29 @@ fn tight_config() -> Config {
         .batches_in_flight_max(1)
 }
 
+/// A cache over a `MemStore` behind a fault plan, the store's records (to
+/// check), and a current-thread runtime with timers.
+type FaultyCache = (
+    WriteBehind,
+    FaultPlan,
+    Arc<std::sync::Mutex<writebehind::MemStoreData>>,
+    tokio::runtime::Runtime,
+);
+
+/// [`FaultyCache`] for `config`. One runtime thread, so a task that parked
+/// it would stop every other task.
+fn faulty_cache(config: Config) -> FaultyCache {
+    let plan = FaultPlan::new();
+    let store = MemStore::new();
+    let data = store.data();
+    let wb = WriteBehind::with_store(Faulty::new(store, plan.clone()), config).expect("open");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    (wb, plan, data, rt)
+}
+
 #[test]
 fn g4_sync_async_completes_once_the_barrier_is_durable() {
     let store = MemStore::new();
@@ -48,13 +71,7 @@ fn g4_sync_async_completes_once_the_barrier_is_durable() {
 
 #[test]
 fn g4_sync_async_waits_out_a_stalled_store_without_a_thread() {
-    let plan = FaultPlan::new();
-    let wb = WriteBehind::with_store(Faulty::new(MemStore::new(), plan.clone()), small_config())
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let (wb, plan, _, rt) = faulty_cache(small_config());
     wb.put(b"k", b"v").unwrap();
     plan.stall_for(Duration::from_millis(300));
     wb.put(b"k", b"w").unwrap();
@@ -93,14 +110,7 @@ fn g4_sync_async_waits_out_a_stalled_store_without_a_thread() {
 /// ring parked the thread, the ticker task could not run meanwhile.
 #[test]
 fn g6_put_async_awaits_a_full_ring_without_holding_the_thread() {
-    let plan = FaultPlan::new();
-    let store = MemStore::new();
-    let data = store.data();
-    let wb = WriteBehind::with_store(Faulty::new(store, plan.clone()), tight_config()).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let (wb, plan, data, rt) = faulty_cache(tight_config());
     plan.stall_for(Duration::from_millis(400));
     let ticks = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
@@ -164,14 +174,7 @@ fn g6_the_async_futures_are_send() {
 /// leaves the writer usable: the next one waits, and lands.
 #[test]
 fn g6_a_put_async_dropped_while_waiting_changes_nothing() {
-    let plan = FaultPlan::new();
-    let store = MemStore::new();
-    let data = store.data();
-    let wb = WriteBehind::with_store(Faulty::new(store, plan.clone()), tight_config()).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let (wb, plan, data, rt) = faulty_cache(tight_config());
     plan.stall_for(Duration::from_millis(300));
     let mut w = wb.writer().unwrap();
     rt.block_on(async {
@@ -313,19 +316,12 @@ fn g7_close_async_from_many_tasks_and_a_thread_returns_one_outcome() {
 
 #[test]
 fn g7_a_close_async_dropped_midway_leaves_the_close_going() {
-    let plan = FaultPlan::new();
-    let store = MemStore::new();
-    let data = store.data();
-    let wb = WriteBehind::with_store(Faulty::new(store, plan.clone()), small_config()).unwrap();
+    let (wb, plan, data, rt) = faulty_cache(small_config());
     // Nothing completes for 300 ms: the close cannot finish within 1 ms.
     plan.stall_for(Duration::from_millis(300));
     for i in 0..1_000 {
         wb.put(&key(i), b"v").unwrap();
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
     let early = rt
         .block_on(async { tokio::time::timeout(Duration::from_millis(1), wb.close_async()).await });
     assert!(early.is_err(), "the close could not finish in 1 ms");
